@@ -1,0 +1,3 @@
+from nanobuild.cli import main
+
+main()

@@ -1,0 +1,72 @@
+"""Diagnostics: what every check reports, and how it is shown.
+
+A diagnostic reads like a compiler's::
+
+    services/checkout/checkout/handlers.py:12: E104 checkout imports cart.store, which is not cart's kernel
+        hint: import from cart.kernel instead
+
+Paths are relative to the workspace root. Codes are stable: each names one kind of
+problem, and the README lists them all.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import msgspec
+
+
+class Diagnostic(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One problem, at one place."""
+
+    path: str
+    code: str
+    message: str
+    line: int | None = None
+    hint: str | None = None
+
+    def sort_key(self) -> tuple[str, int, str, str]:
+        return (self.path, self.line or 0, self.code, self.message)
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
+    """A hint naming the candidate closest to ``name``, if one is close."""
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f"did you mean `{close[0]}`?" if close else None
+
+
+def sorted_diagnostics(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
+    """Diagnostics in a stable order: by file, line, then code; duplicates dropped."""
+    return sorted(set(diagnostics), key=Diagnostic.sort_key)
+
+
+def render_text(diagnostics: Sequence[Diagnostic], root: Path | None = None) -> str:
+    """Compiler-style text, one problem a line (plus an indented hint line)."""
+    prefix = _display_prefix(root)
+    lines: list[str] = []
+    for d in diagnostics:
+        where = prefix + d.path + (f":{d.line}" if d.line else "")
+        lines.append(f"{where}: {d.code} {d.message}")
+        if d.hint:
+            lines.append(f"    hint: {d.hint}")
+    return "\n".join(lines)
+
+
+def render_json(diagnostics: Sequence[Diagnostic]) -> str:
+    """A JSON document for CI: ``{"ok": bool, "diagnostics": [...]}``."""
+    doc = {"ok": not diagnostics, "diagnostics": list(diagnostics)}
+    return msgspec.json.format(msgspec.json.encode(doc)).decode()
+
+
+def _display_prefix(root: Path | None) -> str:
+    """How to reach the workspace root from the current folder, for clickable paths."""
+    if root is None:
+        return ""
+    try:
+        rel = os.path.relpath(root, Path.cwd())
+    except ValueError:  # another drive, on Windows
+        return f"{root}{os.sep}"
+    return "" if rel == "." else rel + os.sep

@@ -1,0 +1,418 @@
+"""``nano.toml`` -> ``Workspace``: the typed model every other part of the build reads.
+
+Loading reports every problem in the file at once, each naming the file, the line
+and the exact key (``services.checkout.depend``), with a did-you-mean where a known
+key is close. A file with any problem raises ``WorkspaceError``: nothing past this
+point has to cope with a half-valid workspace.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+from packaging.requirements import InvalidRequirement, Requirement
+
+from nanobuild.diagnostics import Diagnostic, did_you_mean
+from nanobuild.errors import WorkspaceError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+FILENAME = "nano.toml"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+# -- the file's schema: one Struct per table, field defaults are the documented defaults
+
+
+class WorkspaceTable(msgspec.Struct, frozen=True):
+    name: str
+
+
+class IngressTable(msgspec.Struct, frozen=True):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    static: str | None = None
+
+
+class ServiceTable(msgspec.Struct, frozen=True):
+    path: str
+    package: str | None = None
+    requires: list[str] = []
+    depends: list[str] = []
+    libraries: list[str] = []
+    public: list[str] = []
+
+
+class LibraryTable(msgspec.Struct, frozen=True):
+    path: str
+    package: str | None = None
+    requires: list[str] = []
+
+
+# -- the model the rest of the build uses
+
+
+class Library(msgspec.Struct, frozen=True):
+    """Plain shared code: one package, no contracts, no handlers."""
+
+    name: str
+    root: Path  # the project folder, absolute
+    package: str  # the importable package inside ``root``
+    requires: tuple[str, ...] = ()
+
+    @property
+    def package_dir(self) -> Path:
+        return self.root / self.package
+
+
+class Service(msgspec.Struct, frozen=True):
+    """One service: a project folder holding one package, whose kernel is its public face."""
+
+    name: str
+    root: Path
+    package: str
+    requires: tuple[str, ...] = ()
+    depends: tuple[str, ...] = ()
+    libraries: tuple[str, ...] = ()
+    public: tuple[str, ...] = ()
+
+    @property
+    def package_dir(self) -> Path:
+        return self.root / self.package
+
+    @property
+    def kernel_module(self) -> str:
+        return f"{self.package}.kernel"
+
+    @property
+    def kernel_file(self) -> Path:
+        return self.package_dir / "kernel.py"
+
+
+class Ingress(msgspec.Struct, frozen=True):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    static: Path | None = None  # absolute
+
+
+class Workspace(msgspec.Struct, frozen=True):
+    """A loaded, valid ``nano.toml`` and the folder it lives in."""
+
+    root: Path
+    name: str
+    ingress: Ingress
+    services: dict[str, Service]
+    libraries: dict[str, Library]
+
+    @property
+    def file(self) -> Path:
+        return self.root / FILENAME
+
+    def rel(self, path: Path) -> str:
+        """``path`` relative to the workspace root, with forward slashes."""
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return path.as_posix()
+
+    def import_paths(self) -> list[Path]:
+        """The folders to put on ``sys.path`` so every package imports by its name."""
+        roots = [s.root for s in self.services.values()]
+        roots += [lib.root for lib in self.libraries.values()]
+        return list(dict.fromkeys(roots))
+
+
+# -- finding and loading
+
+
+def find(start: Path) -> Path:
+    """The workspace root: ``start`` or the nearest parent holding ``nano.toml``."""
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        if (folder / FILENAME).is_file():
+            return folder
+    raise WorkspaceError(
+        [
+            Diagnostic(
+                path=str(start),
+                code="E000",
+                message=f"no {FILENAME} here or in any parent folder",
+                hint="run from inside a workspace, or pass --workspace PATH",
+            )
+        ]
+    )
+
+
+def load(location: Path) -> Workspace:
+    """Read and validate the workspace at ``location`` (a folder or a ``nano.toml``)."""
+    file = location / FILENAME if location.is_dir() else location
+    root = file.parent.resolve()
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise WorkspaceError(
+            [Diagnostic(path=FILENAME, code="E001", message=f"cannot read {file}: {exc}")]
+        ) from exc
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise WorkspaceError([_syntax_error(exc)]) from exc
+    reader = _Reader(root, text)
+    workspace = reader.workspace(raw)
+    if reader.problems or workspace is None:
+        raise WorkspaceError(reader.problems)
+    return workspace
+
+
+def _syntax_error(exc: tomllib.TOMLDecodeError) -> Diagnostic:
+    message = str(exc)
+    match = re.search(r"\(at line (\d+), column \d+\)", message)
+    line = int(match.group(1)) if match else None
+    message = re.sub(r"\s*\(at line \d+, column \d+\)", "", message)
+    return Diagnostic(
+        path=FILENAME, line=line, code="E001", message=f"TOML syntax error: {message}"
+    )
+
+
+T = TypeVar("T", bound=msgspec.Struct)
+
+
+class _Reader:
+    """Turns the parsed TOML into a ``Workspace``, collecting every problem on the way."""
+
+    def __init__(self, root: Path, text: str) -> None:
+        self.root = root
+        self.lines = _key_lines(text)
+        self.problems: list[Diagnostic] = []
+
+    def problem(self, key: str, code: str, message: str, hint: str | None = None) -> None:
+        line = self._line(key)
+        self.problems.append(
+            Diagnostic(path=FILENAME, line=line, code=code, message=message, hint=hint)
+        )
+
+    def _line(self, key: str) -> int | None:
+        parts = tuple(key.split("."))
+        while parts:
+            if parts in self.lines:
+                return self.lines[parts]
+            parts = parts[:-1]
+        return None
+
+    # -- tables
+
+    def workspace(self, raw: dict[str, Any]) -> Workspace | None:
+        top = self.table(raw, "", _TopLevel)
+        head = None
+        if "workspace" in raw:
+            head = self.table(raw["workspace"], "workspace", WorkspaceTable)
+        else:
+            self.problem("workspace", "E003", "missing table [workspace] (it names the binary)")
+        ingress_table = self.table(raw.get("ingress", {}), "ingress", IngressTable)
+        services = {
+            name: svc
+            for name, table in self.named_tables(raw, "services")
+            if (svc := self.service(name, table)) is not None
+        }
+        libraries = {
+            name: lib
+            for name, table in self.named_tables(raw, "libraries")
+            if (lib := self.library(name, table)) is not None
+        }
+        if head is not None and not _NAME.match(head.name):
+            self.problem(
+                "workspace.name",
+                "E006",
+                f"workspace.name {head.name!r} cannot name a file",
+                "use letters, digits, '.', '_' and '-'",
+            )
+        ingress = self.ingress(ingress_table)
+        if top is None or head is None or ingress is None:
+            return None
+        return Workspace(
+            root=self.root,
+            name=head.name,
+            ingress=ingress,
+            services=services,
+            libraries=libraries,
+        )
+
+    def named_tables(self, raw: dict[str, Any], section: str) -> Iterator[tuple[str, Any]]:
+        tables = raw.get(section, {})
+        if not isinstance(tables, dict):  # already reported by the top-level table
+            return
+        for name, table in tables.items():
+            key = f"{section}.{name}"
+            if not name.isidentifier():
+                self.problem(
+                    key,
+                    "E006",
+                    f"{section[:-1] if section == 'services' else 'library'} name {name!r} "
+                    "is not a Python identifier",
+                    "use letters, digits and '_', not starting with a digit",
+                )
+                continue
+            if not isinstance(table, dict):
+                self.problem(key, "E003", f"`{key}` must be a table")
+                continue
+            yield name, table
+
+    def ingress(self, table: IngressTable | None) -> Ingress | None:
+        if table is None:
+            return None
+        static = None
+        if table.static is not None:
+            static = self.folder("ingress.static", table.static)
+        if not 0 <= table.port <= 65535:
+            self.problem("ingress.port", "E003", f"ingress.port {table.port} is not a TCP port")
+        return Ingress(host=table.host, port=table.port, static=static)
+
+    def service(self, name: str, raw: dict[str, Any]) -> Service | None:
+        key = f"services.{name}"
+        table = self.table(raw, key, ServiceTable)
+        if table is None:
+            return None
+        root = self.folder(f"{key}.path", table.path)
+        package = self.package(key, table.package or name)
+        self.requirements(key, table.requires)
+        for field in ("depends", "libraries", "public"):
+            for item in getattr(table, field):
+                if not item.isidentifier():
+                    self.problem(
+                        f"{key}.{field}", "E006", f"{key}.{field}: {item!r} is not an identifier"
+                    )
+        if root is None or package is None:
+            return None
+        return Service(
+            name=name,
+            root=root,
+            package=package,
+            requires=tuple(table.requires),
+            depends=tuple(table.depends),
+            libraries=tuple(table.libraries),
+            public=tuple(table.public),
+        )
+
+    def library(self, name: str, raw: dict[str, Any]) -> Library | None:
+        key = f"libraries.{name}"
+        table = self.table(raw, key, LibraryTable)
+        if table is None:
+            return None
+        root = self.folder(f"{key}.path", table.path)
+        package = self.package(key, table.package or name)
+        self.requirements(key, table.requires)
+        if root is None or package is None:
+            return None
+        return Library(name=name, root=root, package=package, requires=tuple(table.requires))
+
+    # -- values
+
+    def table(self, raw: Any, key: str, schema: type[T]) -> T | None:
+        """Decode one TOML table into ``schema``, naming each unknown key and bad value."""
+        if not isinstance(raw, dict):
+            self.problem(key, "E003", f"`{key}` must be a table")
+            return None
+        fields = {f.encode_name: f for f in msgspec.structs.fields(schema)}
+        ok = True
+        for name in raw:
+            if name not in fields:
+                where = f"{key}.{name}" if key else name
+                self.problem(
+                    where, "E002", f"unknown key `{where}`", did_you_mean(name, fields)
+                )
+                ok = False
+        values: dict[str, Any] = {}
+        for name, field in fields.items():
+            where = f"{key}.{name}" if key else name
+            if name not in raw:
+                if field.required:
+                    self.problem(where, "E003", f"missing key `{where}`")
+                    ok = False
+                continue
+            try:
+                values[name] = msgspec.convert(raw[name], field.type)
+            except msgspec.ValidationError as exc:
+                self.problem(where, "E003", f"`{where}`: {_type_message(exc)}")
+                ok = False
+        return schema(**values) if ok else None
+
+    def folder(self, key: str, value: str) -> Path | None:
+        """A folder inside the workspace, or a problem naming ``key``."""
+        given = Path(value)
+        if given.is_absolute():
+            self.problem(key, "E005", f"`{key}` = {value!r} is absolute", _RELATIVE_HINT)
+            return None
+        path = (self.root / given).resolve()
+        if not path.is_relative_to(self.root):
+            self.problem(key, "E005", f"`{key}` = {value!r} leaves the workspace", _RELATIVE_HINT)
+            return None
+        if not path.is_dir():
+            self.problem(key, "E004", f"`{key}` = {value!r}: no such folder")
+            return None
+        return path
+
+    def package(self, key: str, package: str) -> str | None:
+        if not package.isidentifier():
+            self.problem(
+                f"{key}.package", "E006", f"package name {package!r} is not a Python identifier"
+            )
+            return None
+        return package
+
+    def requirements(self, key: str, requires: list[str]) -> None:
+        for text in requires:
+            try:
+                Requirement(text)
+            except InvalidRequirement as exc:
+                self.problem(
+                    f"{key}.requires",
+                    "E007",
+                    f"`{key}.requires`: {text!r} is not a PEP 508 requirement",
+                    str(exc).splitlines()[0],
+                )
+
+
+class _TopLevel(msgspec.Struct, frozen=True):
+    workspace: dict[str, Any] = {}
+    ingress: dict[str, Any] = {}
+    services: dict[str, Any] = {}
+    libraries: dict[str, Any] = {}
+
+
+_RELATIVE_HINT = "paths are relative to the folder of nano.toml and stay inside it"
+
+
+def _type_message(exc: msgspec.ValidationError) -> str:
+    """msgspec's message without its ``- at `$...` `` suffix, which the key already says."""
+    message = str(exc)
+    message = re.sub(r"\s*- at `\$[^`]*`$", "", message)
+    return message[0].lower() + message[1:] if message else message
+
+
+def _key_lines(text: str) -> dict[tuple[str, ...], int]:
+    """Where each table and key of the TOML text starts, for line numbers in messages."""
+    lines: dict[tuple[str, ...], int] = {}
+    table: tuple[str, ...] = ()
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        header = re.match(r"^\[\s*([^\[\]]+?)\s*\]", stripped)
+        if header:
+            table = _dotted(header.group(1))
+            lines.setdefault(table, number)
+            continue
+        assignment = re.match(r"^([A-Za-z0-9_\-.\"' ]+?)\s*=", stripped)
+        if assignment:
+            lines.setdefault(table + _dotted(assignment.group(1)), number)
+    return lines
+
+
+def _dotted(key: str) -> tuple[str, ...]:
+    return tuple(part.strip().strip("\"'") for part in key.split("."))
