@@ -111,10 +111,15 @@ class Workspace(msgspec.Struct, frozen=True):
     ingress: Ingress
     services: dict[str, Service]
     libraries: dict[str, Library]
+    lines: dict[str, int] = {}  # dotted key -> the line of nano.toml it was written on
 
     @property
     def file(self) -> Path:
         return self.root / FILENAME
+
+    def at(self, key: str, code: str, message: str, hint: str | None = None) -> Diagnostic:
+        """A diagnostic pointing at ``key`` in nano.toml."""
+        return _at(self.lines, key, code, message, hint)
 
     def rel(self, path: Path) -> str:
         """``path`` relative to the workspace root, with forward slashes."""
@@ -172,6 +177,16 @@ def load(location: Path) -> Workspace:
     return workspace
 
 
+def _at(
+    lines: dict[str, int], key: str, code: str, message: str, hint: str | None
+) -> Diagnostic:
+    """A diagnostic at the line of ``key`` (or, failing that, of its table) in nano.toml."""
+    where = key
+    while where and where not in lines:
+        where = where.rpartition(".")[0]
+    return Diagnostic(FILENAME, code, message, line=lines.get(where), hint=hint)
+
+
 def _syntax_error(exc: tomllib.TOMLDecodeError) -> Diagnostic:
     message = str(exc)
     match = re.search(r"\(at line (\d+), column \d+\)", message)
@@ -194,18 +209,7 @@ class _Reader:
         self.problems: list[Diagnostic] = []
 
     def problem(self, key: str, code: str, message: str, hint: str | None = None) -> None:
-        line = self._line(key)
-        self.problems.append(
-            Diagnostic(path=FILENAME, line=line, code=code, message=message, hint=hint)
-        )
-
-    def _line(self, key: str) -> int | None:
-        parts = tuple(key.split("."))
-        while parts:
-            if parts in self.lines:
-                return self.lines[parts]
-            parts = parts[:-1]
-        return None
+        self.problems.append(_at(self.lines, key, code, message, hint))
 
     # -- tables
 
@@ -243,6 +247,7 @@ class _Reader:
             ingress=ingress,
             services=services,
             libraries=libraries,
+            lines=self.lines,
         )
 
     def named_tables(self, raw: dict[str, Any], section: str) -> Iterator[tuple[str, Any]]:
@@ -316,7 +321,11 @@ class _Reader:
     # -- values
 
     def table(self, raw: Any, key: str, schema: type[T]) -> T | None:
-        """Decode one TOML table into ``schema``, naming each unknown key and bad value."""
+        """Decode one TOML table into ``schema``, naming each unknown key and bad value.
+
+        Unknown keys are reported but do not stop the decoding, so the rest of the
+        table is still checked; ``load`` refuses the workspace either way.
+        """
         if not isinstance(raw, dict):
             self.problem(key, "E003", f"`{key}` must be a table")
             return None
@@ -328,7 +337,6 @@ class _Reader:
                 self.problem(
                     where, "E002", f"unknown key `{where}`", did_you_mean(name, fields)
                 )
-                ok = False
         values: dict[str, Any] = {}
         for name, field in fields.items():
             where = f"{key}.{name}" if key else name
@@ -397,20 +405,20 @@ def _type_message(exc: msgspec.ValidationError) -> str:
     return message[0].lower() + message[1:] if message else message
 
 
-def _key_lines(text: str) -> dict[tuple[str, ...], int]:
+def _key_lines(text: str) -> dict[str, int]:
     """Where each table and key of the TOML text starts, for line numbers in messages."""
-    lines: dict[tuple[str, ...], int] = {}
+    lines: dict[str, int] = {}
     table: tuple[str, ...] = ()
     for number, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
         header = re.match(r"^\[\s*([^\[\]]+?)\s*\]", stripped)
         if header:
             table = _dotted(header.group(1))
-            lines.setdefault(table, number)
+            lines.setdefault(".".join(table), number)
             continue
         assignment = re.match(r"^([A-Za-z0-9_\-.\"' ]+?)\s*=", stripped)
         if assignment:
-            lines.setdefault(table + _dotted(assignment.group(1)), number)
+            lines.setdefault(".".join(table + _dotted(assignment.group(1))), number)
     return lines
 
 

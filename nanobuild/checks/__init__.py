@@ -1,0 +1,30 @@
+"""Everything ``nanobuild check`` proves (DESIGN §6), one module per family of checks.
+
+``run`` reads the workspace's code once (``Context``) and hands it to each family in
+turn; each family yields ``Diagnostic``s and never stops at the first problem.
+
+    E1xx  structure.py  dependencies.py  imports.py   packages, the graph, who imports whom
+    E2xx  kernels.py    handlers.py                    contracts, kernels and handlers
+    E3xx  fusion.py                                    can the services share one process
+"""
+
+from __future__ import annotations
+
+from nanobuild.checks import dependencies, fusion, handlers, imports, kernels, structure
+from nanobuild.checks.context import Context
+from nanobuild.diagnostics import Diagnostic, sorted_diagnostics
+from nanobuild.workspace import Workspace
+
+FAMILIES = (structure, dependencies, imports, kernels, handlers, fusion)
+
+
+def run(workspace: Workspace) -> list[Diagnostic]:
+    """Every problem found in ``workspace``, sorted by place."""
+    context = Context.read(workspace)
+    found: list[Diagnostic] = []
+    for family in FAMILIES:
+        found += family.check(context)
+    return sorted_diagnostics(found)
+
+
+__all__ = ["Context", "run"]

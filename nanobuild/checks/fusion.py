@@ -1,0 +1,73 @@
+"""E301, E302, E304: the services can share one process.
+
+No two packages claim one top-level module name, no package shadows the standard
+library or the runtime, and every fused party's requirements can be met together.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from nanobuild.checks.context import Context
+from nanobuild.diagnostics import Diagnostic
+from nanobuild.requirements import RUNTIME, RUNTIME_REQUIRES, clashes
+from nanobuild.workspace import Library, Service
+
+RESERVED = {"nanobuild": "nanobuild itself"} | {
+    str(canonicalize_name(Requirement(r).name)).replace("-", "_"): "the nanobuild runtime"
+    for r in RUNTIME_REQUIRES
+}
+
+
+def check(ctx: Context) -> Iterator[Diagnostic]:
+    ws = ctx.workspace
+    owners: list[Service | Library] = [*ws.services.values(), *ws.libraries.values()]
+    claimed: dict[str, Service | Library] = {}
+    for owner in owners:
+        key = _key(owner)
+        if owner.package in claimed:
+            first = claimed[owner.package]
+            yield ws.at(
+                key,
+                "E301",
+                f"{_who(owner)} and {_who(first)} both claim the module name {owner.package}",
+                f"set `{key}.package` to a name of its own",
+            )
+            continue
+        claimed[owner.package] = owner
+        shadowed = (
+            "the standard library" if owner.package in sys.stdlib_module_names else
+            RESERVED.get(owner.package)
+        )
+        if shadowed:
+            yield ws.at(
+                key,
+                "E304",
+                f"{_who(owner)}'s package {owner.package} would shadow {shadowed}'s "
+                f"module {owner.package}",
+                f'set `{key}.package` to another name, e.g. "{owner.package}_service"',
+            )
+    parties = [(RUNTIME, RUNTIME_REQUIRES)]
+    parties += [(_who(owner), owner.requires) for owner in owners]
+    for clash in clashes(parties):
+        last = clash.needs[-1]
+        owner = next((o for o in owners if _who(o) == last.who), None)
+        yield ws.at(
+            f"{_key(owner)}.requires" if owner else "services",
+            "E302",
+            f"no version of {clash.distribution} satisfies "
+            + " and ".join(f"{n.who} ({n.text})" for n in clash.needs),
+            "fused services share one copy of each package: agree on a version range",
+        )
+
+
+def _who(owner: Service | Library) -> str:
+    return f"service {owner.name}" if isinstance(owner, Service) else f"library {owner.name}"
+
+
+def _key(owner: Service | Library) -> str:
+    return f"services.{owner.name}" if isinstance(owner, Service) else f"libraries.{owner.name}"

@@ -1,0 +1,117 @@
+"""E202-E205, E209: every contract has exactly one handler, and the handler's
+annotations say what the contract says."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+
+from nanobuild.checks.context import Context
+from nanobuild.checks.probe import KernelInfo
+from nanobuild.diagnostics import Diagnostic, did_you_mean
+from nanobuild.source import Function, Module
+from nanobuild.workspace import Service
+
+
+def check(ctx: Context) -> Iterator[Diagnostic]:
+    for name, info in ctx.kernels.items():
+        if info.error is None:
+            yield from _service(ctx, ctx.workspace.services[name], info)
+
+
+def _service(ctx: Context, svc: Service, info: KernelInfo) -> Iterator[Diagnostic]:
+    by_contract: dict[str, list[tuple[Module, Function]]] = defaultdict(list)
+    for module in ctx.modules[svc.name]:
+        for fn in module.functions:
+            if fn.mark != "handler":
+                continue
+            here = ctx.rel(module.path)
+            contract, problem = _contract_of(ctx, svc, info, fn, here)
+            if problem is not None:
+                yield problem
+                continue
+            assert contract is not None
+            by_contract[contract].append((module, fn))
+            expected = info.contracts[contract].response
+            if expected is None:
+                continue  # E210 already says the contract lacks a response type
+            if fn.response is None:
+                yield Diagnostic(
+                    here,
+                    "E204",
+                    f"handler {fn.name} does not annotate its return type",
+                    line=fn.line,
+                    hint=f"{contract} answers {expected}: write `-> {expected}`",
+                )
+            elif fn.response != expected:
+                yield Diagnostic(
+                    here,
+                    "E204",
+                    f"handler {fn.name} returns {fn.response}, but {contract} answers {expected}",
+                    line=fn.line,
+                    hint=f"change the return annotation to `-> {expected}`",
+                )
+    kernel = ctx.kernel(svc)
+    assert kernel is not None
+    for contract in info.contracts:
+        handlers = by_contract.get(contract, [])
+        if not handlers:
+            yield Diagnostic(
+                ctx.rel(kernel.path),
+                "E202",
+                f"contract {contract} of {svc.name} has no handler",
+                line=kernel.classes.get(contract),
+                hint=f"add `@handler def ...(req: {contract}) -> ...` to {svc.package}/handlers.py",
+            )
+        for module, fn in handlers[1:]:
+            first_module, first = handlers[0]
+            yield Diagnostic(
+                ctx.rel(module.path),
+                "E203",
+                f"contract {contract} has a second handler {fn.name}; the first is "
+                f"{first.name} at {ctx.rel(first_module.path)}:{first.line}",
+                line=fn.line,
+                hint="a contract has exactly one handler: remove or rename one",
+            )
+    for public in svc.public:
+        if public not in info.contracts:
+            yield ctx.workspace.at(
+                f"services.{svc.name}.public",
+                "E205",
+                f"services.{svc.name}.public names {public}, which is not a contract of {svc.name}",
+                did_you_mean(public, info.contracts),
+            )
+
+
+def _contract_of(
+    ctx: Context, svc: Service, info: KernelInfo, fn: Function, here: str
+) -> tuple[str | None, Diagnostic | None]:
+    """The own-kernel contract ``fn`` answers, or the problem that keeps us from knowing."""
+    if fn.request is None:
+        return None, Diagnostic(
+            here,
+            "E204",
+            f"handler {fn.name} does not annotate its request parameter",
+            line=fn.line,
+            hint="annotate the first parameter with the contract it answers",
+        )
+    prefix, _, leaf = fn.request.rpartition(".")
+    owner = ctx.package_owner.get(prefix.partition(".")[0]) if prefix else None
+    if isinstance(owner, Service) and owner is not svc:
+        return None, Diagnostic(
+            here,
+            "E209",
+            f"handler {fn.name} answers {fn.request}, a contract of {owner.name}",
+            line=fn.line,
+            hint=f"a service handles only the contracts of its own kernel ({svc.kernel_module})",
+        )
+    if leaf not in info.contracts:
+        return None, Diagnostic(
+            here,
+            "E209",
+            f"handler {fn.name} takes {leaf}, which is not a contract of {svc.name}'s kernel",
+            line=fn.line,
+            hint=did_you_mean(leaf, info.contracts)
+            or f"define `class {leaf}(Contract[...])` in {svc.kernel_module}",
+        )
+    return leaf, None

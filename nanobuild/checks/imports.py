@@ -1,0 +1,133 @@
+"""E103-E106, E110, E207: who may import whom.
+
+A service imports another service only through that service's kernel, and only if
+it declares the dependency; it imports a workspace library only if it lists it. A
+library never imports a service. A kernel stays light enough for any caller to load:
+the standard library, msgspec, ``nanobuild.runtime``, other kernels, and libraries
+that need no third-party package.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from nanobuild.diagnostics import Diagnostic
+from nanobuild.source import RUNTIME, Import, Module
+from nanobuild.workspace import Library, Service
+
+if TYPE_CHECKING:
+    from nanobuild.checks.context import Context
+
+ALWAYS_AVAILABLE = frozenset({*sys.stdlib_module_names, "msgspec"})
+KERNEL_RULE = (
+    "a kernel imports only the standard library, msgspec, nanobuild.runtime, "
+    "other services' kernels and libraries that need no third-party package"
+)
+
+
+def check(ctx: Context) -> Iterator[Diagnostic]:
+    for svc in ctx.workspace.services.values():
+        for module in ctx.modules[svc.name]:
+            for imp in module.imports:
+                yield from _service_import(ctx, svc, module, imp)
+        yield from ctx.kernel_import_problems[svc.name]
+    for lib in ctx.workspace.libraries.values():
+        for module in ctx.modules[lib.name]:
+            for imp in module.imports:
+                yield from _library_import(ctx, lib, module, imp)
+
+
+def _service_import(ctx: Context, svc: Service, module: Module, imp: Import) -> Iterator[Diagnostic]:
+    here = ctx.rel(module.path)
+    owner = ctx.package_owner.get(imp.top)
+    if imp.top == "nanobuild":
+        yield from _runtime_only(here, svc.name, imp)
+    elif isinstance(owner, Service) and owner is not svc:
+        if owner.name not in svc.depends:
+            yield Diagnostic(
+                here,
+                "E103",
+                f"{svc.name} imports {imp.module}, but {owner.name} is not in "
+                f"services.{svc.name}.depends",
+                line=imp.line,
+                hint=f'add "{owner.name}" to services.{svc.name}.depends in nano.toml',
+            )
+            return
+        for target in imp.targets():
+            if not _within(target, owner.kernel_module):
+                yield Diagnostic(
+                    here,
+                    "E104",
+                    f"{svc.name} imports {target}, which is not the kernel of {owner.name}",
+                    line=imp.line,
+                    hint=f"use only what {owner.kernel_module} offers; ask {owner.name} to "
+                    "add a contract for what you need",
+                )
+    elif isinstance(owner, Library) and owner.name not in svc.libraries:
+        yield Diagnostic(
+            here,
+            "E105",
+            f"{svc.name} imports library {owner.name}, but it is not in "
+            f"services.{svc.name}.libraries",
+            line=imp.line,
+            hint=f'add "{owner.name}" to services.{svc.name}.libraries in nano.toml',
+        )
+
+
+def _library_import(ctx: Context, lib: Library, module: Module, imp: Import) -> Iterator[Diagnostic]:
+    here = ctx.rel(module.path)
+    owner = ctx.package_owner.get(imp.top)
+    if imp.top == "nanobuild":
+        yield from _runtime_only(here, f"library {lib.name}", imp)
+    elif isinstance(owner, Service):
+        yield Diagnostic(
+            here,
+            "E106",
+            f"library {lib.name} imports service {owner.name} ({imp.module})",
+            line=imp.line,
+            hint="a library is plain shared code: it may not depend on any service",
+        )
+
+
+def _runtime_only(here: str, who: str, imp: Import) -> Iterator[Diagnostic]:
+    for target in imp.targets():
+        if not _within(target, RUNTIME):
+            yield Diagnostic(
+                here,
+                "E110",
+                f"{who} imports {target}: service code may use only {RUNTIME}",
+                line=imp.line,
+                hint="the build side of nanobuild does not ship inside the binary",
+            )
+
+
+def kernel_import_problems(ctx: Context, svc: Service) -> list[Diagnostic]:
+    """E207: the imports ``svc``'s kernel may not make."""
+    kernel = ctx.kernel(svc)
+    if kernel is None:
+        return []
+    here = ctx.rel(kernel.path)
+    problems = []
+    for imp in kernel.imports:
+        owner = ctx.package_owner.get(imp.top)
+        if imp.relative or owner is svc:
+            why = f"the kernel of {svc.name} imports {imp.module}, its own service's internals"
+        elif imp.top in ALWAYS_AVAILABLE or imp.top == "nanobuild" or isinstance(owner, Service):
+            continue  # the standard library, msgspec; nanobuild and services: E110, E103/E104
+        elif isinstance(owner, Library):
+            if not owner.requires:
+                continue
+            why = (
+                f"the kernel of {svc.name} imports library {owner.name}, which needs "
+                f"third-party packages ({', '.join(owner.requires)})"
+            )
+        else:
+            why = f"the kernel of {svc.name} imports {imp.module}, which is not in the standard library"
+        problems.append(Diagnostic(here, "E207", why, line=imp.line, hint=KERNEL_RULE))
+    return problems
+
+
+def _within(name: str, module: str) -> bool:
+    return name == module or name.startswith(module + ".")

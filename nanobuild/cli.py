@@ -1,0 +1,147 @@
+"""The ``nanobuild`` command line: parse, call, and turn domain errors into exit codes.
+
+Exit codes: 0 all good; 1 problems found (the workspace was read); 2 unusable input
+(no workspace, or a nano.toml that cannot be used, or a wrong command line).
+"""
+
+from __future__ import annotations
+
+import enum
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from nanobuild import __version__, checks, graph, workspace
+from nanobuild.diagnostics import Diagnostic, render_json, render_text
+from nanobuild.errors import BuildError
+
+app = typer.Typer(
+    help="Fuse a monorepo of Python services into one self-contained executable.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+WorkspaceOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--workspace",
+        "-w",
+        help="The workspace folder (or its nano.toml). Default: the nearest folder, "
+        "from here up, that holds a nano.toml.",
+        show_default=False,
+    ),
+]
+
+
+class CheckFormat(str, enum.Enum):
+    text = "text"
+    json = "json"
+
+
+class GraphFormat(str, enum.Enum):
+    text = "text"
+    mermaid = "mermaid"
+    dot = "dot"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"nanobuild {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """Fuse a monorepo of Python services into one self-contained executable."""
+
+
+def _load(location: Path | None) -> workspace.Workspace:
+    if location is None:
+        return workspace.load(workspace.find(Path.cwd()))
+    if not location.exists():
+        raise typer.BadParameter(f"{location} does not exist", param_hint="--workspace")
+    return workspace.load(location)
+
+
+@app.command()
+def check(
+    workspace_path: WorkspaceOption = None,
+    format: Annotated[
+        CheckFormat, typer.Option("--format", "-f", help="text for people, json for CI.")
+    ] = CheckFormat.text,
+) -> None:
+    """Prove the workspace sound: dependencies, imports, contracts, handlers, fusion.
+
+    Exit 0 when clean, 1 when problems were found, 2 when nano.toml cannot be used.
+    """
+    root = None
+    try:
+        ws = _load(workspace_path)
+        root = ws.root
+        found = checks.run(ws)
+    except BuildError as exc:
+        _report(exc.diagnostics, root, format, exc.exit_code)
+        return
+    if format is CheckFormat.json:
+        typer.echo(render_json(found))
+    elif found:
+        typer.echo(render_text(found, root))
+    if found:
+        if format is CheckFormat.text:
+            typer.echo(f"\n{ws.name}: {_count(len(found), 'problem')} found", err=True)
+        raise typer.Exit(1)
+    if format is CheckFormat.text:
+        typer.echo(
+            f"{ws.name}: {_count(len(ws.services), 'service')}, "
+            f"{_count(len(ws.libraries), 'library', 'libraries')}: all checks passed"
+        )
+
+
+@app.command("graph")
+def graph_command(
+    workspace_path: WorkspaceOption = None,
+    format: Annotated[
+        GraphFormat, typer.Option("--format", "-f", help="text tree, mermaid or dot.")
+    ] = GraphFormat.text,
+) -> None:
+    """Print the service dependency graph (an edge goes from a service to what it calls)."""
+    try:
+        ws = _load(workspace_path)
+    except BuildError as exc:
+        _report(exc.diagnostics, None, CheckFormat.text, exc.exit_code)
+        return
+    edges = graph.of(ws)
+    if format is GraphFormat.mermaid:
+        typer.echo(graph.render_mermaid(edges))
+    elif format is GraphFormat.dot:
+        typer.echo(graph.render_dot(edges, ws.name))
+    else:
+        typer.echo(graph.render_text(edges, ws.name))
+
+
+def _report(diagnostics: list[Diagnostic], root: Path | None, format: CheckFormat, code: int) -> None:
+    if format is CheckFormat.json:
+        typer.echo(render_json(diagnostics))
+    else:
+        typer.echo(render_text(diagnostics, root), err=True)
+    raise typer.Exit(code)
+
+
+def _count(n: int, word: str, plural: str | None = None) -> str:
+    return f"{n} {word if n == 1 else plural or word + 's'}"
+
+
+def main() -> None:
+    """The console script's entry point."""
+    app(prog_name="nanobuild")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
