@@ -1,0 +1,1 @@
+"""Shopping carts, one per user, kept in memory."""

@@ -1,0 +1,1 @@
+"""The product catalog: lists, finds and searches the products the shop sells."""

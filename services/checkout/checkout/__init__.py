@@ -1,0 +1,1 @@
+"""Checkout: turns a user's cart into a paid, shipped and confirmed order."""

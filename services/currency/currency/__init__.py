@@ -1,0 +1,1 @@
+"""Currency conversion at fixed, EUR-based exchange rates."""

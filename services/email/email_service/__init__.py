@@ -1,0 +1,1 @@
+"""Email: sends order confirmations (here, logs them and keeps the latest in memory)."""

@@ -1,0 +1,1 @@
+"""Payment: validates a credit card and charges it (no real money moves)."""

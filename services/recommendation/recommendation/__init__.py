@@ -1,0 +1,1 @@
+"""Product recommendations: a few other products from the catalog."""

@@ -1,0 +1,1 @@
+"""Shipping: quotes a shipping cost and ships orders."""
