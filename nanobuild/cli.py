@@ -7,7 +7,6 @@ Exit codes: 0 all good; 1 problems found (the workspace was read); 2 unusable in
 from __future__ import annotations
 
 import enum
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -15,7 +14,7 @@ import typer
 
 from nanobuild import __version__, checks, graph, workspace
 from nanobuild.diagnostics import Diagnostic, render_json, render_text
-from nanobuild.errors import BuildError
+from nanobuild.errors import BuildError, WorkspaceError
 
 app = typer.Typer(
     help="Fuse a monorepo of Python services into one self-contained executable.",
@@ -66,7 +65,9 @@ def _load(location: Path | None) -> workspace.Workspace:
     if location is None:
         return workspace.load(workspace.find(Path.cwd()))
     if not location.exists():
-        raise typer.BadParameter(f"{location} does not exist", param_hint="--workspace")
+        raise WorkspaceError(
+            [Diagnostic(str(location), "E000", "no such workspace folder or nano.toml")]
+        )
     return workspace.load(location)
 
 
@@ -126,7 +127,9 @@ def graph_command(
         typer.echo(graph.render_text(edges, ws.name))
 
 
-def _report(diagnostics: list[Diagnostic], root: Path | None, format: CheckFormat, code: int) -> None:
+def _report(
+    diagnostics: list[Diagnostic], root: Path | None, format: CheckFormat, code: int
+) -> None:
     if format is CheckFormat.json:
         typer.echo(render_json(diagnostics))
     else:
@@ -144,4 +147,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -2,8 +2,11 @@
 
 A diagnostic reads like a compiler's::
 
-    services/checkout/checkout/handlers.py:12: E104 checkout imports cart.store, which is not cart's kernel
-        hint: import from cart.kernel instead
+    services/checkout/checkout/handlers.py:3: E104 checkout imports cart.store.CARTS,
+        which is not the kernel of cart
+        hint: use only what cart.kernel offers; ask cart to add a contract for what you need
+
+(one line each in practice; folded here).
 
 Paths are relative to the workspace root. Codes are stable: each names one kind of
 problem, and the README lists them all.

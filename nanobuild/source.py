@@ -158,7 +158,10 @@ class _Reader:
         return None
 
     def references(self, tree: ast.Module) -> Iterator[tuple[str, int]]:
-        """Dotted names reaching into imported modules (``ck.GetProduct`` -> ``catalog.kernel.GetProduct``)."""
+        """Dotted names reaching into imported modules.
+
+        With ``import catalog.kernel as ck``, ``ck.GetProduct`` is ``catalog.kernel.GetProduct``.
+        """
         for node in ast.walk(tree):
             if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
                 target = self.resolve(node)
@@ -192,12 +195,13 @@ class _Reader:
         return {"handler": "handler", "on_startup": "startup", "on_shutdown": "shutdown"}.get(leaf)
 
     def dotted(self, node: ast.expr) -> str:
-        """A class annotation (``GetProduct``, ``kernel.GetProduct``, ``"GetProduct"``) as a dotted name."""
+        """A class annotation (``Get``, ``kernel.Get``, ``"Get"``) as a dotted name."""
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            text: str = node.value
             try:
-                node = ast.parse(node.value, mode="eval").body
+                node = ast.parse(text, mode="eval").body
             except SyntaxError:
-                return node.value
+                return text
         return self.resolve(node) or ast.unparse(node)
 
     def type_text(self, node: ast.expr) -> str:

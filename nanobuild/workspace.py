@@ -177,9 +177,7 @@ def load(location: Path) -> Workspace:
     return workspace
 
 
-def _at(
-    lines: dict[str, int], key: str, code: str, message: str, hint: str | None
-) -> Diagnostic:
+def _at(lines: dict[str, int], key: str, code: str, message: str, hint: str | None) -> Diagnostic:
     """A diagnostic at the line of ``key`` (or, failing that, of its table) in nano.toml."""
     where = key
     while where and where not in lines:
@@ -334,9 +332,7 @@ class _Reader:
         for name in raw:
             if name not in fields:
                 where = f"{key}.{name}" if key else name
-                self.problem(
-                    where, "E002", f"unknown key `{where}`", did_you_mean(name, fields)
-                )
+                self.problem(where, "E002", f"unknown key `{where}`", did_you_mean(name, fields))
         values: dict[str, Any] = {}
         for name, field in fields.items():
             where = f"{key}.{name}" if key else name

@@ -46,7 +46,9 @@ def test_undeclared_cross_service_import(mini: Sample) -> None:
 
 def test_import_of_another_services_internals(mini: Sample) -> None:
     mini.write("services/users/users/store.py", "DB = {}\n")
-    mini.edit(ORDERS_HANDLERS, "from . import kernel", "from . import kernel\nfrom users.store import DB")
+    mini.edit(
+        ORDERS_HANDLERS, "from . import kernel", "from . import kernel\nfrom users.store import DB"
+    )
     d = mini.only("E104")
     assert (d.path, d.line) == (ORDERS_HANDLERS, 5)
     assert "orders imports users.store.DB, which is not the kernel of users" in d.message
@@ -91,7 +93,11 @@ def test_syntax_error_in_service_code(mini: Sample) -> None:
 
 
 def test_service_code_importing_the_build_side(mini: Sample) -> None:
-    mini.edit(USERS_HANDLERS, "from nanobuild.runtime", "import nanobuild.workspace\nfrom nanobuild.runtime")
+    mini.edit(
+        USERS_HANDLERS,
+        "from nanobuild.runtime",
+        "import nanobuild.workspace\nfrom nanobuild.runtime",
+    )
     d = mini.only("E110")
     assert "nanobuild.workspace" in d.message
 
@@ -134,7 +140,11 @@ def test_contract_with_two_handlers(mini: Sample) -> None:
 
 
 def test_handler_with_the_wrong_return_type(mini: Sample) -> None:
-    mini.edit(USERS_HANDLERS, "def list_users(req: ListUsers) -> list[User]", "def list_users(req: ListUsers) -> User")
+    mini.edit(
+        USERS_HANDLERS,
+        "def list_users(req: ListUsers) -> list[User]",
+        "def list_users(req: ListUsers) -> User",
+    )
     d = mini.only("E204")
     assert (d.path, d.line) == (USERS_HANDLERS, 16)
     assert "handler list_users returns User, but ListUsers answers list[User]" in d.message
@@ -202,7 +212,9 @@ def test_kernel_that_fails_to_import_is_shown_not_raised(mini: Sample) -> None:
 
 
 def test_kernel_that_exits_at_import(mini: Sample) -> None:
-    mini.edit(USERS_KERNEL, "import msgspec", "import sys\nimport msgspec\nprint('hi')\nsys.exit(3)")
+    mini.edit(
+        USERS_KERNEL, "import msgspec", "import sys\nimport msgspec\nprint('hi')\nsys.exit(3)"
+    )
     assert "SystemExit" in mini.only("E208").message
 
 
@@ -237,11 +249,16 @@ def test_two_services_with_the_same_package(mini: Sample) -> None:
 
 
 def test_requirements_that_cannot_be_met_together(mini: Sample) -> None:
-    mini.edit("nano.toml", 'public = ["GetUser"]', 'public = ["GetUser"]\nrequires = ["pydantic<2"]')
+    mini.edit(
+        "nano.toml", 'public = ["GetUser"]', 'public = ["GetUser"]\nrequires = ["pydantic<2"]'
+    )
     mini.edit("nano.toml", '"msgspec>=0.18"', '"msgspec>=0.18", "pydantic>=2.5"')
     d = mini.only("E302")
     assert d.line == 14
-    assert "no version of pydantic satisfies service users (pydantic<2) and service orders (pydantic>=2.5)" in d.message
+    assert (
+        "no version of pydantic satisfies service users (pydantic<2) and service orders (pydantic>=2.5)"
+        in d.message
+    )
 
 
 def test_requirement_clashing_with_the_runtime(mini: Sample) -> None:

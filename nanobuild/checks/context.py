@@ -22,7 +22,9 @@ class Context:
         owners: list[Service | Library] = [*workspace.services.values()]
         owners += workspace.libraries.values()
         modules = {
-            owner.name: read_package(owner.package_dir, owner.package) if owner.package_dir.is_dir() else []
+            owner.name: read_package(owner.package_dir, owner.package)
+            if owner.package_dir.is_dir()
+            else []
             for owner in owners
         }
         return cls(workspace, modules)
@@ -50,8 +52,7 @@ class Context:
         from nanobuild.checks.imports import kernel_import_problems
 
         return {
-            name: kernel_import_problems(self, svc)
-            for name, svc in self.workspace.services.items()
+            name: kernel_import_problems(self, svc) for name, svc in self.workspace.services.items()
         }
 
     @cached_property

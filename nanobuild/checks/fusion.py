@@ -40,8 +40,9 @@ def check(ctx: Context) -> Iterator[Diagnostic]:
             continue
         claimed[owner.package] = owner
         shadowed = (
-            "the standard library" if owner.package in sys.stdlib_module_names else
-            RESERVED.get(owner.package)
+            "the standard library"
+            if owner.package in sys.stdlib_module_names
+            else RESERVED.get(owner.package)
         )
         if shadowed:
             yield ws.at(
@@ -51,13 +52,13 @@ def check(ctx: Context) -> Iterator[Diagnostic]:
                 f"module {owner.package}",
                 f'set `{key}.package` to another name, e.g. "{owner.package}_service"',
             )
-    parties = [(RUNTIME, RUNTIME_REQUIRES)]
+    parties: list[tuple[str, tuple[str, ...]]] = [(RUNTIME, RUNTIME_REQUIRES)]
     parties += [(_who(owner), owner.requires) for owner in owners]
     for clash in clashes(parties):
         last = clash.needs[-1]
-        owner = next((o for o in owners if _who(o) == last.who), None)
+        blamed = next((o for o in owners if _who(o) == last.who), None)
         yield ws.at(
-            f"{_key(owner)}.requires" if owner else "services",
+            f"{_key(blamed)}.requires" if blamed else "services",
             "E302",
             f"no version of {clash.distribution} satisfies "
             + " and ".join(f"{n.who} ({n.text})" for n in clash.needs),

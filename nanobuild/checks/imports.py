@@ -39,7 +39,9 @@ def check(ctx: Context) -> Iterator[Diagnostic]:
                 yield from _library_import(ctx, lib, module, imp)
 
 
-def _service_import(ctx: Context, svc: Service, module: Module, imp: Import) -> Iterator[Diagnostic]:
+def _service_import(
+    ctx: Context, svc: Service, module: Module, imp: Import
+) -> Iterator[Diagnostic]:
     here = ctx.rel(module.path)
     owner = ctx.package_owner.get(imp.top)
     if imp.top == "nanobuild":
@@ -76,7 +78,9 @@ def _service_import(ctx: Context, svc: Service, module: Module, imp: Import) -> 
         )
 
 
-def _library_import(ctx: Context, lib: Library, module: Module, imp: Import) -> Iterator[Diagnostic]:
+def _library_import(
+    ctx: Context, lib: Library, module: Module, imp: Import
+) -> Iterator[Diagnostic]:
     here = ctx.rel(module.path)
     owner = ctx.package_owner.get(imp.top)
     if imp.top == "nanobuild":
@@ -124,7 +128,10 @@ def kernel_import_problems(ctx: Context, svc: Service) -> list[Diagnostic]:
                 f"third-party packages ({', '.join(owner.requires)})"
             )
         else:
-            why = f"the kernel of {svc.name} imports {imp.module}, which is not in the standard library"
+            why = (
+                f"the kernel of {svc.name} imports {imp.module}, "
+                "which is not in the standard library"
+            )
         problems.append(Diagnostic(here, "E207", why, line=imp.line, hint=KERNEL_RULE))
     return problems
 

@@ -63,9 +63,13 @@ def probe(paths: list[Path], kernels: Mapping[str, str]) -> dict[str, KernelInfo
         return {}
     request = Request(paths=[str(p) for p in paths], kernels=dict(kernels))
     package_parent = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [package_parent, *filter(None, [os.environ.get("PYTHONPATH")])]
-    ), "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [package_parent, *filter(None, [os.environ.get("PYTHONPATH")])]
+        ),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
     try:
         done = subprocess.run(
             [sys.executable, "-m", "nanobuild.checks.probe"],

@@ -35,7 +35,7 @@ def call(request: Contract[R]) -> Awaitable[R]:
         route = _routes[type(request)]
     except KeyError:
         return _unknown(request)
-    return route(request)  # type: ignore[no-any-return]
+    return route(request)
 
 
 async def _unknown(request: Contract[Any]) -> Any:
