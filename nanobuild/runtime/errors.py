@@ -39,6 +39,12 @@ class NanoError(Exception):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r})"
 
+    def located(self, service: str, contract: str) -> NanoError:
+        """Fill in where the error arose, unless it already says (it may come from deeper)."""
+        if not self.service:
+            self.service, self.contract = service, contract
+        return self
+
     def to_wire(self) -> dict[str, str]:
         """The error body's ``error`` object (DESIGN §7)."""
         return {

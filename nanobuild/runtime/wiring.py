@@ -1,0 +1,202 @@
+"""Wiring: from a plain description of the services (``AppSpec``) to a running route table.
+
+The build side describes the workspace as an ``AppSpec`` — which packages, which
+modules hold handlers, which contracts are public, in which order services start.
+``nanobuild serve`` builds that description at run time; the bundled binary carries
+it as a literal in its generated ingress module. Both then call ``wire``, so there is
+one implementation of wiring, and the ingress stays a readable table.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import msgspec
+
+from nanobuild.runtime import router
+from nanobuild.runtime.contracts import HOOK_MARK, handler_types, is_contract, is_handler
+from nanobuild.runtime.errors import Internal, NanoError
+
+
+class ServiceSpec(msgspec.Struct, frozen=True):
+    """One service as the runtime needs to know it."""
+
+    name: str
+    package: str
+    modules: tuple[str, ...]  # modules holding its handlers and hooks, imported at wiring
+    public: tuple[str, ...] = ()
+    depends: tuple[str, ...] = ()
+
+
+class AppSpec(msgspec.Struct, frozen=True):
+    """The whole workspace: services in start-up order (dependencies first)."""
+
+    name: str
+    services: tuple[ServiceSpec, ...]
+    static: str | None = None  # folder of the static frontend, served at /
+
+
+class WiringError(Exception):
+    """The services cannot be wired: a handler is missing, doubled or mistyped."""
+
+
+class Endpoint:
+    """One contract of one service, and everything needed to serve it."""
+
+    __slots__ = ("contract", "handler", "name", "public", "request", "response", "route", "service")
+
+    def __init__(
+        self, service: str, request: type, response: Any, handler: Callable[..., Any], public: bool
+    ) -> None:
+        self.service = service
+        self.name = request.__name__
+        self.contract = f"{service}.{self.name}"
+        self.request = request
+        self.response = response
+        self.handler = handler
+        self.public = public
+        self.route: router.Route = local_route(self, strict=strict_mode())
+
+
+class Hook(msgspec.Struct, frozen=True):
+    service: str
+    kind: str  # "startup" or "shutdown"
+    fn: Callable[[], Any]
+
+
+class Node:
+    """The services wired into this process: endpoints, hooks and the installed routes."""
+
+    def __init__(self, spec: AppSpec, endpoints: list[Endpoint], hooks: list[Hook]) -> None:
+        self.spec = spec
+        self.endpoints = {(e.service, e.name): e for e in endpoints}
+        self.hooks = hooks
+        self.started: list[str] = []
+
+    def install(self) -> None:
+        """Route every ``call`` in this process through this node."""
+        router.install({e.request: e.route for e in self.endpoints.values()})
+
+    async def startup(self) -> None:
+        """Run the services' start-up hooks, dependencies first."""
+        for service in self.spec.services:
+            for hook in self._hooks(service.name, "startup"):
+                try:
+                    await _run(hook.fn)
+                except Exception as exc:
+                    raise StartupFailed(service.name, exc) from exc
+            self.started.append(service.name)
+
+    async def shutdown(self) -> None:
+        """Run the shutdown hooks of the started services, in reverse order."""
+        while self.started:
+            service = self.started.pop()
+            for hook in self._hooks(service, "shutdown"):
+                await _run(hook.fn)
+
+    def _hooks(self, service: str, kind: str) -> Iterator[Hook]:
+        return (h for h in self.hooks if h.service == service and h.kind == kind)
+
+
+class StartupFailed(Exception):
+    """A service's start-up hook raised; the process must not serve."""
+
+    def __init__(self, service: str, cause: BaseException) -> None:
+        super().__init__(f"service {service} failed to start: {type(cause).__name__}: {cause}")
+        self.service = service
+
+
+def wire(spec: AppSpec) -> Node:
+    """Import every service's handler modules and build the node that serves them."""
+    endpoints: list[Endpoint] = []
+    hooks: list[Hook] = []
+    for service in spec.services:
+        found: dict[type, Callable[..., Any]] = {}
+        for module_name in service.modules:
+            module = importlib.import_module(module_name)
+            for fn in vars(module).values():
+                if getattr(fn, "__module__", None) != module_name:
+                    continue
+                if is_handler(fn):
+                    request, response = handler_types(fn)
+                    if not is_contract(request):
+                        raise WiringError(f"{fn.__qualname__} takes {request!r}, not a contract")
+                    if request in found:
+                        raise WiringError(f"{request.__name__} has two handlers in {service.name}")
+                    found[request] = fn
+                    endpoints.append(
+                        Endpoint(
+                            service.name, request, response, fn, request.__name__ in service.public
+                        )
+                    )
+                elif (kind := getattr(fn, HOOK_MARK, None)) is not None:
+                    hooks.append(Hook(service.name, kind, fn))
+    node = Node(spec, endpoints, hooks)
+    node.install()
+    return node
+
+
+def strict_mode() -> bool:
+    """``NANO_STRICT=1``: every in-memory call crosses the wire encoding, as if split."""
+    return os.environ.get("NANO_STRICT", "") not in ("", "0", "false", "no")
+
+
+def local_route(endpoint: Endpoint, *, strict: bool) -> router.Route:
+    """The callable ``call`` uses to run ``endpoint`` in this process."""
+    fn = endpoint.handler
+    if strict:
+        return _strict_route(endpoint)
+    if inspect.iscoroutinefunction(fn):
+        return fn  # ``call`` returns the handler's own coroutine: nothing in between
+
+    async def run_sync(request: Any) -> Any:
+        # sync handlers run inline on the loop: they cost a call, and must not block
+        return fn(request)
+
+    return run_sync
+
+
+def _strict_route(endpoint: Endpoint) -> router.Route:
+    """Round-trip request, response and error through MessagePack, as a remote call would."""
+    fn = endpoint.handler
+    is_async = inspect.iscoroutinefunction(fn)
+    request_decoder = msgspec.msgpack.Decoder(endpoint.request)
+    response_decoder = msgspec.msgpack.Decoder(endpoint.response)
+    encode = msgspec.msgpack.encode
+
+    async def strict(request: Any) -> Any:
+        request = request_decoder.decode(encode(request))
+        try:
+            result = await fn(request) if is_async else fn(request)
+        except NanoError as exc:
+            exc.located(endpoint.service, endpoint.name)
+            raise NanoError.from_wire(exc.to_wire()) from exc
+        except Exception as exc:
+            raise Internal(
+                f"{type(exc).__name__}: {exc}", service=endpoint.service, contract=endpoint.name
+            ) from exc
+        try:
+            return response_decoder.decode(encode(result))
+        except (msgspec.ValidationError, TypeError) as exc:
+            raise Internal(
+                f"handler {fn.__qualname__} returned a value that is not a "
+                f"{_type_name(endpoint.response)}: {exc}",
+                service=endpoint.service,
+                contract=endpoint.name,
+            ) from exc
+
+    return strict
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or repr(tp)
+
+
+async def _run(fn: Callable[[], Any]) -> None:
+    result = fn()
+    if isinstance(result, Awaitable):
+        await result
