@@ -164,8 +164,8 @@ def _strict_route(endpoint: Endpoint) -> router.Route:
     """Round-trip request, response and error through MessagePack, as a remote call would."""
     fn = endpoint.handler
     is_async = inspect.iscoroutinefunction(fn)
-    request_decoder = msgspec.msgpack.Decoder(endpoint.request)
-    response_decoder = msgspec.msgpack.Decoder(endpoint.response)
+    request_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(endpoint.request)
+    response_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(endpoint.response)
     encode = msgspec.msgpack.encode
 
     async def strict(request: Any) -> Any:
