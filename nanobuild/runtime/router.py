@@ -25,17 +25,25 @@ def install(routes: Mapping[type, Route]) -> None:
     _routes.update(routes)
 
 
-def call(request: Contract[R]) -> Awaitable[R]:
-    """Run the contract ``request`` wherever its service lives; await the response.
+def _make_call(routes: dict[type, Route]) -> Callable[[Contract[R]], Awaitable[R]]:
+    # The table is a closure cell rather than a global: on this path every
+    # nanosecond is a visible share of an in-memory call.
+    def call(request: Contract[R]) -> Awaitable[R]:
+        """Run the contract ``request`` wherever its service lives; await the response.
 
-    In memory this returns the handler's own awaitable; across the network, the
-    transport's. Either way the caller writes ``await call(Request(...))``.
-    """
-    try:
-        route = _routes[type(request)]
-    except KeyError:
-        return _unknown(request)
-    return route(request)
+        In memory this returns the handler's own awaitable; across the network, the
+        transport's. Either way the caller writes ``await call(Request(...))``.
+        """
+        try:
+            route = routes[request.__class__]
+        except KeyError:
+            return _unknown(request)
+        return route(request)  # type: ignore[no-any-return]
+
+    return call
+
+
+call = _make_call(_routes)
 
 
 async def _unknown(request: Contract[Any]) -> Any:
