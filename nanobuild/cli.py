@@ -105,6 +105,48 @@ def check(
         )
 
 
+@app.command()
+def serve(
+    workspace_path: WorkspaceOption = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on. Default: ingress.host.")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port to listen on. Default: ingress.port.", min=0, max=65535)
+    ] = None,
+    reload: Annotated[
+        bool, typer.Option("--reload", help="Restart when a service's source changes.")
+    ] = False,
+    access_log: Annotated[
+        bool, typer.Option("--access-log", help="Log every request (off by default).")
+    ] = False,
+) -> None:
+    """Run the whole workspace fused in one process, from source (the dev loop).
+
+    Checks the workspace first and refuses to serve one with problems. Stop with Ctrl-C.
+    """
+    from nanobuild import devserver
+
+    try:
+        ws = _load(workspace_path)
+        found = checks.run(ws)
+    except BuildError as exc:
+        _report(exc.diagnostics, None, CheckFormat.text, exc.exit_code)
+        return
+    if found:
+        typer.echo(render_text(found, ws.root), err=True)
+        typer.echo(f"\n{ws.name}: {_count(len(found), 'problem')} found: not serving", err=True)
+        raise typer.Exit(1)
+    code = devserver.run(
+        ws,
+        host=host or ws.ingress.host,
+        port=ws.ingress.port if port is None else port,
+        reload=reload,
+        access_log=access_log,
+    )
+    raise typer.Exit(code)
+
+
 @app.command("graph")
 def graph_command(
     workspace_path: WorkspaceOption = None,

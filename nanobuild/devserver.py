@@ -1,0 +1,55 @@
+"""``nanobuild serve``: the workspace fused from source, for the edit-and-reload loop.
+
+It wires the services exactly as the bundled binary does — ``ingress.spec`` gives the
+same ``AppSpec`` the binary's generated ingress holds — so what works here works there.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from nanobuild import ingress, workspace
+from nanobuild.runtime import server
+from nanobuild.runtime.app import App, build_app
+from nanobuild.runtime.wiring import AppSpec, wire
+
+_WORKSPACE_ENV = "NANO_WORKSPACE"
+
+
+def prepare(ws: workspace.Workspace) -> AppSpec:
+    """Make the workspace's packages importable, and describe what to wire."""
+    for folder in reversed(ws.import_paths()):
+        if str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
+    return ingress.spec(ws)
+
+
+def run(ws: workspace.Workspace, *, host: str, port: int, reload: bool, access_log: bool) -> int:
+    """Serve until stopped; the process's exit code."""
+    spec = prepare(ws)
+    if not reload:
+        return server.run(spec, host=host, port=port, access_log=access_log)
+    import uvicorn  # only the reloading loop needs uvicorn's own runner
+
+    # The reloader re-imports the app in a fresh process on every change, so it
+    # needs an import string; the workspace travels in the environment.
+    os.environ[_WORKSPACE_ENV] = str(ws.root)
+    uvicorn.run(
+        f"{__name__}:reloading_app",
+        factory=True,
+        host=host,
+        port=port,
+        reload=True,
+        reload_dirs=[str(folder) for folder in ws.import_paths()],
+        access_log=access_log,
+        log_config=server.log_config(),
+    )
+    return 0
+
+
+def reloading_app() -> App:
+    """The app factory the reloader imports in each fresh process."""
+    ws = workspace.load(Path(os.environ[_WORKSPACE_ENV]))
+    return build_app(wire(prepare(ws)))

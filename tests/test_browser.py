@@ -1,0 +1,81 @@
+"""The boutique's page in headless Chromium, served by ``nanobuild serve``: add a
+product, place an order, see the confirmation.
+
+Needs Debian's chromium and chromium-driver (``.ci/run`` installs them and sets
+``NANO_REQUIRE_BROWSER=1``, so in CI a missing browser fails instead of skipping).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tests.servers import Server, start_serve
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+    if os.environ.get("NANO_REQUIRE_BROWSER") == "1":
+        raise RuntimeError("NANO_REQUIRE_BROWSER=1 but chromium or chromedriver is missing")
+    pytest.skip("chromium and chromium-driver are not installed", allow_module_level=True)
+
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support import expected_conditions as ready  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    with start_serve(REPO) as running:
+        yield running
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1280,1600",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_add_a_product_and_place_an_order(server: Server, browser: webdriver.Chrome) -> None:
+    wait = WebDriverWait(browser, 20)
+    browser.get(server.url + "/")
+    wait.until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true")
+    assert browser.find_element(By.ID, "error").text == ""
+
+    add = wait.until(ready.element_to_be_clickable((By.CSS_SELECTOR, "button[data-add]")))
+    add.click()
+    wait.until(ready.text_to_be_present_in_element((By.ID, "cart-count"), "1"))
+
+    wait.until(ready.element_to_be_clickable((By.ID, "place-order"))).click()
+    confirmation = wait.until(ready.visibility_of_element_located((By.ID, "confirmation")))
+    order_id = browser.find_element(By.ID, "order-id").text
+    assert order_id, confirmation.text
+    assert browser.find_element(By.ID, "error").text == ""
+    wait.until(ready.text_to_be_present_in_element((By.ID, "cart-count"), "0"))
