@@ -1,0 +1,333 @@
+"""The HTTP face of a node (DESIGN §7), as one ASGI app.
+
+    POST /api/<service>/<Contract>    the fast path, answered here at the ASGI level
+    GET  /healthz, /openapi.json, /   a small Starlette app (openapi.py, static.py)
+    lifespan                          the services' start-up and shutdown hooks
+
+Contract calls skip Starlette on purpose: each endpoint's codecs are built once, the
+endpoint is one dict lookup on the path, and no Request or Response object is made.
+That is most of the difference between a framework route and a raw ASGI callable,
+and contract calls are the traffic that matters.
+"""
+
+from __future__ import annotations
+
+import hmac
+import inspect
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from nanobuild.runtime import openapi
+from nanobuild.runtime.codecs import JSON, MSGPACK, Codec, Format, WrongResponse, format_of
+from nanobuild.runtime.errors import (
+    BadRequest,
+    Internal,
+    NanoError,
+    PayloadTooLarge,
+    UnknownContract,
+    UnsupportedMediaType,
+)
+from nanobuild.runtime.static import Frontend
+from nanobuild.runtime.version import __version__
+from nanobuild.runtime.wiring import Endpoint, Node, StartupFailed, strict_mode
+
+log = logging.getLogger("nanobuild.http")
+
+DEFAULT_MAX_BODY = 1024 * 1024
+
+
+class SettingsError(ValueError):
+    """An environment variable the HTTP face reads has a value it cannot use."""
+
+
+class Settings(msgspec.Struct, frozen=True):
+    """What the HTTP face takes from its environment; ``from_env`` reads it."""
+
+    secret: str | None = None  # NANO_SECRET: opens the contracts that are not public
+    max_body: int = DEFAULT_MAX_BODY  # NANO_MAX_BODY: the largest request body, in bytes
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] = os.environ, *, max_body: int | None = None
+    ) -> Settings:
+        """Settings from ``environ``; an explicit ``max_body`` wins over NANO_MAX_BODY."""
+        # an empty secret would make "Bearer " a valid credential: treat it as unset
+        secret = environ.get("NANO_SECRET") or None
+        if max_body is None:
+            max_body = _byte_count(environ.get("NANO_MAX_BODY", ""))
+        elif max_body <= 0:
+            raise SettingsError(
+                f"the body limit must be a positive number of bytes, not {max_body}"
+            )
+        return cls(secret=secret, max_body=max_body)
+
+
+def _byte_count(text: str) -> int:
+    if not text.strip():
+        return DEFAULT_MAX_BODY
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count <= 0:
+        raise SettingsError(f"NANO_MAX_BODY must be a positive number of bytes, not {text!r}")
+    return count
+
+
+class MethodNotAllowed(BadRequest):
+    """A contract was called with another method than POST (a BadRequest to callers)."""
+
+    status = 405
+
+
+class _ClientGone(Exception):
+    """The client disconnected before its request body arrived: nobody to answer."""
+
+
+class Served:
+    """One endpoint as the HTTP face serves it: its handler and a codec per format."""
+
+    __slots__ = ("codecs", "handler", "is_async", "name", "public", "service")
+
+    def __init__(self, endpoint: Endpoint, *, thorough: bool) -> None:
+        self.service = endpoint.service
+        self.name = endpoint.name
+        self.public = endpoint.public
+        self.handler = endpoint.handler
+        self.is_async = inspect.iscoroutinefunction(endpoint.handler)
+        self.codecs = {
+            fmt: Codec(fmt, endpoint.request, endpoint.response, thorough=thorough)
+            for fmt in (JSON, MSGPACK)
+        }
+
+
+class App:
+    """The ASGI app serving one wired ``Node``; ``build_app`` makes one."""
+
+    def __init__(self, node: Node, settings: Settings) -> None:
+        self.node = node
+        self.settings = settings
+        thorough = strict_mode()  # NANO_STRICT also checks every field of Struct responses
+        self.routes = {
+            f"/api/{e.service}/{e.name}": Served(e, thorough=thorough)
+            for e in node.endpoints.values()
+        }
+        self._secret = settings.secret.encode() if settings.secret else None
+        self._site = site(node)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/api/"):
+            await self.api(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self.lifespan(receive, send)
+        else:
+            await self._site(scope, receive, send)
+
+    # -- contract calls
+
+    async def api(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer one ``/api/`` request: find, check, decode, run, encode."""
+        content_type = content_length = authorization = None
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                content_type = value
+            elif name == b"content-length":
+                content_length = value
+            elif name == b"authorization":
+                authorization = value
+        fmt = None if content_type is None else format_of(content_type)
+        path: str = scope["path"]
+        served = self.routes.get(path)
+        try:
+            if served is None or not (served.public or self._authorized(authorization)):
+                raise _unknown(path)  # a contract kept from this caller looks absent
+            if scope["method"] != "POST":
+                raise MethodNotAllowed(f"call {served.service}.{served.name} with POST")
+            if fmt is None:
+                raise UnsupportedMediaType(_media_type_message(content_type))
+            body = await self._body(receive, content_length)
+            codec = served.codecs[fmt]
+            payload = codec.encode(await _run(served, codec.decode(body)))
+        except NanoError as exc:
+            if served is not None:
+                exc.located(served.service, served.name)
+            await _fail(send, exc, fmt or JSON)
+            return
+        except _ClientGone:
+            return
+        await _respond(send, 200, fmt.media_type, payload)
+
+    def _authorized(self, authorization: bytes | None) -> bool:
+        """Whether the call carries ``Bearer <NANO_SECRET>`` (compared in constant time)."""
+        if self._secret is None or authorization is None:
+            return False
+        scheme, _, token = authorization.partition(b" ")
+        return scheme.lower() == b"bearer" and hmac.compare_digest(token, self._secret)
+
+    async def _body(self, receive: Receive, content_length: bytes | None) -> bytes:
+        """The request body, refused as soon as it is known to be over the limit."""
+        limit = self.settings.max_body
+        if content_length is not None and _declared(content_length) > limit:
+            raise _too_large(limit)
+        chunks: list[bytes] = []
+        size = 0
+        while True:  # count what arrives too: a chunked body declares no length
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _ClientGone
+            chunk: bytes = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    # -- start-up and shutdown
+
+    async def lifespan(self, receive: Receive, send: Send) -> None:
+        """Run the services' hooks; a failed start-up is one line, not a traceback."""
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                failure = await self._start()
+                if failure:
+                    await send({"type": "lifespan.startup.failed", "message": failure})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                failure = await self._stop()
+                if failure:
+                    await send({"type": "lifespan.shutdown.failed", "message": failure})
+                else:
+                    await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _start(self) -> str:
+        """Start the services; what went wrong, in one line, or ``""``."""
+        try:
+            self.node.install()
+            await self.node.startup()
+        except StartupFailed as exc:
+            await self._stop()  # the services that did start release what they hold
+            return str(exc)
+        return ""
+
+    async def _stop(self) -> str:
+        """Stop the started services; what went wrong, in one line, or ``""``."""
+        try:
+            await self.node.shutdown()
+        except Exception as exc:
+            log.exception("a shutdown hook failed")
+            return f"a shutdown hook failed: {type(exc).__name__}: {exc}"
+        return ""
+
+
+def build_app(node: Node, settings: Settings | None = None) -> App:
+    """The ASGI app for an already wired ``node`` (settings from the environment by default)."""
+    return App(node, Settings.from_env() if settings is None else settings)
+
+
+async def _run(served: Served, request: Any) -> Any:
+    """The handler's result; anything it raises that is not a NanoError becomes Internal."""
+    try:
+        result = served.handler(request)
+        if served.is_async:
+            result = await result
+    except NanoError:
+        raise
+    except Exception as exc:
+        raise Internal(
+            f"unexpected {type(exc).__name__} in the handler; the server log has the traceback"
+        ) from exc
+    return result
+
+
+def _declared(content_length: bytes) -> int:
+    try:
+        return int(content_length)
+    except ValueError:
+        raise BadRequest("the Content-Length header is not a number") from None
+
+
+def _unknown(path: str) -> UnknownContract:
+    service, _, contract = path[len("/api/") :].partition("/")
+    return UnknownContract(
+        f"no contract {service}.{contract} is served here", service=service, contract=contract
+    )
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"the request body is over the limit of {limit} bytes")
+
+
+def _media_type_message(content_type: bytes | None) -> str:
+    sent = (
+        "no Content-Type"
+        if content_type is None
+        else f"Content-Type {content_type.decode('latin-1')!r}"
+    )
+    return f"send application/json or application/msgpack, not {sent}"
+
+
+async def _fail(send: Send, exc: NanoError, fmt: Format) -> None:
+    """Answer with ``exc`` in the request's format; only server faults reach the log."""
+    if exc.status == 500:
+        trace = None if isinstance(exc, WrongResponse) else exc
+        log.error("%s.%s: %s", exc.service, exc.contract, exc.message, exc_info=trace)
+    elif exc.status > 500:
+        log.warning("%s.%s: %s: %s", exc.service, exc.contract, exc.kind, exc.message)
+    else:
+        log.debug("%s.%s: %s: %s", exc.service, exc.contract, exc.kind, exc.message)
+    extra = [(b"allow", b"POST")] if exc.status == 405 else []
+    await _respond(send, exc.status, fmt.media_type, fmt.encode({"error": exc.to_wire()}), extra)
+
+
+async def _respond(
+    send: Send,
+    status: int,
+    media_type: bytes,
+    body: bytes,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    headers = [(b"content-type", media_type), (b"content-length", str(len(body)).encode())]
+    await send(
+        {"type": "http.response.start", "status": status, "headers": headers + (extra or [])}
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+# -- everything but contract calls
+
+
+def site(node: Node) -> ASGIApp:
+    """Health, the OpenAPI document and the static frontend, as a Starlette app."""
+    services = [s.name for s in node.spec.services]
+    health = msgspec.json.encode({"status": "ok", "services": services})
+    document: list[bytes] = []  # built on first request: most processes never serve it
+
+    async def healthz(request: Request) -> Response:
+        return Response(health, media_type="application/json")
+
+    async def openapi_json(request: Request) -> Response:
+        if not document:
+            spec = openapi.document(node.spec.name, __version__, node.endpoints.values())
+            document.append(msgspec.json.encode(spec))
+        return Response(document[0], media_type="application/json")
+
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+    ]
+    if node.spec.static is not None:
+        routes.append(Mount("/", app=Frontend(node.spec.static)))
+    return Starlette(routes=routes)

@@ -1,0 +1,195 @@
+"""Wire codecs: one endpoint's request decoding and response encoding, in one format.
+
+Requests are decoded strictly: a field of the wrong type, a missing field and an
+*unknown* field are all ``BadRequest``. msgspec ignores unknown fields unless a
+Struct class says ``forbid_unknown_fields=True``, and the contracts are the users'
+classes, so each request type gets a *strict twin*: the same fields under the same
+wire names, every Struct in it (nested ones too) rebuilt with
+``forbid_unknown_fields=True``. The body is first decoded into the twin, which only
+validates, and then into the real type, which builds the value the handler gets.
+Two C-level decodes of a small body cost about a microsecond; the handler sees
+its own classes, so ``type(request)`` and ``==`` behave as in memory.
+
+Responses are checked before they leave: a handler that returns the wrong type
+is an ``Internal`` error, not a body the caller cannot decode.
+"""
+
+from __future__ import annotations
+
+import re
+import types
+import typing
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from nanobuild.runtime.errors import BadRequest, Internal
+
+Encode = Callable[[Any], bytes]
+
+
+class Format:
+    """A wire format: the media type it answers with, and how to build its codecs."""
+
+    __slots__ = ("decoder", "encode", "media_type", "name")
+
+    def __init__(
+        self, name: str, media_type: bytes, encode: Encode, decoder: Callable[[Any], Any]
+    ) -> None:
+        self.name = name
+        self.media_type = media_type
+        self.encode = encode
+        self.decoder = decoder  # type -> a decoder object with ``.decode(bytes)``
+
+
+JSON = Format("json", b"application/json", msgspec.json.encode, msgspec.json.Decoder)
+MSGPACK = Format("msgpack", b"application/msgpack", msgspec.msgpack.encode, msgspec.msgpack.Decoder)
+
+# media type (lowercase, parameters stripped) -> format
+MEDIA_TYPES: dict[bytes, Format] = {
+    b"application/json": JSON,
+    b"application/msgpack": MSGPACK,
+    b"application/x-msgpack": MSGPACK,
+}
+
+
+def format_of(content_type: bytes) -> Format | None:
+    """The format a ``Content-Type`` value names (parameters such as charset ignored)."""
+    found = MEDIA_TYPES.get(content_type)
+    if found is None:
+        found = MEDIA_TYPES.get(content_type.split(b";", 1)[0].strip().lower())
+    return found
+
+
+class WrongResponse(Internal):
+    """A handler returned a value of another type than its contract's response.
+
+    Callers see an ``Internal`` error; the log gets one line, as a traceback would
+    show only the codec that noticed.
+    """
+
+
+class Codec:
+    """Decode one contract's requests and encode its responses, in one format."""
+
+    __slots__ = ("_check", "_encode", "_is_valid", "_read", "_response")
+
+    def __init__(self, fmt: Format, request: type, response: Any, *, thorough: bool) -> None:
+        self._check = fmt.decoder(strict_twin(request)).decode
+        self._read = fmt.decoder(request).decode
+        self._encode = fmt.encode
+        self._is_valid = response_check(fmt, response, thorough=thorough)
+        self._response = response
+
+    def decode(self, body: bytes) -> Any:
+        """The request in ``body``, or ``BadRequest`` saying what is wrong with it."""
+        try:
+            self._check(body)
+            return self._read(body)
+        except msgspec.DecodeError as exc:  # includes ValidationError
+            raise BadRequest(str(exc)) from exc
+
+    def encode(self, value: Any) -> bytes:
+        """The wire form of a handler's result, or ``Internal`` if it has the wrong type."""
+        try:
+            body = self._encode(value)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise Internal(f"the handler returned a value that cannot be encoded: {exc}") from exc
+        if not self._is_valid(value, body):
+            raise WrongResponse(
+                f"the handler returned {_describe(value)}, "
+                f"not the contract's response type {type_name(self._response)}"
+            )
+        return body
+
+
+def response_check(fmt: Format, response: Any, *, thorough: bool) -> Callable[[Any, bytes], bool]:
+    """A cheap, sufficient test that a result and its encoding match ``response``.
+
+    ``None`` and Struct responses are checked by identity and ``isinstance``; every
+    other type by decoding the encoded body with a typed decoder, which is exact and
+    still runs in C. A Struct's constructor does not check its field types, so
+    ``thorough`` mode (under ``NANO_STRICT``) decodes Struct responses too.
+    """
+    if response is None or response is type(None):
+        return lambda value, body: value is None
+    decode = fmt.decoder(response).decode
+
+    def decodes(value: Any, body: bytes) -> bool:
+        try:
+            decode(body)
+        except msgspec.DecodeError:
+            return False
+        return True
+
+    if not (isinstance(response, type) and issubclass(response, msgspec.Struct)):
+        return decodes
+    if thorough:
+        return lambda value, body: isinstance(value, response) and decodes(value, body)
+    return lambda value, body: isinstance(value, response)
+
+
+def type_name(tp: Any) -> str:
+    """``Product`` for a class, ``list[Product]`` for a generic type (no module paths)."""
+    return tp.__name__ if isinstance(tp, type) else _QUALIFIER.sub("", repr(tp))
+
+
+_QUALIFIER = re.compile(r"\b(?:\w+\.)+(?=\w)")
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "None"
+    name = type(value).__name__
+    return f"an {name}" if name[0] in "aeiouAEIOU" else f"a {name}"
+
+
+# -- strict twins
+
+
+def strict_twin(tp: Any, _twins: dict[Any, Any] | None = None) -> Any:
+    """``tp`` with every Struct in it replaced by a twin that forbids unknown fields."""
+    twins = {} if _twins is None else _twins
+    if _is_struct(tp):
+        return twins[tp] if tp in twins else _make_twin(tp, twins)
+    args = typing.get_args(tp)
+    if not args or typing.get_origin(tp) is typing.Literal:
+        return tp
+    if typing.get_origin(tp) is typing.Annotated:
+        annotated = (strict_twin(args[0], twins), *tp.__metadata__)
+        return typing.Annotated[annotated]
+    new_args = tuple(strict_twin(arg, twins) for arg in args)
+    if new_args == args:
+        return tp  # no Struct inside: share the original type
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        return typing.Union[new_args]  # noqa: UP007 - built from a runtime tuple
+    if isinstance(tp, types.GenericAlias):
+        return types.GenericAlias(typing.get_origin(tp), new_args)
+    return tp.copy_with(new_args)  # typing's own generic aliases (typing.List[...], ...)
+
+
+def _is_struct(tp: Any) -> bool:
+    origin = typing.get_origin(tp) or tp  # a parametrized generic Struct counts too
+    return isinstance(origin, type) and issubclass(origin, msgspec.Struct)
+
+
+def _make_twin(struct: Any, twins: dict[Any, Any]) -> Any:
+    fields = msgspec.structs.fields(struct)
+    config = typing.get_origin(struct) or struct
+    config = config.__struct_config__
+    # Field types are filled in after the class exists, so a Struct that refers to
+    # itself (a tree) gets a twin that refers to its twin. msgspec reads them lazily.
+    twin = msgspec.defstruct(
+        getattr(struct, "__name__", "Struct"),
+        [(f.name, Any) if f.required else (f.name, Any, None) for f in fields],
+        rename={f.name: f.encode_name for f in fields},
+        tag=config.tag,
+        tag_field=config.tag_field,
+        array_like=config.array_like,
+        forbid_unknown_fields=True,
+        kw_only=True,  # required and optional fields in any order, as declared
+    )
+    twins[struct] = twin
+    twin.__annotations__ = {f.name: strict_twin(f.type, twins) for f in fields}
+    return twin
