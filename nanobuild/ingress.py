@@ -21,7 +21,8 @@ def spec(workspace: Workspace) -> AppSpec:
         modules = tuple(
             module.name
             for module in read_package(svc.package_dir, svc.package)
-            if module.functions and module.name != svc.kernel_module
+            # a module that does not parse is kept, so wiring fails loudly on it
+            if (module.functions or module.syntax_error) and module.name != svc.kernel_module
         )
         services.append(
             ServiceSpec(

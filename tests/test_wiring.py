@@ -21,7 +21,7 @@ from nanobuild.runtime.wiring import (
 )
 from tests.conftest import REPO
 
-SERVICE = '''
+SERVICE = """
 import msgspec
 from nanobuild.runtime import Contract, NotFound, handler, on_startup, on_shutdown
 
@@ -67,7 +67,7 @@ def up():
 @on_shutdown
 async def down():
     EVENTS.append("{name} down")
-'''
+"""
 
 
 @pytest.fixture
@@ -185,7 +185,9 @@ def test_failing_startup_names_the_service_and_stops(modules: Path) -> None:
     good = write_service(modules, "good")
     bad = write_service(modules, "bad", extra)
     node = wire(spec_of(good, bad))
-    with pytest.raises(StartupFailed, match="service bad failed to start: OSError: database is gone"):
+    with pytest.raises(
+        StartupFailed, match="service bad failed to start: OSError: database is gone"
+    ):
         asyncio.run(node.startup())
     assert node.started == ["good"]  # so shutdown stops only what started
 

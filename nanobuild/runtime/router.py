@@ -38,7 +38,7 @@ def _make_call(routes: dict[type, Route]) -> Callable[[Contract[R]], Awaitable[R
             route = routes[request.__class__]
         except KeyError:
             return _unknown(request)
-        return route(request)  # type: ignore[no-any-return]
+        return route(request)
 
     return call
 
