@@ -1,91 +1,103 @@
-"""Real servers for end-to-end tests: subprocesses on free 127.0.0.1 ports."""
+"""Real servers for end-to-end tests: subprocesses serving on 127.0.0.1.
+
+A server is started on port 0 and reports the port the system gave it in its
+``nanobuild: serving <name> at http://...`` banner, so there is no race for a port.
+"""
 
 from __future__ import annotations
 
 import os
+import selectors
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
+import msgspec
+import pytest
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def serve(root: Path) -> list[str]:
+    """``nanobuild serve`` on ``root``, on a port the system picks (the banner tells it)."""
+    return [sys.executable, "-m", "nanobuild", "serve", "--workspace", str(root), "--port", "0"]
 
 
 class Server:
-    """A running server process, its address and its log."""
+    """A running server process, its base URL and its log (stderr)."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    def __init__(self, proc: subprocess.Popen[str], url: str, log: Path) -> None:
         self.proc = proc
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = url
+        self.port = int(url.rsplit(":", 1)[1])
         self.log_path = log
+        self.http = httpx.Client(base_url=url, timeout=10)
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return self.log_path.read_text()
 
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=20)
+    def call(self, service: str, contract: str, body: Any = None, **kw: Any) -> httpx.Response:
+        """POST a JSON body (``{}`` by default) to a contract."""
+        return self.http.post(f"/api/{service}/{contract}", json={} if body is None else body, **kw)
 
-
-@contextmanager
-def start(
-    command: Sequence[str], port: int, *, cwd: Path, env: dict[str, str] | None = None
-) -> Iterator[Server]:
-    """Run ``command`` until it answers ``GET /healthz``; stop it with SIGTERM afterwards."""
-    with tempfile.NamedTemporaryFile(prefix="server-", suffix=".log", delete=False) as log:
-        proc = subprocess.Popen(
-            list(command),
-            cwd=cwd,
-            env={**os.environ, **(env or {})},
-            stdout=log,
-            stderr=subprocess.STDOUT,
+    def call_msgpack(self, service: str, contract: str, body: Any, **kw: Any) -> httpx.Response:
+        headers = {"content-type": "application/msgpack", **kw.pop("headers", {})}
+        return self.http.post(
+            f"/api/{service}/{contract}",
+            content=msgspec.msgpack.encode(body),
+            headers=headers,
+            **kw,
         )
-    server = Server(proc, port, Path(log.name))
-    try:
-        wait_healthy(server)
-        yield server
-    finally:
-        server.stop()
-        Path(log.name).unlink(missing_ok=True)
 
+    def raw_get(self, target: str) -> tuple[int, bytes]:
+        """GET ``target`` byte for byte, as no client library would normalise it."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
+            sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        return int(head.split()[1]), body
 
-def wait_healthy(server: Server, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            raise RuntimeError(f"server exited with {server.proc.returncode}:\n{server.log()}")
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        self.http.close()
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
         try:
-            if httpx.get(server.url + "/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"server not healthy after {timeout} s:\n{server.log()}")
+            return self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
 
 
-def serve_command(root: Path, port: int, *extra: str) -> list[str]:
-    return [
-        sys.executable, "-m", "nanobuild", "serve",
-        "--workspace", str(root), "--port", str(port), *extra,
-    ]  # fmt: skip
+def start(command: list[str], log: Path, *, cwd: Path | None = None, **env: str) -> Server:
+    """Run ``command`` and wait for its ``serving ... at`` line (it is listening then).
 
-
-@contextmanager
-def start_serve(root: Path, *extra: str, env: dict[str, str] | None = None) -> Iterator[Server]:
-    """``nanobuild serve`` on the workspace at ``root``."""
-    port = free_port()
-    with start(serve_command(root, port, *extra), port, cwd=root, env=env) as server:
-        yield server
+    Strict mode is on unless ``env`` says otherwise; the server's stderr goes to ``log``.
+    """
+    proc = subprocess.Popen(
+        command,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=log.open("w"),
+        text=True,
+        env={**os.environ, "NANO_STRICT": "1", **env},
+    )
+    assert proc.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if selector.select(timeout=0.2):
+                line = proc.stdout.readline()
+                if line.startswith("nanobuild: serving"):
+                    return Server(proc, line.rsplit(" at ", 1)[1].strip(), log)
+            if proc.poll() is not None:
+                break
+    proc.kill()
+    proc.wait()
+    pytest.fail(f"the server did not start:\n{log.read_text()}")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.servers import Server, start_serve
+from tests.servers import Server, serve, start
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -33,9 +33,10 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    with start_serve(REPO) as running:
-        yield running
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    running = start(serve(REPO), tmp_path_factory.mktemp("browser") / "server.log")
+    yield running
+    assert running.stop() == 0, running.log()
 
 
 @pytest.fixture

@@ -12,10 +12,8 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import selectors
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,96 +28,9 @@ import pytest
 
 from nanobuild.runtime.app import DEFAULT_MAX_BODY, Settings, SettingsError
 from tests.conftest import REPO, SAMPLES
+from tests.servers import Server, serve, start
 
 SECRET = "test-secret-value"
-
-# What ``nanobuild serve`` does, minus the CLI: load, make importable, serve on port 0.
-LAUNCHER = """
-import sys
-from pathlib import Path
-from nanobuild import ingress, workspace
-from nanobuild.runtime import server
-ws = workspace.load(Path(sys.argv[1]))
-sys.path[:0] = [str(p) for p in ws.import_paths()]
-sys.exit(server.run(ingress.spec(ws), host="127.0.0.1", port=0))
-"""
-
-
-class Server:
-    """A running server process, its base URL and its log (stderr)."""
-
-    def __init__(self, proc: subprocess.Popen[str], url: str, log: Path) -> None:
-        self.proc = proc
-        self.url = url
-        self.port = int(url.rsplit(":", 1)[1])
-        self.log_path = log
-        self.http = httpx.Client(base_url=url, timeout=10)
-
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-    def call(self, service: str, contract: str, body: Any = None, **kw: Any) -> httpx.Response:
-        """POST a JSON body (``{}`` by default) to a contract."""
-        return self.http.post(f"/api/{service}/{contract}", json={} if body is None else body, **kw)
-
-    def call_msgpack(self, service: str, contract: str, body: Any, **kw: Any) -> httpx.Response:
-        headers = {"content-type": "application/msgpack", **kw.pop("headers", {})}
-        return self.http.post(
-            f"/api/{service}/{contract}",
-            content=msgspec.msgpack.encode(body),
-            headers=headers,
-            **kw,
-        )
-
-    def raw_get(self, target: str) -> tuple[int, bytes]:
-        """GET ``target`` byte for byte, as no client library would normalise it."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
-            sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-            data = b""
-            while chunk := sock.recv(65536):
-                data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        return int(head.split()[1]), body
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        self.http.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise
-
-
-def launch(root: Path, log: Path, **env: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-c", LAUNCHER, str(root)],
-        stdout=subprocess.PIPE,
-        stderr=log.open("w"),
-        text=True,
-        env={**os.environ, "NANO_STRICT": "1", **env},
-    )
-
-
-def start(root: Path, log: Path, **env: str) -> Server:
-    """Start a server and wait for its ``serving ... at`` line (it is listening then)."""
-    proc = launch(root, log, **env)
-    assert proc.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if selector.select(timeout=0.2):
-                line = proc.stdout.readline()
-                if line.startswith("nanobuild: serving"):
-                    return Server(proc, line.rsplit(" at ", 1)[1].strip(), log)
-            if proc.poll() is not None:
-                break
-    proc.kill()
-    proc.wait()
-    pytest.fail(f"the server did not start:\n{log.read_text()}")
 
 
 def still_serves(server: Server) -> None:
@@ -270,7 +181,7 @@ def faulty_workspace(root: Path, *, static: bool) -> Path:
 @pytest.fixture(scope="module")
 def boutique(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     log = tmp_path_factory.mktemp("boutique") / "server.log"
-    server = start(REPO, log, NANO_SECRET=SECRET)
+    server = start(serve(REPO), log, NANO_SECRET=SECRET)
     yield server
     still_serves(server)
     assert server.stop() == 0, server.log()
@@ -280,7 +191,7 @@ def boutique(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("faulty")
     root = faulty_workspace(tmp / "ws", static=True)
-    server = start(root, tmp / "server.log", NANO_MAX_BODY="2000")
+    server = start(serve(root), tmp / "server.log", NANO_MAX_BODY="2000")
     yield server
     still_serves(server)
     assert server.stop() == 0, server.log()
@@ -514,8 +425,8 @@ def test_oversized_chunked_body_is_413(boutique: Server) -> None:
     body = big_cart_request(ONE_MIB)
 
     def chunks() -> Iterator[bytes]:  # no length up front: Transfer-Encoding: chunked
-        for start in range(0, len(body), 64 * 1024):
-            yield body[start : start + 64 * 1024]
+        for offset in range(0, len(body), 64 * 1024):
+            yield body[offset : offset + 64 * 1024]
 
     response = boutique.http.post(
         "/api/cart/GetCart", content=chunks(), headers={"content-type": "application/json"}
@@ -868,7 +779,7 @@ def test_a_failing_startup_hook_exits_non_zero_naming_the_service(tmp_path: Path
     root = faulty_workspace(tmp_path / "ws", static=False)
     stopped = tmp_path / "stopped"
     done = subprocess.run(
-        [sys.executable, "-c", LAUNCHER, str(root)],
+        serve(root),
         capture_output=True,
         text=True,
         timeout=60,
@@ -891,7 +802,7 @@ def test_a_failing_startup_hook_exits_non_zero_naming_the_service(tmp_path: Path
 def test_a_signal_shuts_down_cleanly(tmp_path: Path, sig: int) -> None:
     root = faulty_workspace(tmp_path / "ws", static=False)
     stopped = tmp_path / "stopped"
-    server = start(root, tmp_path / "server.log", FAULTY_SHUTDOWN_FILE=str(stopped))
+    server = start(serve(root), tmp_path / "server.log", FAULTY_SHUTDOWN_FILE=str(stopped))
     assert server.call("users", "GetUser", {"id": "u1"}).json() == {"id": "u1", "name": "Ada"}
     assert server.http.get("/").status_code == 404  # no static folder: nothing at /
     assert server.stop(sig) == 0, server.log()
@@ -925,7 +836,7 @@ def test_an_unusable_body_limit_is_refused(value: str) -> None:
 def test_the_server_refuses_an_unusable_body_limit_in_one_line(tmp_path: Path) -> None:
     root = faulty_workspace(tmp_path / "ws", static=False)
     done = subprocess.run(
-        [sys.executable, "-c", LAUNCHER, str(root)],
+        serve(root),
         capture_output=True,
         text=True,
         timeout=60,
