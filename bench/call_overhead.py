@@ -70,7 +70,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
 
-    spec = AppSpec("bench", (ServiceSpec("pinger", "pinger", ("__main__",)),))
+    spec = AppSpec("bench", (ServiceSpec("pinger", "pinger", {"Ping": "__main__:ping"}),))
     loops = {"direct": direct, "call": via_call}
     os.environ["NANO_STRICT"] = "0"
     wire(spec)

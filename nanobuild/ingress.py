@@ -7,31 +7,49 @@ into the generated ingress module. Either way the runtime wires the same thing.
 from __future__ import annotations
 
 from nanobuild import graph
+from nanobuild.diagnostics import Diagnostic
+from nanobuild.errors import CheckFailed
 from nanobuild.runtime.wiring import AppSpec, ServiceSpec
-from nanobuild.source import read_package
+from nanobuild.source import Module, read_package
 from nanobuild.workspace import Workspace
 
 
 def spec(workspace: Workspace) -> AppSpec:
-    """What to wire: each service's handler modules, its public contracts, start-up order."""
+    """What to wire: each contract's handler, each service's hooks, public contracts, order.
+
+    It reads the code with ``ast``, as ``check`` does, and trusts a workspace that
+    ``check`` passed: a module that does not even parse is refused here too.
+    """
     edges = graph.of(workspace)
     services = []
     for name in graph.order(edges):
         svc = workspace.services[name]
-        modules = tuple(
-            module.name
-            for module in read_package(svc.package_dir, svc.package)
-            # a module that does not parse is kept, so wiring fails loudly on it
-            if (module.functions or module.syntax_error) and module.name != svc.kernel_module
-        )
+        handlers: dict[str, str] = {}
+        hooks: list[str] = []
+        for module in read_package(svc.package_dir, svc.package):
+            if module.syntax_error is not None:
+                raise CheckFailed([_unparsable(workspace, module)])
+            for fn in module.functions:
+                target = f"{module.name}:{fn.name}"
+                if fn.mark == "handler" and fn.request:
+                    handlers[fn.request.rpartition(".")[2]] = target
+                elif fn.mark != "handler":
+                    hooks.append(target)
         services.append(
             ServiceSpec(
                 name=name,
                 package=svc.package,
-                modules=modules,
+                handlers=dict(sorted(handlers.items())),
+                hooks=tuple(hooks),
                 public=svc.public,
                 depends=edges[name],
             )
         )
     static = str(workspace.ingress.static) if workspace.ingress.static else None
     return AppSpec(name=workspace.name, services=tuple(services), static=static)
+
+
+def _unparsable(workspace: Workspace, module: Module) -> Diagnostic:
+    assert module.syntax_error is not None
+    line, message = module.syntax_error
+    return Diagnostic(workspace.rel(module.path), "E109", f"cannot parse: {message}", line)

@@ -1,7 +1,8 @@
 """Wiring: from a plain description of the services (``AppSpec``) to a running route table.
 
-The build side describes the workspace as an ``AppSpec`` — which packages, which
-modules hold handlers, which contracts are public, in which order services start.
+The build side describes the workspace as an ``AppSpec`` — which function handles
+each contract, which hooks each service has, which contracts are public, in which
+order services start.
 ``nanobuild serve`` builds that description at run time; the bundled binary carries
 it as a literal in its generated ingress module. Both then call ``wire``, so there is
 one implementation of wiring, and the ingress stays a readable table.
@@ -23,11 +24,12 @@ from nanobuild.runtime.errors import Internal, NanoError
 
 
 class ServiceSpec(msgspec.Struct, frozen=True):
-    """One service as the runtime needs to know it."""
+    """One service as the runtime needs to know it. Functions are named ``module:function``."""
 
     name: str
     package: str
-    modules: tuple[str, ...]  # modules holding its handlers and hooks, imported at wiring
+    handlers: dict[str, str]  # contract name -> its handler
+    hooks: tuple[str, ...] = ()  # its @on_startup and @on_shutdown functions
     public: tuple[str, ...] = ()
     depends: tuple[str, ...] = ()
 
@@ -111,33 +113,42 @@ class StartupFailed(Exception):
 
 
 def wire(spec: AppSpec) -> Node:
-    """Import every service's handler modules and build the node that serves them."""
+    """Import every service's handlers and hooks and build the node that serves them."""
     endpoints: list[Endpoint] = []
     hooks: list[Hook] = []
     for service in spec.services:
-        found: dict[type, Callable[..., Any]] = {}
-        for module_name in service.modules:
-            module = importlib.import_module(module_name)
-            for fn in vars(module).values():
-                if getattr(fn, "__module__", None) != module_name:
-                    continue
-                if is_handler(fn):
-                    request, response = handler_types(fn)
-                    if not is_contract(request):
-                        raise WiringError(f"{fn.__qualname__} takes {request!r}, not a contract")
-                    if request in found:
-                        raise WiringError(f"{request.__name__} has two handlers in {service.name}")
-                    found[request] = fn
-                    endpoints.append(
-                        Endpoint(
-                            service.name, request, response, fn, request.__name__ in service.public
-                        )
-                    )
-                elif (kind := getattr(fn, HOOK_MARK, None)) is not None:
-                    hooks.append(Hook(service.name, kind, fn))
+        for contract, target in service.handlers.items():
+            fn = resolve(target)
+            if not is_handler(fn):
+                raise WiringError(f"{target} is not marked @handler")
+            request, response = handler_types(fn)
+            if not is_contract(request) or request.__name__ != contract:
+                raise WiringError(
+                    f"{target} should handle {service.name}.{contract} but takes {request!r}: "
+                    "the wiring is older than the code; rebuild it"
+                )
+            public = contract in service.public
+            endpoints.append(Endpoint(service.name, request, response, fn, public))
+        for target in service.hooks:
+            fn = resolve(target)
+            kind = getattr(fn, HOOK_MARK, None)
+            if kind is None:
+                raise WiringError(f"{target} is not marked @on_startup or @on_shutdown")
+            hooks.append(Hook(service.name, kind, fn))
     node = Node(spec, endpoints, hooks)
     node.install()
     return node
+
+
+def resolve(target: str) -> Any:
+    """The function a ``module:function`` name stands for."""
+    module_name, _, name = target.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), name)
+    except AttributeError:
+        raise WiringError(
+            f"{module_name} has no {name}: the wiring is older than the code"
+        ) from None
 
 
 def strict_mode() -> bool:
