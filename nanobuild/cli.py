@@ -7,6 +7,7 @@ Exit codes: 0 all good; 1 problems found (the workspace was read); 2 unusable in
 from __future__ import annotations
 
 import enum
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -145,6 +146,87 @@ def serve(
         access_log=access_log,
     )
     raise typer.Exit(code)
+
+
+@app.command("bundle")
+def bundle_command(
+    workspace_path: WorkspaceOption = None,
+    only: Annotated[
+        str | None,
+        typer.Option(
+            "--only",
+            help="Pack just these services (a,b); the binary is dist/<name>-a-b.pyz and "
+            "reaches the others over the network.",
+            show_default=False,
+        ),
+    ] = None,
+    find_links: Annotated[
+        list[Path] | None,
+        typer.Option("--find-links", help="A folder of wheels to install from (repeatable)."),
+    ] = None,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Use only local wheels (--find-links), no index.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show the package installer's log.")
+    ] = False,
+) -> None:
+    """Check the workspace, generate its ingress and pack dist/<name>.pyz.
+
+    The binary runs anywhere with just a Python: `python dist/<name>.pyz`. A failed
+    build leaves dist/ as it was.
+    """
+    from rich.console import Console
+
+    from nanobuild import bundle
+
+    console = Console(stderr=True, quiet=quiet, highlight=False)
+
+    def progress(step: str, seconds: float) -> None:
+        console.print(f"  [green]done[/green] {step:<10} {seconds:6.2f} s")
+
+    names = [name.strip() for name in (only or "").split(",") if name.strip()]
+    try:
+        ws = _load(workspace_path)
+        out = bundle.bundle(
+            ws,
+            only=names,
+            find_links=find_links or [],
+            offline=offline,
+            verbose=verbose,
+            progress=progress,
+        )
+    except BuildError as exc:
+        _report(exc.diagnostics, None, CheckFormat.text, exc.exit_code)
+        return
+    size = out.stat().st_size / 2**20
+    rel = os.path.relpath(out)
+    console.print(f"[bold]{rel}[/bold] ({size:.1f} MiB): run it with `python {rel}`")
+
+
+@app.command()
+def new(
+    name: Annotated[str, typer.Argument(help="The service's name (a Python identifier).")],
+    workspace_path: WorkspaceOption = None,
+    path: Annotated[
+        str | None,
+        typer.Option(help="Its project folder, relative to the workspace. Default: services/NAME."),
+    ] = None,
+) -> None:
+    """Create a service from the template and add it to nano.toml; it passes `check`."""
+    from nanobuild.scaffold import new_service
+
+    try:
+        ws = _load(workspace_path)
+        folder = new_service(ws, name, path)
+    except BuildError as exc:
+        _report(exc.diagnostics, None, CheckFormat.text, exc.exit_code)
+        return
+    except OSError as exc:
+        typer.echo(f"nanobuild: cannot create {name}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"created {ws.rel(folder)}/ and [services.{name}] in nano.toml")
 
 
 @app.command("graph")

@@ -1,0 +1,101 @@
+"""``nanobuild bundle``: check, generate the ingress, pack ``dist/<name>.pyz``.
+
+The steps read top to bottom: the checks must pass, the services to pack are chosen
+(all, or ``--only``), the ingress is rendered for them, and ``pack`` writes the
+binary. Each step reports its duration to ``progress``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from nanobuild import checks, codegen, ingress, pack
+from nanobuild.diagnostics import Diagnostic, did_you_mean
+from nanobuild.errors import CheckFailed, WorkspaceError
+from nanobuild.runtime.wiring import AppSpec
+from nanobuild.workspace import Workspace
+
+Progress = Callable[[str, float], None]
+
+
+def bundle(
+    ws: Workspace,
+    *,
+    only: Sequence[str] = (),
+    find_links: Sequence[Path] = (),
+    offline: bool = False,
+    verbose: bool = False,
+    progress: Progress | None = None,
+) -> Path:
+    """Build the binary for ``ws`` (or the ``only`` services of it); its path."""
+    report = progress or (lambda step, seconds: None)
+    names = chosen(ws, only)
+    with _timed("check", report):
+        found = checks.run(ws)
+        if found:
+            raise CheckFailed(found)
+    with _timed("generate", report):
+        spec = subset(ingress.spec(ws), names)
+        digest = codegen.inputs_hash(ws, packed_folders(ws, names))
+        source = codegen.render(spec, ws, inputs_hash=digest, only=only)
+    return pack.build(
+        ws,
+        names,
+        source,
+        target(ws, only),
+        find_links=find_links,
+        offline=offline,
+        verbose=verbose,
+        progress=report,
+    )
+
+
+def chosen(ws: Workspace, only: Sequence[str]) -> list[str]:
+    """The services to pack, in the workspace's order; unknown names are refused."""
+    unknown = [name for name in only if name not in ws.services]
+    if unknown:
+        raise WorkspaceError(
+            [
+                Diagnostic(
+                    "--only",
+                    "E008",
+                    f"--only names {name}, which is not a service of this workspace",
+                    hint=did_you_mean(name, ws.services),
+                )
+                for name in unknown
+            ]
+        )
+    return [name for name in ws.services if not only or name in only]
+
+
+def subset(spec: AppSpec, names: Sequence[str]) -> AppSpec:
+    """``spec`` with only the services ``names``; the others are remote to this binary."""
+    services = tuple(s for s in spec.services if s.name in names)
+    return AppSpec(name=spec.name, services=services, static=spec.static)
+
+
+def packed_folders(ws: Workspace, names: Sequence[str]) -> list[Path]:
+    """The workspace folders whose files go into the binary."""
+    services = [ws.services[name] for name in names]
+    libraries = {lib for svc in services for lib in svc.libraries}
+    folders = [svc.package_dir for svc in services]
+    folders += [ws.libraries[lib].package_dir for lib in sorted(libraries)]
+    if ws.ingress.static is not None:
+        folders.append(ws.ingress.static)
+    return folders
+
+
+def target(ws: Workspace, only: Sequence[str]) -> Path:
+    """``dist/<name>.pyz``, or ``dist/<name>-<a>-<b>.pyz`` for ``--only a,b``."""
+    stem = "-".join([ws.name, *only])
+    return ws.root / "dist" / f"{stem}.pyz"
+
+
+@contextmanager
+def _timed(step: str, report: Progress) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    report(step, time.perf_counter() - start)

@@ -1,0 +1,96 @@
+"""``templates/ingress.py.j2`` -> the ingress module: the readable table a binary runs.
+
+The ingress is plain Python: a header saying what generated it and from what, a
+check that it runs on the runtime version that generated it, the build's metadata,
+and the ``AppSpec`` literal — every contract next to the function that answers it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Sequence
+from functools import cache
+from pathlib import Path
+
+import jinja2
+
+from nanobuild import __version__
+from nanobuild.runtime.wiring import AppSpec
+from nanobuild.workspace import Workspace
+
+MODULE = "nano_ingress"  # the generated module's name inside a binary
+STATIC = "nano_static"  # the static frontend's folder, next to the module
+SKIPPED = {"__pycache__"}
+
+
+def render(
+    spec: AppSpec,
+    workspace: Workspace,
+    *,
+    inputs_hash: str,
+    only: Sequence[str] = (),
+) -> str:
+    """The ingress module's source for ``spec`` (the services of this binary)."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    return _template().render(
+        version=__version__,
+        name=spec.name,
+        inputs_hash=inputs_hash,
+        rebuild_options=f" --only {','.join(only)}" if only else "",
+        built_at=int(epoch) if epoch.isdigit() else None,
+        host=workspace.ingress.host,
+        port=workspace.ingress.port,
+        static=STATIC if spec.static else None,
+        services=spec.services,
+    )
+
+
+def inputs_hash(workspace: Workspace, folders: Iterable[Path]) -> str:
+    """A hash of nano.toml and every file under ``folders``, with their workspace paths."""
+    digest = hashlib.sha256(__version__.encode())
+    for path in [workspace.file, *sorted(_files(folders))]:
+        digest.update(workspace.rel(path).encode() + b"\0")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _files(folders: Iterable[Path]) -> Iterable[Path]:
+    for folder in folders:
+        for path in folder.rglob("*"):
+            if path.is_file() and not SKIPPED.intersection(path.parts) and path.suffix != ".pyc":
+                yield path
+
+
+@cache
+def _template() -> jinja2.Template:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates_dir()),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,  # the output is Python, not HTML
+    )
+    env.filters["py"] = literal
+    return env.get_template("ingress.py.j2")
+
+
+def literal(value: object) -> str:
+    """``value`` as Python source, quoted the way the rest of the file is."""
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid Python string literal
+    if isinstance(value, tuple):
+        items = ", ".join(literal(item) for item in value)
+        return f"({items},)" if len(value) == 1 else f"({items})"
+    if value is None or isinstance(value, bool | int):
+        return repr(value)
+    raise TypeError(f"no literal for {value!r}")
+
+
+def templates_dir() -> Path:
+    """``templates/``: inside the installed package, or beside it in a source checkout."""
+    here = Path(__file__).parent
+    for candidate in (here / "templates", here.parent / "templates"):
+        if (candidate / "ingress.py.j2").is_file():
+            return candidate
+    raise FileNotFoundError("nanobuild's templates/ folder is missing from this installation")

@@ -1,0 +1,201 @@
+"""The bundled binary's own command line: ``python app.pyz [serve|services|call|info]``.
+
+The generated ingress calls ``main(SPEC, BUILD)``. Only ``serve`` and ``call`` wire
+the services (importing their handlers); ``services`` and ``info`` read the table,
+so they answer at once. Exit codes: 0 ok, 1 the call or the server failed, 2 a wrong
+command line or request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import difflib
+import os
+import platform
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from nanobuild.runtime.wiring import AppSpec, ServiceSpec
+
+
+class BuildInfo(msgspec.Struct, frozen=True):
+    """What ``nanobuild bundle`` records about a build, for ``info``."""
+
+    workspace: str
+    nanobuild: str
+    inputs: str  # sha256 of nano.toml and every packed workspace file
+    built_at: int | None = None  # SOURCE_DATE_EPOCH, when the build set one
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+
+def main(spec: AppSpec, build: BuildInfo, argv: Sequence[str] | None = None) -> None:
+    """Run the command line; exits the process with the command's code."""
+    args = _parser(spec, build).parse_args(argv)
+    command = args.command or "serve"
+    try:
+        if command == "serve":
+            code = _serve(spec, build, args)
+        elif command == "services":
+            code = _services(spec)
+        elif command == "call":
+            code = _call(spec, args.contract, args.body)
+        else:
+            code = _info(spec, build, as_json=args.json)
+    except BrokenPipeError:  # `app.pyz call ... | head`: the reader left, nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
+    sys.exit(code)
+
+
+def _parser(spec: AppSpec, build: BuildInfo) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=_prog(),
+        description=f"{spec.name}: {len(spec.services)} services fused in one binary "
+        f"(nanobuild {build.nanobuild}). With no command, serve.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve = commands.add_parser("serve", help="serve the services over HTTP (the default)")
+    _serve_options(parser, build)  # `app.pyz --port 9000` serves too
+    _serve_options(serve, build, keep_parent=True)
+    commands.add_parser("services", help="list the services, their contracts and placement")
+    call = commands.add_parser("call", help="run one contract and print its answer as JSON")
+    call.add_argument("contract", help="service.Contract, e.g. catalog.GetProduct")
+    call.add_argument(
+        "body", nargs="?", default="{}", help="the request as JSON ('-' reads stdin; default {})"
+    )
+    info = commands.add_parser("info", help="build metadata: version, inputs hash, build time")
+    info.add_argument("--json", action="store_true", help="print it as JSON")
+    return parser
+
+
+def _serve_options(
+    parser: argparse.ArgumentParser, build: BuildInfo, *, keep_parent: bool = False
+) -> None:
+    # on the `serve` subcommand, an option not given must not overwrite the same
+    # option given before the subcommand (`app.pyz --port 9000 serve`)
+    unset: Any = argparse.SUPPRESS
+    parser.add_argument(
+        "--host", default=unset if keep_parent else build.host, help=f"default: {build.host}"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=unset if keep_parent else build.port,
+        help=f"default: {build.port}",
+    )
+    parser.add_argument(
+        "--access-log",
+        action="store_true",
+        default=unset if keep_parent else False,
+        help="log every request",
+    )
+
+
+def _prog() -> str:
+    argv0 = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "app.pyz"
+    return f"python {argv0}" if argv0.endswith(".pyz") else argv0
+
+
+def _serve(spec: AppSpec, build: BuildInfo, args: argparse.Namespace) -> int:
+    from nanobuild.runtime import server  # the HTTP stack loads only when serving
+
+    if not 0 <= args.port <= 65535:
+        print(f"{_prog()}: --port {args.port} is not a TCP port", file=sys.stderr)
+        return 2
+    return server.run(spec, host=args.host, port=args.port, access_log=args.access_log)
+
+
+def _services(spec: AppSpec) -> int:
+    width = max((len(s.name) for s in spec.services), default=7)
+    print(f"{'service':<{width}}  placement  contracts (* public)")
+    for service in spec.services:
+        contracts = " ".join(
+            name + ("*" if name in service.public else "") for name in service.handlers
+        )
+        print(f"{service.name:<{width}}  {'local':<9}  {contracts}")
+    return 0
+
+
+def _info(spec: AppSpec, build: BuildInfo, *, as_json: bool) -> int:
+    facts = {
+        "workspace": build.workspace,
+        "nanobuild": build.nanobuild,
+        "inputs": build.inputs,
+        "built_at": _built_at(build),
+        "python": platform.python_version(),
+        "services": [s.name for s in spec.services],
+    }
+    if as_json:
+        print(msgspec.json.encode(facts).decode())
+        return 0
+    for key, value in facts.items():
+        shown = ", ".join(value) if isinstance(value, list) else value
+        print(f"{key:<10} {shown}")
+    return 0
+
+
+def _built_at(build: BuildInfo) -> str:
+    """The recorded build time; otherwise (a reproducible build) the binary file's mtime."""
+    when = build.built_at
+    if when is None:
+        try:
+            when = int(os.path.getmtime(sys.argv[0]))
+        except (OSError, IndexError):
+            return "unknown"
+    return datetime.datetime.fromtimestamp(when, datetime.timezone.utc).isoformat()
+
+
+def _call(spec: AppSpec, name: str, body: str) -> int:
+    service, contract = _find(spec, name)
+    if service is None:
+        return 2
+    raw = sys.stdin.read() if body == "-" else body
+    return asyncio.run(_call_once(spec, service, contract, raw))
+
+
+def _find(spec: AppSpec, name: str) -> tuple[ServiceSpec | None, str]:
+    known = {f"{s.name}.{c}": s for s in spec.services for c in s.handlers}
+    if name in known:
+        return known[name], name.partition(".")[2]
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"; did you mean {close[0]}?" if close else "; see the `services` command"
+    print(f"{_prog()}: no contract {name} in this binary{hint}", file=sys.stderr)
+    return None, ""
+
+
+async def _call_once(spec: AppSpec, service: ServiceSpec, contract: str, raw: str) -> int:
+    from nanobuild.runtime.codecs import JSON, Codec
+    from nanobuild.runtime.errors import NanoError
+    from nanobuild.runtime.router import call
+    from nanobuild.runtime.wiring import StartupFailed, wire
+
+    node = wire(spec)
+    endpoint = node.endpoints[(service.name, contract)]
+    codec = Codec(JSON, endpoint.request, endpoint.response, thorough=True)
+    try:
+        request = codec.decode(raw.encode())
+    except NanoError as exc:
+        print(f"{_prog()}: bad request for {service.name}.{contract}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        await node.startup()
+    except StartupFailed as exc:
+        print(f"{_prog()}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        result: Any = await call(request)
+    except NanoError as exc:
+        exc.located(service.name, contract)
+        where = f"{exc.service}.{exc.contract}"
+        print(f"{_prog()}: {where}: {exc.kind}: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        await node.shutdown()
+    print(msgspec.json.format(msgspec.json.encode(result)).decode())
+    return 0
