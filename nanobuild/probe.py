@@ -6,24 +6,35 @@ disturb the checker, and so that two workspaces checked in one process never see
 each other's modules. The child reports, per kernel: the names it defines, each
 contract's response type (as the same type text ``nanobuild.source`` renders from
 handler annotations) and whether each contract can cross the network.
+
+The parent starts the child first, sends it the kernels to import as soon as it knows
+them, and collects its report last, so that it can read the workspace meanwhile.
+
+This is a top-level module, not part of ``nanobuild.checks``, because the child runs
+it as ``python -m nanobuild.probe``: its start-up then imports only this module and
+the runtime the kernels need anyway, not every family of checks. For the same
+reason, what only the parent needs (subprocess, diagnostics) is imported
+inside the parent's functions.
 """
 
 from __future__ import annotations
 
+import importlib.machinery
 import os
-import subprocess
 import sys
 import traceback
 import types
 import typing
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import msgspec
 
-from nanobuild.diagnostics import Diagnostic
-from nanobuild.errors import CheckFailed
+if TYPE_CHECKING:
+    import subprocess
+    from pathlib import Path
+
+    from nanobuild.errors import CheckFailed
 
 PROBE_TIMEOUT = 120.0
 
@@ -46,53 +57,135 @@ class KernelInfo(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 class Request(msgspec.Struct, frozen=True):
-    paths: list[str]
+    packages: dict[str, str]  # top-level package name -> the project folder holding it
     kernels: dict[str, str]  # service -> kernel module
+
+
+# -- the parent side
 
 
 def _failed(message: str) -> CheckFailed:
     """The child process itself failed, not one kernel: a kernel crashed the interpreter."""
+    from nanobuild.diagnostics import Diagnostic
+    from nanobuild.errors import CheckFailed
+
     return CheckFailed(
         [Diagnostic("nano.toml", "E208", f"importing the kernels failed: {message}")]
     )
 
 
-def probe(paths: list[Path], kernels: Mapping[str, str]) -> dict[str, KernelInfo]:
-    """Import each kernel in a child Python and describe it."""
-    if not kernels:
-        return {}
-    request = Request(paths=[str(p) for p in paths], kernels=dict(kernels))
-    package_parent = str(Path(__file__).resolve().parents[2])
+class Probe:
+    """A child Python that imports kernels.
+
+    ``start`` it first: it loads msgspec and the runtime while the parent parses the
+    kernels. Then ``send`` it the kernels to import, and later ask for its ``report``.
+    """
+
+    def __init__(self, process: subprocess.Popen[bytes], request: BinaryIO) -> None:
+        self.process = process
+        self.request = request  # the child's stdin
+
+    def send(self, packages: Mapping[str, Path], kernels: Mapping[str, str]) -> None:
+        """Import each kernel, with the workspace's ``packages`` importable by name."""
+        request = Request(
+            packages={name: str(folder) for name, folder in packages.items()},
+            kernels=dict(kernels),
+        )
+        try:
+            with self.request:  # closing it tells the child the request is complete
+                self.request.write(msgspec.json.encode(request))
+        except BrokenPipeError:
+            pass  # the child has died already: ``report`` says why
+
+    def report(self) -> dict[str, KernelInfo]:
+        """Each kernel's description, once the child is done."""
+        import subprocess
+
+        try:
+            stdout, stderr = self.process.communicate(timeout=PROBE_TIMEOUT)
+        except subprocess.TimeoutExpired as exc:
+            self.process.kill()
+            self.process.communicate()
+            raise _failed(f"it took over {PROBE_TIMEOUT:.0f} s") from exc
+        status = self.process.returncode
+        if status != 0:
+            said = stderr.decode(errors="replace").strip()[-2000:]
+            raise _failed(said or f"the child Python exited with status {status}")
+        return msgspec.json.decode(stdout, type=dict[str, KernelInfo])
+
+
+def start() -> Probe:
+    """Start the child Python; it waits for ``Probe.send``."""
+    import subprocess
+
+    package_parent = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(
             [package_parent, *filter(None, [os.environ.get("PYTHONPATH")])]
         ),
-        "PYTHONDONTWRITEBYTECODE": "1",
     }
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "nanobuild.checks.probe"],
-            input=msgspec.json.encode(request),
-            capture_output=True,
+    # A pipe of our own rather than ``stdin=PIPE``, which ``communicate`` would expect
+    # to write to itself: the request is sent as soon as it is known, long before the
+    # report is collected. (``close_fds``, the default, keeps the write end out of the
+    # child, which would otherwise never see the end of the request.)
+    read_end, write_end = os.pipe()
+    with open(read_end, "rb") as stdin:  # the child has its own copy once started
+        process = subprocess.Popen(
+            [sys.executable, "-m", "nanobuild.probe"],
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             env=env,
-            timeout=PROBE_TIMEOUT,
-            check=False,
         )
-    except subprocess.TimeoutExpired as exc:
-        raise _failed(f"it took over {PROBE_TIMEOUT:.0f} s") from exc
-    if done.returncode != 0:
-        raise _failed(done.stderr.decode(errors="replace").strip()[-2000:])
-    return msgspec.json.decode(done.stdout, type=dict[str, KernelInfo])
+    return Probe(process, open(write_end, "wb"))
+
+
+def probe(packages: Mapping[str, Path], kernels: Mapping[str, str]) -> dict[str, KernelInfo]:
+    """Import each kernel in a child Python and describe it."""
+    if not kernels:
+        return {}
+    running = start()
+    running.send(packages, kernels)
+    return running.report()
 
 
 # -- the child side
 
 
+class _WorkspaceFinder:
+    """A meta path finder: each workspace package from its own project folder.
+
+    Putting every project folder on ``sys.path`` instead would make every import
+    (the standard library's too) search every folder: quadratic in the number of
+    services. Submodules need no help: they are found through their package's
+    ``__path__``. (A plain class: the protocol is just ``find_spec``, and importing
+    ``importlib.abc`` would cost the child more than the whole finder.)
+    """
+
+    def __init__(self, packages: Mapping[str, str]) -> None:
+        self.packages = packages
+
+    def find_spec(
+        self,
+        fullname: str,
+        path: Sequence[str] | None,
+        target: types.ModuleType | None = None,
+    ) -> importlib.machinery.ModuleSpec | None:
+        folder = self.packages.get(fullname) if path is None else None
+        if folder is None:
+            return None
+        return importlib.machinery.PathFinder.find_spec(fullname, [folder], target)
+
+
 def main() -> None:
     request = msgspec.json.decode(sys.stdin.buffer.read(), type=Request)
-    sys.path[:0] = request.paths
-    roots = tuple(request.paths)
+    # Just before the path finder: as if the project folders led sys.path, built-in
+    # and frozen modules still come first.
+    finders = sys.meta_path
+    at = finders.index(importlib.machinery.PathFinder)
+    finders.insert(at, _WorkspaceFinder(request.packages))
+    roots = tuple(dict.fromkeys(request.packages.values()))
     stdout = sys.stdout
     sys.stdout = sys.stderr  # a kernel that prints must not corrupt the report
     report = {service: describe(module, roots) for service, module in request.kernels.items()}
@@ -106,25 +199,41 @@ def describe(module_name: str, roots: tuple[str, ...]) -> KernelInfo:
         module = __import__(module_name, fromlist=["_"])
     except BaseException as exc:  # a kernel may raise anything, SystemExit included
         return KernelInfo(error=_failure(exc, roots))
-    contracts = {}
+    # contract name -> (the contract, its response type), or None if it declares none
+    declared: dict[str, tuple[type, Any] | None] = {}
     for name, value in vars(module).items():
         if is_contract(value) and value.__module__ == module_name:
             try:
-                response = response_type(value)
+                declared[name] = (value, response_type(value))
             except MissingResponseType:
-                contracts[name] = ContractInfo()
-                continue
-            contracts[name] = ContractInfo(
-                response=type_text(response), wire_error=wire_error(value, response)
-            )
+                declared[name] = None
+    wire_errors = _wire_errors({name: pair for name, pair in declared.items() if pair})
+    contracts = {
+        name: ContractInfo(response=type_text(pair[1]), wire_error=wire_errors[name])
+        if pair
+        else ContractInfo()
+        for name, pair in declared.items()
+    }
     names = [name for name in vars(module) if not name.startswith("__")]
     return KernelInfo(names=names, contracts=contracts)
 
 
-def wire_error(request: type, response: Any) -> str | None:
-    """Why msgspec cannot carry this contract's request or response, or None."""
+def _wire_errors(contracts: Mapping[str, tuple[type, Any]]) -> dict[str, str | None]:
+    """Per contract, why msgspec cannot carry its request or response, or None.
+
+    One schema of all a kernel's contracts costs far less than one schema per
+    contract, and almost always succeeds; only when it fails is each contract tried
+    on its own, to tell which of them cannot cross the network, and why.
+    """
+    if wire_error([t for pair in contracts.values() for t in pair]) is None:
+        return dict.fromkeys(contracts)
+    return {name: wire_error(pair) for name, pair in contracts.items()}
+
+
+def wire_error(carried: Sequence[Any]) -> str | None:
+    """Why msgspec cannot carry one of these types, or None."""
     try:
-        msgspec.json.schema_components([request, response])
+        msgspec.json.schema_components(carried)
     except (TypeError, ValueError) as exc:
         return str(exc).splitlines()[0]
     return None

@@ -8,6 +8,7 @@ point has to cope with a half-valid workspace.
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 from collections.abc import Iterator
@@ -133,6 +134,18 @@ class Workspace(msgspec.Struct, frozen=True):
         roots = [s.root for s in self.services.values()]
         roots += [lib.root for lib in self.libraries.values()]
         return list(dict.fromkeys(roots))
+
+    def package_folders(self) -> dict[str, Path]:
+        """Each top-level package name -> the project folder it imports from.
+
+        Where two claim one name (E301), the first wins, as it would on ``sys.path``
+        set to ``import_paths()``.
+        """
+        owners: list[Service | Library] = [*self.services.values(), *self.libraries.values()]
+        folders: dict[str, Path] = {}
+        for owner in owners:
+            folders.setdefault(owner.package, owner.root)
+        return folders
 
 
 # -- finding and loading
@@ -327,7 +340,7 @@ class _Reader:
         if not isinstance(raw, dict):
             self.problem(key, "E003", f"`{key}` must be a table")
             return None
-        fields = {f.encode_name: f for f in msgspec.structs.fields(schema)}
+        fields = _fields(schema)
         ok = True
         for name in raw:
             if name not in fields:
@@ -382,6 +395,13 @@ class _Reader:
                     f"`{key}.requires`: {text!r} is not a PEP 508 requirement",
                     str(exc).splitlines()[0],
                 )
+
+
+@functools.cache
+def _fields(schema: type[msgspec.Struct]) -> dict[str, msgspec.structs.FieldInfo]:
+    """A schema's fields by key, worked out once per schema: msgspec resolves the
+    annotations (strings here) again on every call, a cost paid per table otherwise."""
+    return {f.encode_name: f for f in msgspec.structs.fields(schema)}
 
 
 class _TopLevel(msgspec.Struct, frozen=True):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from nanobuild.checks.probe import KernelInfo, probe
+from nanobuild import probe
 from nanobuild.diagnostics import Diagnostic
-from nanobuild.source import Module, read_package
+from nanobuild.probe import KernelInfo
+from nanobuild.source import Module, package_files, read_module
 from nanobuild.workspace import Library, Service, Workspace
 
 
@@ -16,18 +17,54 @@ from nanobuild.workspace import Library, Service, Workspace
 class Context:
     workspace: Workspace
     modules: dict[str, list[Module]]  # service or library name -> its package's modules
+    # Each probed kernel's contracts, from one child process for all of them. Only
+    # kernels that parse and keep to the kernel import rules are imported: the others
+    # are reported already, and importing them could fail for a reason that says less.
+    kernels: dict[str, KernelInfo] = field(default_factory=dict)
 
     @classmethod
     def read(cls, workspace: Workspace) -> Context:
+        """Parse the workspace's code, and import its kernels in a child process.
+
+        The child takes about as long as the parsing, so the two overlap: the child
+        starts first, the kernels are parsed, which is all it takes to choose the
+        kernels to import, and the rest is parsed while the child imports them.
+        """
+        running = probe.start()  # it loads msgspec and the runtime meanwhile
         owners: list[Service | Library] = [*workspace.services.values()]
         owners += workspace.libraries.values()
-        modules = {
-            owner.name: read_package(owner.package_dir, owner.package)
+        files = {
+            owner.name: package_files(owner.package_dir, owner.package)
             if owner.package_dir.is_dir()
-            else []
+            else {}
             for owner in owners
         }
-        return cls(workspace, modules)
+        # The kernels first: they are all that ``kernel`` and ``kernel_import_problems``
+        # need to choose the kernels to import, so the context can hold them alone.
+        parsed = {
+            path: read_module(path, name)
+            for svc in workspace.services.values()
+            for path, name in files[svc.name].items()
+            if name == svc.kernel_module
+        }
+        context = cls(workspace, _modules(files, parsed))
+        running.send(workspace.package_folders(), context._kernels_to_probe())
+        # Then the rest, while the child imports the kernels.
+        for found in files.values():
+            for path, name in found.items():
+                if path not in parsed:
+                    parsed[path] = read_module(path, name)
+        context.modules = _modules(files, parsed)
+        context.kernels = running.report()
+        return context
+
+    def _kernels_to_probe(self) -> dict[str, str]:
+        """Service name -> kernel module, for each kernel the child should import."""
+        return {
+            name: svc.kernel_module
+            for name, svc in self.workspace.services.items()
+            if self.kernel(svc) is not None and not self.kernel_import_problems[name]
+        }
 
     @cached_property
     def package_owner(self) -> dict[str, Service | Library]:
@@ -55,20 +92,14 @@ class Context:
             name: kernel_import_problems(self, svc) for name, svc in self.workspace.services.items()
         }
 
-    @cached_property
-    def kernels(self) -> dict[str, KernelInfo]:
-        """Each kernel's contracts, from one child process for all of them.
-
-        Only kernels that parse and keep to the kernel import rules are imported:
-        the others are reported already, and importing them could fail for a reason
-        that says less.
-        """
-        wanted = {
-            name: svc.kernel_module
-            for name, svc in self.workspace.services.items()
-            if self.kernel(svc) is not None and not self.kernel_import_problems[name]
-        }
-        return probe(self.workspace.import_paths(), wanted)
-
     def rel(self, path: Path) -> str:
         return self.workspace.rel(path)
+
+
+def _modules(
+    files: dict[str, dict[Path, str]], parsed: dict[Path, Module]
+) -> dict[str, list[Module]]:
+    """Per service or library, those of its modules that are ``parsed``, in file order."""
+    return {
+        owner: [parsed[path] for path in found if path in parsed] for owner, found in files.items()
+    }

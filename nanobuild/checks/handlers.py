@@ -7,8 +7,8 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 from nanobuild.checks.context import Context
-from nanobuild.checks.probe import KernelInfo
 from nanobuild.diagnostics import Diagnostic, did_you_mean
+from nanobuild.probe import KernelInfo
 from nanobuild.source import Function, Module
 from nanobuild.workspace import Service
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from nanobuild.diagnostics import Diagnostic
-from nanobuild.source import RUNTIME, Import, Module
+from nanobuild.source import RUNTIME, Import
 from nanobuild.workspace import Library, Service
 
 if TYPE_CHECKING:
@@ -30,19 +30,18 @@ KERNEL_RULE = (
 def check(ctx: Context) -> Iterator[Diagnostic]:
     for svc in ctx.workspace.services.values():
         for module in ctx.modules[svc.name]:
+            here = ctx.rel(module.path)
             for imp in module.imports:
-                yield from _service_import(ctx, svc, module, imp)
+                yield from _service_import(ctx, svc, here, imp)
         yield from ctx.kernel_import_problems[svc.name]
     for lib in ctx.workspace.libraries.values():
         for module in ctx.modules[lib.name]:
+            here = ctx.rel(module.path)
             for imp in module.imports:
-                yield from _library_import(ctx, lib, module, imp)
+                yield from _library_import(ctx, lib, here, imp)
 
 
-def _service_import(
-    ctx: Context, svc: Service, module: Module, imp: Import
-) -> Iterator[Diagnostic]:
-    here = ctx.rel(module.path)
+def _service_import(ctx: Context, svc: Service, here: str, imp: Import) -> Iterator[Diagnostic]:
     owner = ctx.package_owner.get(imp.top)
     if imp.top == "nanobuild":
         yield from _runtime_only(here, svc.name, imp)
@@ -78,10 +77,7 @@ def _service_import(
         )
 
 
-def _library_import(
-    ctx: Context, lib: Library, module: Module, imp: Import
-) -> Iterator[Diagnostic]:
-    here = ctx.rel(module.path)
+def _library_import(ctx: Context, lib: Library, here: str, imp: Import) -> Iterator[Diagnostic]:
     owner = ctx.package_owner.get(imp.top)
     if imp.top == "nanobuild":
         yield from _runtime_only(here, f"library {lib.name}", imp)

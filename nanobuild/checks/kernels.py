@@ -3,7 +3,8 @@ every name a service takes from another's kernel is there."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import defaultdict
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from nanobuild.checks.context import Context
@@ -44,26 +45,35 @@ def check(ctx: Context) -> Iterator[Diagnostic]:
                     line=line,
                     hint="use msgspec Structs, builtin types, datetime, uuid, decimal, enums",
                 )
+    # kernel module -> the services whose kernel it is and imported: one service,
+    # unless several claim one package (E301)
+    imported: dict[str, list[Service]] = defaultdict(list)
     for svc in ctx.workspace.services.values():
-        yield from _references(ctx, svc)
+        if svc.name in ctx.kernels and ctx.kernels[svc.name].error is None:
+            imported[svc.kernel_module].append(svc)
+    for svc in ctx.workspace.services.values():
+        yield from _references(ctx, svc, imported)
 
 
-def _references(ctx: Context, svc: Service) -> Iterator[Diagnostic]:
+def _references(
+    ctx: Context, svc: Service, imported: Mapping[str, list[Service]]
+) -> Iterator[Diagnostic]:
     """E201: each ``dep.kernel.Name`` a service uses must be defined by that kernel."""
-    kernels = {
-        other.kernel_module: other
-        for other in ctx.workspace.services.values()
-        if other is not svc and other.name in ctx.kernels and ctx.kernels[other.name].error is None
-    }
+
+    def owner_of(kernel_module: str) -> Service | None:
+        """The (last) other service whose imported kernel is ``kernel_module``."""
+        others = [other for other in imported.get(kernel_module, ()) if other is not svc]
+        return others[-1] if others else None
+
     for module in ctx.modules[svc.name]:
         used = [(t, imp.line) for imp in module.imports for t in imp.targets()]
         for dotted, line in sorted({*used, *module.references}):
             kernel_module, _, rest = dotted.rpartition(".")
-            while kernel_module and kernel_module not in kernels:
+            while kernel_module and owner_of(kernel_module) is None:
                 kernel_module, _, rest = kernel_module.rpartition(".")
-            if not kernel_module or not rest:
+            owner = owner_of(kernel_module)
+            if owner is None or not rest:
                 continue
-            owner = kernels[kernel_module]
             info = ctx.kernels[owner.name]
             if rest not in info.names:
                 yield Diagnostic(
