@@ -2,7 +2,8 @@
 
     BuildError              anything the build side reports to the user
      ├── WorkspaceError     nano.toml cannot be used (exit 2)
-     └── CheckFailed        the workspace was read, and checks found problems (exit 1)
+     ├── CheckFailed        the workspace was read, and checks found problems (exit 1)
+     └── PackError          the binary cannot be packed: staging, reading, writing (exit 1)
 
 Library code raises these and never calls ``sys.exit``; only ``cli.py`` decides how a
 process ends.
@@ -33,5 +34,12 @@ class WorkspaceError(BuildError):
 
 class CheckFailed(BuildError):
     """The workspace loaded, but checks found problems."""
+
+    exit_code = 1
+
+
+class PackError(BuildError):
+    """``bundle`` cannot pack the binary: a requirement that will not install, a file that
+    cannot be read, an output that cannot be written. ``dist/`` is left as it was."""
 
     exit_code = 1

@@ -1,0 +1,563 @@
+"""Packing: the services, their libraries, the runtime and their third-party packages
+into one reproducible zipapp, ``dist/<name>.pyz``.
+
+``build`` runs three steps, each reported to ``progress`` with its duration:
+
+1. **stage** (``stage (cached)`` when reused): the third-party packages — what the
+   runtime needs plus the ``requires`` of the packed services and their libraries —
+   installed once per requirement set and cached (``nanobuild.stage``). nanobuild
+   itself is not installed there: only its runtime (``nanobuild/__init__.py`` and
+   ``nanobuild/runtime/``) is copied in, so the build side (typer, jinja2, shiv,
+   rich, packaging) never ships unless a service asks for it.
+2. **collect**: the archive's entries, read into memory: the stage, the runtime, each
+   packed service's package and each library's, the generated ``nano_ingress.py``
+   and the static frontend as ``nano_static/``. A file that cannot be read stops the
+   build here, before anything is written.
+3. **pack**: the zipapp, written with shiv's builder.
+
+Why not shiv's ``create_archive``: it always packs shiv's own bootstrap and a
+``__main__`` that imports it, and that bootstrap extracts into ``~/.shiv`` without
+telling a damaged extraction from a good one, keeps the host's site-packages on
+``sys.path``, and never removes older builds. So the archive is written with shiv's
+lower-level functions (``write_file_prefix``, ``write_to_zipapp``) and carries our
+own stdlib-only bootstrap (``nanobuild/runtime/bootstrap.py``) at its root::
+
+    #!/usr/bin/env python3
+    __main__.py            calls _nano_bootstrap.boot(name, build id, entry, ...)
+    _nano_bootstrap.py     unpacks site-packages/ once, isolates sys.path, runs main()
+    site-packages/...      everything the app imports
+
+Reproducible: the same inputs give the same bytes, from any folder and under any
+umask. Entries are sorted, every timestamp is ``SOURCE_DATE_EPOCH`` (or 1980-01-01,
+the zip format's first day), modes are 0644, or 0755 for files with a run bit, the
+shebang is ``/usr/bin/env python3``, and the stage holds no ``bin/`` scripts (whose
+shebangs name this machine's Python), no bytecode and no installer bookkeeping. The
+build id (which names the extraction folder) is the sha256 of ``site-packages/``.
+
+Atomic: the archive is written to a temporary file beside the target and renamed
+over it; on any failure (a full disk included) the temporary file is removed and
+``dist/`` is as it was.
+
+The binary runs on the Python it was built with (same implementation, minor version
+and platform: the stage may hold compiled extensions); the bootstrap says so clearly
+anywhere else.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import os
+import stat
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, NamedTuple
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from shiv import builder  # type: ignore[import-untyped]  # shiv ships no type hints
+
+import nanobuild
+from nanobuild import stage
+from nanobuild.diagnostics import Diagnostic
+from nanobuild.errors import PackError
+from nanobuild.requirements import RUNTIME, RUNTIME_REQUIRES
+from nanobuild.workspace import FILENAME, Library, Service, Workspace
+
+Progress = Callable[[str, float], None]
+
+INGRESS = "nano_ingress"  # the generated module, at the top of site-packages
+STATIC = "nano_static"  # the static frontend's folder, next to it
+ENTRY_POINT = f"{INGRESS}:main"
+BOOTSTRAP = "_nano_bootstrap"  # nanobuild/runtime/bootstrap.py, at the archive's root
+SHEBANG = "/usr/bin/env python3"
+SITE = "site-packages"
+_EPOCH_1980 = 315532800  # the earliest time a zip entry can carry
+_SKIPPED_DIRS = frozenset({"__pycache__"})
+_SKIPPED_SUFFIXES = (".pyc", ".pyo")
+
+
+class Entry(NamedTuple):
+    """One file of the archive."""
+
+    arcname: str  # its path in the archive, with forward slashes
+    data: bytes
+    executable: bool = False
+
+
+class Contents(NamedTuple):
+    """What goes into a binary, from the workspace."""
+
+    services: list[Service]  # the packed services and the services they call
+    libraries: list[Library]  # the libraries all of those use
+    requirements: dict[str, list[tuple[str, str]]]  # requirement -> (who, nano.toml key)
+
+
+def build(
+    workspace: Workspace,
+    services: Sequence[str],
+    ingress_source: str,
+    target: Path,
+    *,
+    find_links: Sequence[Path] = (),
+    offline: bool = False,
+    verbose: bool = False,
+    progress: Progress | None = None,
+) -> Path:
+    """Pack ``services`` of ``workspace`` into the zipapp ``target``; returns ``target``.
+
+    The services each of them depends on come along (their callers import their
+    kernels even when they run elsewhere), and so do the libraries they all use.
+    ``ingress_source`` becomes ``nano_ingress.py``, whose ``main()`` the binary runs.
+    ``find_links`` folders of wheels and ``offline`` (no package index) are passed to
+    the installer; ``verbose`` echoes its log to stderr. Any problem raises
+    ``PackError`` and leaves ``target`` as it was.
+    """
+    report = progress or (lambda step, seconds: None)
+    contents = plan(workspace, services)
+    with _timed() as elapsed:
+        staged = _stage(workspace, contents, find_links, offline=offline, verbose=verbose)
+    report("stage (cached)" if staged.reused else "stage", elapsed())
+    with _timed() as elapsed:
+        _check_collisions(workspace, contents, stage.top_level_modules(staged.site_packages))
+        entries = collect(workspace, contents, staged.site_packages, ingress_source)
+    report("collect", elapsed())
+    with _timed() as elapsed:
+        write(entries, target, name=workspace.name, pth=_has_pth(staged.site_packages))
+    report("pack", elapsed())
+    return target
+
+
+# -- what goes in
+
+
+def plan(workspace: Workspace, services: Sequence[str]) -> Contents:
+    """The services (with the ones they call), libraries and requirements to pack."""
+    unknown = [name for name in services if name not in workspace.services]
+    if unknown:
+        raise PackError(
+            [
+                Diagnostic(FILENAME, "E407", f"{name} is not a service of this workspace")
+                for name in unknown
+            ]
+        )
+    named = [workspace.services[name] for name in services]
+    packed = _with_dependencies(workspace, named)
+    libraries = _libraries(workspace, packed)
+    return Contents(packed, libraries, _requirements([*named, *libraries]))
+
+
+def _requirements(owners: list[Service | Library]) -> dict[str, list[tuple[str, str]]]:
+    """The runtime's requirements and the owners', each with who needs it and where
+    nano.toml says so. A service only called from here brings none: its handlers are
+    not run here, and its kernel needs no third-party package (E207)."""
+    parties: dict[str, list[tuple[str, str]]] = {}
+    for text in RUNTIME_REQUIRES:
+        parties.setdefault(str(Requirement(text)), []).append((RUNTIME, ""))
+    for owner in owners:
+        for text in owner.requires:
+            need = (_who(owner), f"{_key(owner)}.requires")
+            parties.setdefault(str(Requirement(text)), []).append(need)
+    return parties
+
+
+def _with_dependencies(workspace: Workspace, named: list[Service]) -> list[Service]:
+    """``named`` and every service they depend on, directly or not, in workspace order."""
+    wanted = {svc.name for svc in named}
+    todo = [dep for svc in named for dep in svc.depends]
+    while todo:
+        name = todo.pop()
+        if name in workspace.services and name not in wanted:
+            wanted.add(name)
+            todo.extend(workspace.services[name].depends)
+    return [svc for name, svc in workspace.services.items() if name in wanted]
+
+
+def _libraries(workspace: Workspace, services: list[Service]) -> list[Library]:
+    """The libraries the services list, and the libraries those import (a library may
+    import another without declaring it)."""
+    by_package = {lib.package: lib for lib in workspace.libraries.values()}
+    wanted = {name for svc in services for name in svc.libraries if name in workspace.libraries}
+    todo = list(wanted)
+    while todo:
+        library = workspace.libraries[todo.pop()]
+        for top in _imported_packages(library.package_dir):
+            other = by_package.get(top)
+            if other is not None and other.name not in wanted:
+                wanted.add(other.name)
+                todo.append(other.name)
+    return [lib for name, lib in workspace.libraries.items() if name in wanted]
+
+
+def _imported_packages(folder: Path) -> set[str]:
+    """The top-level names the modules under ``folder`` import (absolute imports)."""
+    found: set[str] = set()
+    for path in sorted(folder.rglob("*.py")):
+        try:
+            tree = ast.parse(path.read_bytes(), filename=str(path))
+        except (OSError, SyntaxError, ValueError):
+            continue  # reported by `check`; here it only means no more libraries
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                found |= {alias.name.partition(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module.partition(".")[0])
+    return found
+
+
+def _who(owner: Service | Library) -> str:
+    return f"service {owner.name}" if isinstance(owner, Service) else f"library {owner.name}"
+
+
+def _key(owner: Service | Library) -> str:
+    return f"services.{owner.name}" if isinstance(owner, Service) else f"libraries.{owner.name}"
+
+
+# -- staging
+
+
+def _stage(
+    workspace: Workspace,
+    contents: Contents,
+    find_links: Sequence[Path],
+    *,
+    offline: bool,
+    verbose: bool,
+) -> stage.Staged:
+    try:
+        return stage.stage(
+            list(contents.requirements), find_links=find_links, offline=offline, verbose=verbose
+        )
+    except stage.InstallFailed as exc:
+        raise PackError([_install_failure(workspace, contents, exc, offline)]) from None
+
+
+def _install_failure(
+    workspace: Workspace, contents: Contents, exc: stage.InstallFailed, offline: bool
+) -> Diagnostic:
+    """The installer's failure, blamed on the requirement it names and who needs it,
+    at the line of nano.toml that asks for it."""
+    blamed = _blamed(contents, exc.culprit)
+    who = sorted({w for text in blamed for w, _ in contents.requirements[text]})
+    keys = [k for text in blamed for _, k in contents.requirements[text] if k]
+    message = f"cannot install {_what(blamed, exc.culprit)}, needed by {_join(who)}"
+    where = (
+        "--offline installs only the wheels in the --find-links folders: add one there"
+        if offline
+        else "check the name and version on the package index"
+    )
+    hint = where + "; the installer said:\n" + "\n".join(f"        {t}" for t in exc.tail())
+    return workspace.at(keys[0] if keys else "", "E401", message, hint)
+
+
+def _what(blamed: list[str], culprit: str | None) -> str:
+    if culprit is None:
+        return "the requirements"
+    if [_name(text) for text in blamed] == [_name(culprit)]:
+        return f"`{blamed[0]}`"  # as nano.toml writes it
+    return f"`{culprit}` (for {', '.join(blamed)})"  # a dependency of a requirement
+
+
+def _blamed(contents: Contents, culprit: str | None) -> list[str]:
+    """Our requirements behind the installer's ``culprit``: itself, or the one it came
+    from (pip's ``anyio<5 (from starlette)``); all of them when that cannot be told."""
+    if culprit:
+        named = [culprit.partition(" ")[0], *culprit.partition("(from ")[2].rstrip(")").split(",")]
+        names = {_name(text) for text in named if text.strip()}
+        ours = [text for text in contents.requirements if _name(text) in names]
+        if ours:
+            return ours
+    return list(contents.requirements)
+
+
+def _name(requirement: str) -> str:
+    try:
+        return str(canonicalize_name(Requirement(requirement.strip()).name))
+    except ValueError:
+        return requirement.strip()
+
+
+def _join(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _check_collisions(workspace: Workspace, contents: Contents, staged: dict[str, str]) -> None:
+    """No packed package may share a top-level name with a staged module, nor with what
+    the binary adds itself (DESIGN §6.9)."""
+    ours = {"nanobuild": "the nanobuild runtime", INGRESS: "the generated ingress"}
+    ours[STATIC] = "the static frontend"
+    problems = [
+        workspace.at(
+            "",
+            "E402",
+            f"a requirement installs {staged[name]}, whose module {name} is {what}",
+            "drop that requirement: the binary brings that module itself",
+        )
+        for name, what in ours.items()
+        if name in staged
+    ]
+    owners: list[Service | Library] = [*contents.services, *contents.libraries]
+    for owner in owners:
+        other = staged.get(owner.package) or ours.get(owner.package)
+        if other:
+            problems.append(
+                workspace.at(
+                    _key(owner),
+                    "E402",
+                    f"{_who(owner)} and {other} both provide the module {owner.package}",
+                    f"set `{_key(owner)}.package` to a name of its own",
+                )
+            )
+    if problems:
+        raise PackError(problems)
+
+
+def _has_pth(site_packages: Path) -> bool:
+    return any(site_packages.glob("*.pth"))
+
+
+# -- collecting
+
+
+def collect(
+    workspace: Workspace, contents: Contents, site_packages: Path, ingress_source: str
+) -> list[Entry]:
+    """Every ``site-packages/`` entry of the archive, sorted by name."""
+    entries = list(_tree(site_packages, SITE, shown=str(site_packages)))
+    entries += runtime_entries()
+    owners: list[Service | Library] = [*contents.services, *contents.libraries]
+    for owner in owners:
+        entries += _tree(
+            owner.package_dir,
+            f"{SITE}/{owner.package}",
+            shown=workspace.rel(owner.package_dir),
+            inside=workspace.root,
+        )
+    entries.append(Entry(f"{SITE}/{INGRESS}.py", ingress_source.encode("utf-8")))
+    if workspace.ingress.static is not None:
+        entries += _static(workspace, workspace.ingress.static)
+    return _unique(entries)
+
+
+def runtime_entries() -> list[Entry]:
+    """The runtime as it ships: ``nanobuild/__init__.py`` and ``nanobuild/runtime/``,
+    read from the nanobuild that runs this build."""
+    package = Path(nanobuild.__file__).parent
+    init = package / "__init__.py"
+    entries = [Entry(f"{SITE}/nanobuild/__init__.py", _read(init, str(init)))]
+    runtime = package / "runtime"
+    entries += _tree(runtime, f"{SITE}/nanobuild/runtime", shown=str(runtime))
+    return entries
+
+
+def _static(workspace: Workspace, folder: Path) -> list[Entry]:
+    if not folder.is_dir():
+        raise PackError(
+            [
+                workspace.at(
+                    "ingress.static",
+                    "E403",
+                    f"the static folder {workspace.rel(folder)} does not exist",
+                    "build the frontend first, or remove `ingress.static` from nano.toml",
+                )
+            ]
+        )
+    return list(
+        _tree(folder, f"{SITE}/{STATIC}", shown=workspace.rel(folder), inside=workspace.root)
+    )
+
+
+def _tree(folder: Path, prefix: str, *, shown: str, inside: Path | None = None) -> Iterator[Entry]:
+    """The files under ``folder`` as entries under ``prefix``, bytecode left out.
+
+    Links are followed, but where ``inside`` is given none may lead out of it (a link
+    must not smuggle a file from elsewhere on this machine into a binary).
+    """
+    seen: set[str] = set()
+    for current, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(current)
+        if real in seen:  # a link back up the tree
+            dirs.clear()
+            continue
+        seen.add(real)
+        dirs[:] = sorted(d for d in dirs if d not in _SKIPPED_DIRS)
+        rel_dir = Path(current).relative_to(folder)
+        for name in sorted(files):
+            if name.endswith(_SKIPPED_SUFFIXES):
+                continue
+            path = Path(current) / name
+            rel = (rel_dir / name).as_posix()
+            where = f"{shown}/{rel}"
+            if inside is not None:
+                _check_inside(path, inside, where)
+            yield Entry(f"{prefix}/{rel}", _read(path, where), _is_executable(path))
+
+
+def _check_inside(path: Path, inside: Path, shown: str) -> None:
+    real = Path(os.path.realpath(path))
+    if not real.is_relative_to(inside):
+        raise PackError([_unreadable(shown, f"it links to {real}, outside the workspace")])
+
+
+def _read(path: Path, shown: str) -> bytes:
+    """The bytes of a regular file; anything else (a broken link, a FIFO, no access)
+    is a ``PackError`` naming the file."""
+    if "\n" in shown or not shown.isprintable():
+        raise PackError([_unreadable(shown, "its name cannot be packed")])
+    try:
+        # O_NONBLOCK: opening a FIFO must not hang the build; fstat then refuses it
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise PackError([_unreadable(shown, exc.strerror or str(exc))]) from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise PackError([_unreadable(shown, "it is not a regular file")])
+        try:
+            return f.read()
+        except OSError as exc:
+            raise PackError([_unreadable(shown, exc.strerror or str(exc))]) from None
+
+
+def _unreadable(shown: str, why: str) -> Diagnostic:
+    return Diagnostic(shown, "E404", f"cannot pack {shown}: {why}")
+
+
+def _is_executable(path: Path) -> bool:
+    try:
+        return bool(path.stat().st_mode & 0o111)
+    except OSError:
+        return False
+
+
+def _unique(entries: list[Entry]) -> list[Entry]:
+    by_name: dict[str, Entry] = {}
+    for entry in entries:
+        if entry.arcname in by_name:
+            # _check_collisions refuses clashing packages, so this is a clash inside one
+            raise PackError(
+                [Diagnostic(entry.arcname, "E402", f"two files would be {entry.arcname}")]
+            )
+        by_name[entry.arcname] = entry
+    return [by_name[name] for name in sorted(by_name)]
+
+
+# -- writing
+
+
+def build_id(entries: Sequence[Entry]) -> str:
+    """The sha256 of the entries: names, run bits and contents."""
+    digest = hashlib.sha256()
+    for entry in sorted(entries):
+        head = f"{entry.arcname}\0{int(entry.executable)}\0{len(entry.data)}\0"
+        digest.update(head.encode("utf-8"))
+        digest.update(entry.data)
+    return digest.hexdigest()
+
+
+def write(entries: Sequence[Entry], target: Path, *, name: str, pth: bool = False) -> str:
+    """Write the zipapp of ``entries`` (site-packages) to ``target``, atomically; its
+    build id."""
+    identity = build_id(entries)
+    root = [
+        Entry("__main__.py", main_source(name, identity, pth=pth)),
+        Entry(f"{BOOTSTRAP}.py", bootstrap_source()),
+    ]
+    stamp = zip_timestamp()
+    with atomic_output(target) as out:
+        builder.write_file_prefix(out, SHEBANG)
+        with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for entry in sorted([*root, *entries]):
+                builder.write_to_zipapp(
+                    archive,
+                    entry.arcname,
+                    entry.data,
+                    stamp,
+                    zipfile.ZIP_DEFLATED,
+                    stat=_mode(entry.executable),
+                )
+    return identity
+
+
+def main_source(name: str, identity: str, *, pth: bool) -> bytes:
+    """The archive's ``__main__.py``: hand over to the bootstrap."""
+    from nanobuild.runtime.bootstrap import python_tag
+
+    return (
+        f"# Generated by nanobuild: start {name}, unpacking its packages on the first run.\n"
+        f"import {BOOTSTRAP}\n\n"
+        f"{BOOTSTRAP}.boot(\n"
+        f"    {name!r},\n"
+        f"    {identity!r},\n"
+        f"    entry={ENTRY_POINT!r},\n"
+        f"    python={python_tag()!r},\n"
+        f"    pth={pth!r},\n"
+        f")\n"
+    ).encode()
+
+
+def bootstrap_source() -> bytes:
+    path = Path(nanobuild.__file__).parent / "runtime" / "bootstrap.py"
+    return _read(path, str(path))
+
+
+def zip_timestamp() -> tuple[int, int, int, int, int, int]:
+    """Every entry's time: ``SOURCE_DATE_EPOCH`` if set, else the zip format's first day."""
+    epoch = _EPOCH_1980
+    if text := os.environ.get("SOURCE_DATE_EPOCH", "").strip():
+        try:
+            epoch = max(int(text), _EPOCH_1980)
+        except ValueError:
+            raise PackError(
+                [Diagnostic("SOURCE_DATE_EPOCH", "E405", f"{text!r} is not a number of seconds")]
+            ) from None
+    year, month, day, hour, minute, second = time.gmtime(epoch)[:6]
+    return (year, month, day, hour, minute, second)
+
+
+def _mode(executable: bool) -> os.stat_result:
+    # what shiv's builder turns into the entry's permissions: fixed, whatever the umask
+    mode = stat.S_IFREG | (0o755 if executable else 0o644)
+    return os.stat_result((mode, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+
+
+@contextmanager
+def atomic_output(target: Path) -> Iterator[IO[bytes]]:
+    """A file to write ``target`` through: renamed over it (with its run bit) when the
+    block ends well, removed when it does not."""
+    if target.is_dir():
+        raise PackError([_unwritable(target, "it is a folder")])
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(
+            dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
+        )
+    except OSError as exc:
+        raise PackError([_unwritable(target, exc.strerror or str(exc))]) from None
+    try:
+        with os.fdopen(fd, "wb") as out:
+            yield out
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temporary, 0o755)
+        os.replace(temporary, target)
+    except BaseException as exc:
+        Path(temporary).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise PackError([_unwritable(target, exc.strerror or str(exc))]) from None
+        raise
+
+
+def _unwritable(target: Path, why: str) -> Diagnostic:
+    return Diagnostic(str(target), "E405", f"cannot write {target}: {why}")
+
+
+@contextmanager
+def _timed() -> Iterator[Callable[[], float]]:
+    start = time.perf_counter()
+    end: list[float] = []
+    yield lambda: (end[0] if end else time.perf_counter()) - start
+    end.append(time.perf_counter())

@@ -1,0 +1,349 @@
+"""The first code a binary runs: unpack its packages once, shut out the host's, start it.
+
+``nanobuild bundle`` packs this file at the root of every ``.pyz`` as
+``_nano_bootstrap.py``, next to a ``__main__.py`` that calls ``boot``. It uses the
+standard library alone, since nothing else is importable yet, and on a warm start it
+imports nothing beyond ``os`` and ``sys``.
+
+What ``boot`` promises:
+
+* The archive's ``site-packages/`` is extracted once per build, into
+  ``$NANO_APP_CACHE`` or ``$XDG_CACHE_HOME/nanobuild/apps`` or
+  ``~/.cache/nanobuild/apps``, as ``<name>-<build id>/``; where that cannot be
+  written (a read-only HOME), into ``<tmp>/nanobuild-<uid>/apps``, a folder only this
+  user may use.
+* Several copies starting at once are safe: each extracts into a temporary folder
+  beside the target and renames it into place; whoever loses the race uses the
+  winner's folder.
+* Bytecode is compiled at extraction, so starts stay fast where
+  ``PYTHONDONTWRITEBYTECODE`` is set.
+* A damaged extraction (a file missing or truncated) is found by a cheap check of a
+  manifest of every file's size, written last, and is extracted again, instead of
+  failing later with a puzzling ImportError.
+* Extracting a build removes the extractions of the same app's other builds.
+* The host's site-packages (system, user, virtual environment, and whatever their
+  ``.pth`` files added) are taken off ``sys.path`` before anything of the app is
+  imported: the binary runs on a bare Python and never picks up a host's package.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+SITE = "site-packages"
+MANIFEST = "manifest"
+_MANIFEST_HEADER = "nanobuild-manifest 1"
+_ID_LENGTH = 16  # hex digits of the build id in a folder's name
+_STALE_SECONDS = 3600  # a temporary folder this old belongs to no running extraction
+
+
+class BootError(Exception):
+    """The binary cannot start; the message says why, in one line."""
+
+
+def boot(name: str, build_id: str, *, entry: str, python: str, pth: bool = False) -> None:
+    """Run the app ``name``: unpack (or reuse) its packages, isolate, call ``entry``.
+
+    ``entry`` is ``module:function``; its return value is the exit code. ``python``
+    is the interpreter the packages were staged for (``sys.implementation.cache_tag``
+    and ``sys.platform``); ``pth`` says whether they include ``.pth`` files.
+    """
+    try:
+        _check_python(python)
+        site_packages = locate(name, build_id)
+    except (BootError, OSError) as exc:
+        sys.stderr.write(f"{name}: {exc}\n")
+        raise SystemExit(1) from None
+    isolate(site_packages, pth=pth)
+    module, _, function = entry.partition(":")
+    __import__(module)
+    raise SystemExit(getattr(sys.modules[module], function)())
+
+
+def python_tag() -> str:
+    """What a build's packages are bound to: ``cpython-311 linux``."""
+    return f"{sys.implementation.cache_tag} {sys.platform}"
+
+
+def _check_python(python: str) -> None:
+    if python != python_tag():
+        raise BootError(
+            f"this binary was built for {python}, but this Python is {python_tag()} "
+            f"({sys.executable}): run it with the Python it was built with"
+        )
+
+
+# -- where the packages live
+
+
+def locate(name: str, build_id: str) -> str:
+    """The ``site-packages`` folder of this build, extracting it first if needed."""
+    folder = f"{name}-{build_id[:_ID_LENGTH]}"
+    problems = []
+    for root in (cache_root, fallback_root):
+        try:
+            where = root()
+            target = os.path.join(where, folder)
+            if intact(target):
+                return os.path.join(target, SITE)
+            return extract(archive_path(), where, folder, name)
+        except OSError as exc:
+            problems.append(f"{exc.filename or root.__name__}: {exc.strerror or exc}")
+    raise BootError("cannot unpack the app's packages: " + "; ".join(problems))
+
+
+def cache_root() -> str:
+    """``$NANO_APP_CACHE``, else ``$XDG_CACHE_HOME/nanobuild/apps``, else ``~/.cache/...``."""
+    override = os.environ.get("NANO_APP_CACHE")
+    if override:
+        return os.path.expanduser(override)
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not base:
+        home = os.path.expanduser("~")
+        if home == "~":  # not expanded: no HOME, no password entry
+            raise OSError("this user has no home folder")
+        base = os.path.join(home, ".cache")
+    return os.path.join(base, "nanobuild", "apps")
+
+
+def fallback_root() -> str:
+    """A folder of this user's under the temporary folder, for when HOME is read-only."""
+    import tempfile  # only here: it costs a few milliseconds to import
+
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    private = os.path.join(tempfile.gettempdir(), f"nanobuild-{uid}")
+    try:
+        os.mkdir(private, 0o700)
+    except FileExistsError:
+        _check_private(private, uid)
+    return os.path.join(private, "apps")
+
+
+def _check_private(folder: str, uid: int) -> None:
+    # in a shared temporary folder another user could have made it first, to plant code
+    st = os.lstat(folder)
+    if hasattr(os, "getuid") and (st.st_uid != uid or st.st_mode & 0o077 or os.path.islink(folder)):
+        raise BootError(f"{folder} is not a private folder of this user; remove it")
+
+
+def archive_path() -> str:
+    """The ``.pyz`` this code runs from."""
+    loader = globals().get("__loader__")
+    return str(getattr(loader, "archive", None) or sys.argv[0])
+
+
+# -- is an extraction whole?
+
+
+def intact(target: str) -> bool:
+    """Whether ``target`` holds a complete extraction: every file of its manifest is
+    there, at its size. One ``stat`` per file: cheap enough for every start."""
+    try:
+        with open(os.path.join(target, MANIFEST), encoding="utf-8") as f:
+            lines = f.read().split("\n")
+    except (OSError, UnicodeDecodeError):
+        return False
+    header, _, count = lines[0].rpartition(" ")
+    files = lines[1:-1]  # the manifest ends with a newline: a cut one does not
+    if header != _MANIFEST_HEADER or lines[-1] != "" or count != str(len(files)):
+        return False
+    join, stat = os.path.join, os.stat
+    try:
+        for line in files:
+            size, _, rel = line.partition(" ")
+            if stat(join(target, rel)).st_size != int(size):
+                return False
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def write_manifest(target: str) -> None:
+    """List every file under ``target`` with its size; written last, so its presence
+    means the rest is complete."""
+    lines = []
+    for folder, _, names in os.walk(target):
+        for filename in names:
+            path = os.path.join(folder, filename)
+            rel = os.path.relpath(path, target).replace(os.sep, "/")
+            lines.append(f"{os.path.getsize(path)} {rel}")
+    lines.sort(key=lambda line: line.partition(" ")[2])
+    text = f"{_MANIFEST_HEADER} {len(lines)}\n" + "".join(f"{line}\n" for line in lines)
+    with open(os.path.join(target, MANIFEST), "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+# -- extracting
+
+
+def extract(archive: str, root: str, folder: str, name: str) -> str:
+    """Unpack ``archive``'s site-packages into ``root/folder``; its site-packages path.
+
+    Concurrent callers each unpack into a folder of their own and rename it into
+    place; the first rename wins and the others use its result.
+    """
+    import shutil
+
+    os.makedirs(root, exist_ok=True)
+    target = os.path.join(root, folder)
+    work = os.path.join(root, f".{folder}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    os.mkdir(work)
+    try:
+        _unzip(archive, work)
+        _compile(os.path.join(work, SITE), os.path.join(target, SITE))
+        write_manifest(work)
+        _install(work, target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # gone already when the rename succeeded
+    remove_other_builds(root, name, folder)
+    return os.path.join(target, SITE)
+
+
+def _unzip(archive: str, work: str) -> None:
+    import shutil
+    import zipfile
+
+    made = set()
+    with zipfile.ZipFile(archive) as zf:
+        for info in zf.infolist():
+            parts = info.filename.split("/")
+            if parts[0] != SITE or info.is_dir() or ".." in parts or "" in parts:
+                continue
+            path = os.path.join(work, *parts)
+            parent = os.path.dirname(path)
+            if parent not in made:
+                os.makedirs(parent, exist_ok=True)
+                made.add(parent)
+            with zf.open(info) as src, open(path, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            if (info.external_attr >> 16) & 0o111:
+                os.chmod(path, 0o755)
+
+
+def _compile(site_packages: str, final: str) -> None:
+    import compileall
+
+    # ddir: tracebacks name the files where they will live, not this temporary folder
+    compileall.compile_dir(site_packages, ddir=final, quiet=2, workers=1)
+
+
+def _install(work: str, target: str) -> None:
+    """Rename ``work`` to ``target``; a damaged ``target`` in the way is moved aside."""
+    import shutil
+
+    for _ in range(3):
+        try:
+            os.rename(work, target)
+            return
+        except OSError:
+            if intact(target):
+                return  # a concurrent start won the race: use its extraction
+        aside = f"{target}.{os.getpid()}.{os.urandom(4).hex()}.old"
+        try:
+            os.rename(target, aside)
+        except FileNotFoundError:
+            continue  # someone else moved it already
+        shutil.rmtree(aside, ignore_errors=True)
+    os.rename(work, target)  # let the error say why
+
+
+def remove_other_builds(root: str, name: str, keep: str) -> None:
+    """Remove the other builds of app ``name`` in ``root``, and its stale temporary
+    folders; other apps' folders are left alone."""
+    import shutil
+    import time
+
+    now = time.time()
+    for entry in os.listdir(root):
+        path = os.path.join(root, entry)
+        if entry == keep or _app_of(entry) != name:
+            continue
+        stale = entry.endswith((".tmp", ".old"))
+        if stale and now - os.lstat(path).st_mtime < _STALE_SECONDS:
+            continue  # perhaps another start is extracting there right now
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _app_of(entry: str) -> str | None:
+    """The app an entry of the cache belongs to: ``shop-<id>``, ``.shop-<id>.<pid>.<x>.tmp``."""
+    if entry.endswith((".tmp", ".old")):
+        entry = entry.lstrip(".").rsplit(".", 3)[0]
+    app, _, build = entry.rpartition("-")
+    hexdigits = "0123456789abcdef"
+    if len(build) != _ID_LENGTH or any(c not in hexdigits for c in build):
+        return None
+    return app
+
+
+# -- isolation
+
+
+def isolate(site_packages: str, *, pth: bool = False) -> None:
+    """Put ``site_packages`` on ``sys.path`` in place of the host's site folders.
+
+    What stays before it: the archive, ``PYTHONPATH``, and the standard library. What
+    goes: every other entry (site-packages, user site, ``.pth`` additions), the import
+    finders and modules those brought in.
+    """
+    pythonpath = _pythonpath()
+    kept = [p for i, p in enumerate(sys.path) if i == 0 or _is_own(p, pythonpath)]
+    dropped = [p for p in sys.path if p not in kept]
+    sys.path[:] = kept
+    if pth:
+        import site
+
+        site.addsitedir(site_packages)  # runs the packages' .pth files, as pip would
+    else:
+        sys.path.append(site_packages)
+    _forget(dropped)
+
+
+def _is_own(path: str, pythonpath: set[str]) -> bool:
+    """Whether a ``sys.path`` entry is the standard library's or the user's PYTHONPATH."""
+    full = os.path.normcase(os.path.abspath(path or os.curdir))
+    if full in pythonpath:
+        return True
+    parts = full.replace("\\", "/").split("/")
+    if "site-packages" in parts or "dist-packages" in parts:
+        return False
+    prefixes = {sys.base_prefix, sys.base_exec_prefix}
+    return any(_under(full, os.path.normcase(os.path.abspath(p))) for p in prefixes)
+
+
+def _pythonpath() -> set[str]:
+    if sys.flags.ignore_environment:
+        return set()
+    entries = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    return {os.path.normcase(os.path.abspath(p)) for p in entries if p}
+
+
+def _under(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _forget(dropped: list[str]) -> None:
+    """Drop what the host's site folders already put in: finders and imported modules."""
+    if not dropped:
+        return
+    folders = [os.path.normcase(os.path.abspath(p)) for p in dropped]
+
+    def from_host(module: object) -> bool:
+        where = getattr(module, "__file__", None)
+        if not isinstance(where, str):
+            return False
+        where = os.path.normcase(os.path.abspath(where))
+        return any(_under(where, folder) for folder in folders)
+
+    # finders first: they are recognised by the module they come from
+    sys.meta_path[:] = [f for f in sys.meta_path if not from_host(sys.modules.get(_module_of(f)))]
+    for name, module in list(sys.modules.items()):
+        if from_host(module):
+            del sys.modules[name]
+    for path in dropped:
+        sys.path_importer_cache.pop(path, None)
+
+
+def _module_of(finder: object) -> str:
+    owner = finder if isinstance(finder, type) else type(finder)
+    return owner.__module__

@@ -1,0 +1,376 @@
+"""Staging: the third-party packages a binary carries, installed once and cached.
+
+A stage is the ``site-packages`` tree of one requirement set, fit to ship: installed
+with ``uv pip install --target`` when ``uv`` is on PATH (much faster), else with this
+Python's pip, then stripped of what must not travel — ``bin/`` scripts (their
+shebangs name this machine's Python), bytecode, and the installer's bookkeeping
+(``INSTALLER``, ``REQUESTED``, ``direct_url.json``, uv's ``uv_cache.json`` and
+``.lock``, and the ``RECORD`` lines of files that are gone).
+
+It is built in a temporary folder beside the cache and renamed into place. A rename
+is atomic, so two builds at once never see half a stage, and the loser of that race
+simply uses the winner's. Cache layout::
+
+    <root>/stage/<key>/site-packages/   the packages, as they go into a binary
+    <root>/stage/<key>/stage.json       what was asked for, for people looking in
+
+``<root>`` is ``$NANO_CACHE_DIR``, else ``$XDG_CACHE_HOME/nanobuild``, else
+``~/.cache/nanobuild``. The key hashes the sorted requirement set, the Python it is
+for (implementation, major.minor, ABI flags), the platform tag, and where packages
+may come from (``--offline`` and a listing of each ``--find-links`` folder), so a
+changed wheelhouse is never masked by an older stage. A stage does not expire: a
+range like ``msgspec>=0.18`` stays at the version first installed until the cache
+folder is removed.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import importlib.util
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import msgspec
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from nanobuild.diagnostics import Diagnostic
+from nanobuild.errors import PackError
+
+SITE = "site-packages"
+# Folders pip --target leaves beside the packages: a wheel's scripts and data files,
+# which belong to an installation prefix, not to an importable tree.
+_DATA_FOLDERS = frozenset({"bin", "Scripts", "share", "include", "etc", "man"})
+# installer bookkeeping: which installer, whether asked for by name, from where, when
+_NOISE = ("INSTALLER", "REQUESTED", "direct_url.json", "uv_cache.json")
+_LOG_TAIL = 15
+# the lines pip and uv start their complaints with
+_ERROR_MARKS = (
+    "ERROR:",
+    "error:",
+    "cause:",
+    "hint:",
+    "\N{MULTIPLICATION SIGN}",
+    "\N{BOX DRAWINGS LIGHT ARC UP AND RIGHT}",
+    "Because",
+)
+
+
+class Staged(msgspec.Struct, frozen=True):
+    """A stage ready to pack: its ``site-packages`` folder, and whether it was cached."""
+
+    site_packages: Path
+    reused: bool
+
+
+class InstallFailed(Exception):
+    """The installer failed. ``pack`` turns it into a diagnostic that names the
+    requirement and who needs it; it never reaches the user as it is."""
+
+    def __init__(self, culprit: str | None, log: str) -> None:
+        super().__init__(culprit or "the installer failed")
+        self.culprit = culprit  # the requirement the installer named, as it wrote it
+        self.log = log
+
+    def tail(self, lines: int = _LOG_TAIL) -> list[str]:
+        """What the installer said went wrong: its error lines, else its last lines."""
+        said = [line.rstrip() for line in self.log.splitlines() if line.strip()]
+        errors = [line for line in said if line.lstrip().startswith(_ERROR_MARKS)]
+        return (errors or said)[-lines:]
+
+
+def cache_root() -> Path:
+    """Where nanobuild keeps its build cache (stages live under ``stage/``)."""
+    if override := os.environ.get("NANO_CACHE_DIR"):
+        return Path(override).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "nanobuild"
+
+
+def normalize(requirements: Iterable[str]) -> list[str]:
+    """The requirement set: each written one way (``msgspec >= 0.18`` is
+    ``msgspec>=0.18``), sorted, without duplicates."""
+    return sorted({str(Requirement(text)) for text in requirements})
+
+
+def stage(
+    requirements: Iterable[str],
+    *,
+    find_links: Sequence[Path] = (),
+    offline: bool = False,
+    verbose: bool = False,
+) -> Staged:
+    """The stage of ``requirements``: from the cache, or installed into it now.
+
+    Raises ``InstallFailed`` when the installer fails, and ``PackError`` when there is
+    no installer, a ``--find-links`` folder is missing, or the cache is unusable.
+    """
+    wanted = normalize(requirements)
+    folders = [_find_links_folder(folder) for folder in find_links]
+    root = cache_root() / "stage"
+    final = root / key(wanted, folders, offline)
+    if (final / SITE).is_dir():
+        return Staged(final / SITE, reused=True)
+    work = _workspace_in(root)
+    try:
+        _install(wanted, work / SITE, folders, offline=offline, verbose=verbose)
+        prune(work / SITE)
+        _describe(work, wanted, folders, offline)
+        _publish(work, final)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # already renamed away on success
+    return Staged(final / SITE, reused=False)
+
+
+def key(requirements: Sequence[str], find_links: Sequence[Path], offline: bool) -> str:
+    """The cache key of a stage (see the module's docstring for what it covers)."""
+    doc = {
+        "requirements": list(requirements),
+        "python": python_tag(),
+        "platform": sysconfig.get_platform(),
+        "offline": offline,
+        "find_links": [_listing(folder) for folder in find_links],
+    }
+    text = json.dumps(doc, sort_keys=True).encode()
+    return hashlib.sha256(text).hexdigest()[:32]
+
+
+def python_tag() -> str:
+    """The Python a stage is for: ``cpython-3.11`` (plus ABI flags, where there are)."""
+    major, minor = sys.version_info[:2]
+    return f"{sys.implementation.name}-{major}.{minor}{sys.abiflags}"
+
+
+def top_level_modules(site_packages: Path) -> dict[str, str]:
+    """Each top-level module name in a stage -> the distribution that brings it."""
+    modules: dict[str, str] = {}
+    for info in sorted(site_packages.glob("*.dist-info")):
+        label = _distribution_label(info.name)
+        for path in _record_paths(info):
+            module = _module_name(path.split("/")[0])
+            if module:
+                modules.setdefault(module, label)
+    for entry in sorted(site_packages.iterdir()):
+        module = _module_name(entry.name)
+        if module:
+            modules.setdefault(module, "an unrecorded distribution")
+    return modules
+
+
+def prune(site_packages: Path) -> None:
+    """Strip a fresh install of what must not ship (see the module's docstring)."""
+    for entry in site_packages.iterdir():
+        if entry.name.startswith("."):  # the installer's own, like uv's .lock
+            _remove(entry)
+        elif entry.name in _DATA_FOLDERS and not (entry / "__init__.py").exists():
+            _remove(entry)  # scripts and data files: they belong to a prefix, not here
+    for cache in sorted(site_packages.rglob("__pycache__"), reverse=True):
+        shutil.rmtree(cache, ignore_errors=True)
+    for compiled in [*site_packages.rglob("*.pyc"), *site_packages.rglob("*.pyo")]:
+        compiled.unlink(missing_ok=True)
+    for info in site_packages.glob("*.dist-info"):
+        for noise in _NOISE:
+            (info / noise).unlink(missing_ok=True)
+        _rewrite_record(info, site_packages)
+
+
+def _remove(entry: Path) -> None:
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.rmtree(entry, ignore_errors=True)
+    else:
+        entry.unlink(missing_ok=True)
+
+
+# -- installing
+
+
+def installer_command(
+    requirements: Sequence[str], target: Path, find_links: Sequence[Path], *, offline: bool
+) -> list[str]:
+    """The command that installs ``requirements`` into ``target``: uv if on PATH, else pip."""
+    uv = shutil.which("uv")
+    if uv:
+        command = [uv, "pip", "install", "--target", str(target), "--python", sys.executable]
+        command += ["--link-mode", "copy", "--no-compile"]
+        if offline:
+            command += ["--no-index", "--offline"]
+    elif importlib.util.find_spec("pip") is not None:
+        command = [sys.executable, "-m", "pip", "install", "--target", str(target)]
+        command += ["--no-compile", "--disable-pip-version-check", "--no-input"]
+        command += ["--no-warn-script-location"]
+        if offline:
+            command += ["--no-index"]
+    else:
+        raise PackError(
+            [
+                Diagnostic(
+                    sys.executable,
+                    "E406",
+                    "no package installer: uv is not on PATH and this Python has no pip",
+                    hint=f"install one: `{sys.executable} -m ensurepip`, or put uv on PATH",
+                )
+            ]
+        )
+    for folder in find_links:
+        command += ["--find-links", str(folder)]
+    return [*command, *requirements]
+
+
+def _install(
+    requirements: Sequence[str],
+    target: Path,
+    find_links: Sequence[Path],
+    *,
+    offline: bool,
+    verbose: bool,
+) -> None:
+    """Run the installer; its log is echoed to stderr when ``verbose``, kept either way."""
+    command = installer_command(requirements, target, find_links, offline=offline)
+    process = subprocess.Popen(
+        command,
+        cwd=target.parent,  # so a requirement never reads as a folder of the caller's
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+    )
+    assert process.stdout is not None
+    log = io.StringIO()
+    for line in process.stdout:
+        log.write(line)
+        if verbose:
+            sys.stderr.write(line)
+    if process.wait() != 0:
+        raise InstallFailed(_culprit(log.getvalue()), log.getvalue())
+
+
+# pip: "Could not find a version that satisfies the requirement nopkg>=1 (from x) ..."
+#      "No matching distribution found for nopkg>=1"
+# uv:  "Because nopkg was not found in the package registry and you require nopkg, ..."
+_CULPRIT = (
+    re.compile(r"satisfies the requirement (\S+(?: \(from (?!versions)[^)]+\))?)"),
+    re.compile(r"No matching distribution found for (\S+)"),
+    re.compile(r"Because (\S+?) was not found"),
+)
+
+
+def _culprit(log: str) -> str | None:
+    for pattern in _CULPRIT:
+        if match := pattern.search(log):
+            return match.group(1)
+    return None
+
+
+# -- the cache
+
+
+def _find_links_folder(folder: Path) -> Path:
+    if not folder.is_dir():
+        raise PackError([Diagnostic(str(folder), "E406", f"--find-links {folder}: no such folder")])
+    return folder.resolve()
+
+
+def _listing(folder: Path) -> list[tuple[str, int, int]]:
+    # what is on offer there: a new or rebuilt wheel changes the key
+    entries = sorted(folder.iterdir())
+    return [(e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in entries if e.is_file()]
+
+
+def _workspace_in(root: Path) -> Path:
+    """A fresh temporary folder in the cache (same file system: the rename stays atomic)."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
+    except OSError as exc:
+        raise PackError(
+            [
+                Diagnostic(
+                    str(root),
+                    "E406",
+                    f"cannot use the build cache {root}: {exc.strerror or exc}",
+                    hint="set NANO_CACHE_DIR to a writable folder",
+                )
+            ]
+        ) from exc
+
+
+def _describe(
+    work: Path, requirements: Sequence[str], find_links: Sequence[Path], offline: bool
+) -> None:
+    doc = {
+        "requirements": list(requirements),
+        "python": python_tag(),
+        "platform": sysconfig.get_platform(),
+        "offline": offline,
+        "find_links": [str(folder) for folder in find_links],
+    }
+    (work / "stage.json").write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def _publish(work: Path, final: Path) -> None:
+    """Rename the finished stage into place, unless a concurrent build got there first."""
+    try:
+        os.rename(work, final)
+    except OSError as exc:
+        if not (final / SITE).is_dir():
+            raise PackError(
+                [Diagnostic(str(final), "E406", f"cannot store the stage: {exc.strerror}")]
+            ) from exc
+
+
+# -- dist-info bookkeeping
+
+
+def _record_paths(info: Path) -> list[str]:
+    """The paths a distribution's RECORD lists inside site-packages."""
+    try:
+        text = (info / "RECORD").read_text(encoding="utf-8")
+    except OSError:
+        return []
+    paths = [row[0] for row in csv.reader(text.splitlines()) if row]
+    return [p for p in paths if not p.startswith(("/", "../")) and ".." not in p.split("/")]
+
+
+def _rewrite_record(info: Path, site_packages: Path) -> None:
+    """Keep only the RECORD lines of files that are still there."""
+    record = info / "RECORD"
+    try:
+        rows = list(csv.reader(record.read_text(encoding="utf-8").splitlines()))
+    except OSError:
+        return
+    kept = [row for row in rows if row and _inside(site_packages, row[0])]
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(kept)
+    record.write_text(out.getvalue(), encoding="utf-8")
+
+
+def _inside(site_packages: Path, path: str) -> bool:
+    if path.startswith("/") or ".." in path.split("/"):
+        return False
+    return (site_packages / path).exists()
+
+
+def _distribution_label(dist_info: str) -> str:
+    name, _, version = dist_info.removesuffix(".dist-info").partition("-")
+    return f"{canonicalize_name(name)} {version}".strip()
+
+
+def _module_name(entry: str) -> str | None:
+    """The module a top-level site-packages entry provides, if it provides one."""
+    if entry.endswith((".dist-info", ".data", ".egg-info", ".pth")) or entry in _DATA_FOLDERS:
+        return None
+    stem = entry.split(".")[0]
+    if "." in entry and not entry.endswith((".py", ".so", ".pyd")):
+        return None
+    return stem if stem.isidentifier() else None

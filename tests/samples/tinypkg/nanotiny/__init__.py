@@ -1,0 +1,3 @@
+"""A package no index has: it reaches a binary only from a local wheel."""
+
+GREETING = "hello from nanotiny"
