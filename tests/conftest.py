@@ -9,6 +9,7 @@ import pytest
 
 from nanobuild import checks, workspace
 from nanobuild.diagnostics import Diagnostic
+from tests.servers import Binary, build_binary
 
 SAMPLES = Path(__file__).parent / "samples"
 REPO = Path(__file__).parent.parent
@@ -43,6 +44,12 @@ class Sample:
         found = self.check()
         assert [d.code for d in found] == [code], found
         return found[0]
+
+
+@pytest.fixture(scope="session")
+def boutique_binary(tmp_path_factory: pytest.TempPathFactory) -> Binary:
+    """``dist/boutique.pyz``, built once per test session from a copy of the example."""
+    return build_binary(REPO, tmp_path_factory.mktemp("boutique-binary"))
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
@@ -101,3 +102,49 @@ def start(command: list[str], log: Path, *, cwd: Path | None = None, **env: str)
     proc.kill()
     proc.wait()
     pytest.fail(f"the server did not start:\n{log.read_text()}")
+
+
+class Binary:
+    """A bundled binary in an otherwise empty folder, and a bare Python to run it with."""
+
+    def __init__(self, pyz: Path, python: Path, home: Path) -> None:
+        self.pyz = pyz
+        self.python = python
+        self.env = {"HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache")}
+
+    def command(self, *args: str) -> list[str]:
+        return [str(self.python), str(self.pyz), *args]
+
+    def serve(self) -> list[str]:
+        return self.command("serve", "--port", "0")
+
+
+def build_binary(workspace: Path, tmp: Path, *, only: str = "") -> Binary:
+    """Bundle a copy of ``workspace``; copy the binary to an empty folder beside a bare venv.
+
+    The venv has nothing installed (not even pip), so the binary can only run on what
+    it carries. Staging uses a cache of its own, so the build is a real one.
+    """
+    copy = tmp / "ws"
+    shutil.copytree(
+        workspace,
+        copy,
+        ignore=shutil.ignore_patterns("__pycache__", "dist", ".*", "tests", "bench", "*.egg-info"),
+    )
+    command = [sys.executable, "-m", "nanobuild", "bundle", "--workspace", str(copy), "--quiet"]
+    if only:
+        command += ["--only", only]
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "NANO_CACHE_DIR": str(tmp / "stage-cache")},
+    )
+    assert done.returncode == 0, done.stderr
+    [built] = (copy / "dist").glob("*.pyz")
+    run = tmp / "run"
+    run.mkdir()
+    shutil.copy2(built, run / built.name)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp / "venv")], check=True)
+    return Binary(run / built.name, tmp / "venv" / "bin" / "python", tmp / "home")

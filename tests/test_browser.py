@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.servers import Server, serve, start
+from tests.servers import Binary, Server, serve, start
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -32,9 +32,16 @@ from selenium.webdriver.support import expected_conditions as ready  # noqa: E40
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = start(serve(REPO), tmp_path_factory.mktemp("browser") / "server.log")
+@pytest.fixture(scope="module", params=["serve", "binary"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    log = tmp_path_factory.mktemp("browser") / "server.log"
+    if request.param == "serve":
+        running = start(serve(REPO), log)
+    else:
+        binary: Binary = request.getfixturevalue("boutique_binary")
+        running = start(binary.serve(), log, cwd=binary.pyz.parent, **binary.env)
     yield running
     assert running.stop() == 0, running.log()
 

@@ -28,7 +28,7 @@ import pytest
 
 from nanobuild.runtime.app import DEFAULT_MAX_BODY, Settings, SettingsError
 from tests.conftest import REPO, SAMPLES
-from tests.servers import Server, serve, start
+from tests.servers import Binary, Server, serve, start
 
 SECRET = "test-secret-value"
 
@@ -178,10 +178,17 @@ def faulty_workspace(root: Path, *, static: bool) -> Path:
 # -- the module's two servers
 
 
-@pytest.fixture(scope="module")
-def boutique(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+@pytest.fixture(scope="module", params=["serve", "binary"])
+def boutique(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """The example, served by ``nanobuild serve`` from source and by its bundled binary."""
     log = tmp_path_factory.mktemp("boutique") / "server.log"
-    server = start(serve(REPO), log, NANO_SECRET=SECRET)
+    if request.param == "serve":
+        server = start(serve(REPO), log, NANO_SECRET=SECRET)
+    else:
+        binary: Binary = request.getfixturevalue("boutique_binary")
+        server = start(binary.serve(), log, cwd=binary.pyz.parent, NANO_SECRET=SECRET, **binary.env)
     yield server
     still_serves(server)
     assert server.stop() == 0, server.log()
