@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import msgspec
 
@@ -27,7 +27,15 @@ HOOK_MARK = "__nano_hook__"
 
 
 class Contract(msgspec.Struct, Generic[R]):
-    """A request whose response type is ``R``. Subclass as ``Contract[Response]``."""
+    """A request whose response type is ``R``. Subclass as ``Contract[Response]``.
+
+    A contract whose handler may safely run twice for one call (a read, or a write
+    keyed by the request) says ``idempotent: ClassVar[bool] = True``; a remote call
+    to it is then retried once if its connection drops mid-call. Other contracts
+    are never run twice for one call.
+    """
+
+    idempotent: ClassVar[bool] = False
 
 
 def handler(fn: F) -> F:

@@ -1,0 +1,282 @@
+"""The one seam between ``call`` and the network: ``Transport.handle_call``.
+
+In the spirit of httpx's ``BaseTransport.handle_request``: a transport takes a call
+and gives back the response or raises a ``NanoError``; the caller never knows
+which transport it was. In memory there is no transport at all (a route is the
+handler itself). For a remote service, wiring installs routes made here::
+
+    transport = TcpTransport("tcp://10.0.0.7:9100")
+    routes[GetProduct] = remote_route(transport, "catalog", GetProduct, timeout=2.0)
+    ...
+    product = await call(GetProduct(id="x"))   # the same line either way
+
+The pieces every transport shares live here too: addresses, the secret, the
+call's ``Target``, the reconnection ``Backoff`` and the per-call ``Deadline``.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any
+
+import msgspec
+
+from nanobuild.runtime.codecs import type_name
+from nanobuild.runtime.contracts import response_type as declared_response
+from nanobuild.runtime.errors import Internal, Timeout, Unavailable
+
+DEFAULT_TIMEOUT = 5.0  # seconds a call may take, connecting included, unless wiring says
+SCHEMES = ("tcp", "http")
+
+
+class ConfigError(ValueError):
+    """A transport cannot be built from what it was given; the message says what to fix."""
+
+
+class AddressError(ConfigError):
+    """A remote address is not ``tcp://host:port`` or ``http://host:port``."""
+
+
+# -- addresses and the secret
+
+
+class Address(msgspec.Struct, frozen=True):
+    """Where a remote process listens: ``scheme://host:port``."""
+
+    scheme: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
+
+def parse_address(text: str, schemes: tuple[str, ...] = SCHEMES) -> Address:
+    """``text`` as an Address, or ``AddressError`` naming it and saying what is wrong."""
+    scheme, sep, rest = text.partition("://")
+    if not sep or scheme not in schemes:
+        wanted = " or ".join(f"{s}://host:port" for s in schemes)
+        raise AddressError(f"bad remote address {text!r}: write {wanted}")
+    host, port = _host_and_port(text, rest.rstrip("/"))
+    return Address(scheme, host, port)
+
+
+def _host_and_port(text: str, rest: str) -> tuple[str, int]:
+    bracketed = rest.startswith("[")  # an IPv6 host: [::1]:9000
+    if bracketed:
+        host, _, tail = rest[1:].partition("]")
+        port_text = tail[1:] if tail.startswith(":") else ""
+    elif ":" not in rest:
+        raise AddressError(f"bad remote address {text!r}: it names no port (host:port)")
+    else:
+        host, _, port_text = rest.rpartition(":")
+    if not host or "/" in host or "@" in host or (":" in host and not bracketed):
+        raise AddressError(f"bad remote address {text!r}: it names no host (host:port)")
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise AddressError(f"bad remote address {text!r}: the port must be 1-65535")
+    return host, int(port_text)
+
+
+def secret_from(secret: str | None) -> bytes:
+    """The shared secret: ``secret`` if given, else NANO_SECRET; never empty."""
+    value = secret if secret is not None else os.environ.get("NANO_SECRET", "")
+    if not value:
+        raise ConfigError(
+            "calls between nanobuild processes need NANO_SECRET: "
+            "set it to the same value in every process"
+        )
+    return value.encode()
+
+
+# -- the seam
+
+
+class Target:
+    """One remote contract as a transport sends it; built once per route, not per call."""
+
+    __slots__ = ("_decode", "idempotent", "name", "response", "service", "timeout")
+
+    def __init__(
+        self,
+        service: str,
+        contract: type,
+        response: Any,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        idempotent: bool = False,
+    ) -> None:
+        if not timeout > 0:
+            raise ConfigError(f"the timeout of {service}.{contract.__name__} must be positive")
+        self.service = service
+        self.name = contract.__name__
+        self.response = response
+        self.timeout = timeout
+        self.idempotent = idempotent
+        self._decode = msgspec.msgpack.Decoder(response).decode
+
+    def __repr__(self) -> str:
+        return f"Target({self.service}.{self.name})"
+
+    def decode(self, body: Any) -> Any:
+        """The response in ``body`` (MessagePack), or ``Internal`` if it is not one."""
+        try:
+            return self._decode(body)
+        except msgspec.DecodeError as exc:
+            raise Internal(
+                f"the answer is not a {type_name(self.response)}: {exc}",
+                service=self.service,
+                contract=self.name,
+            ) from exc
+
+    def unavailable(self, reason: str) -> Unavailable:
+        """``Unavailable`` for this contract, saying why."""
+        return Unavailable(reason, service=self.service, contract=self.name)
+
+    def timed_out(self, timeout: float) -> Timeout:
+        """``Timeout`` for this contract, after ``timeout`` seconds."""
+        return Timeout(
+            f"{self.service} did not answer {self.name} within {timeout:g} s",
+            service=self.service,
+            contract=self.name,
+        )
+
+
+class Transport(abc.ABC):
+    """Carries calls to the services of one remote process."""
+
+    address: Address
+
+    @abc.abstractmethod
+    async def handle_call(self, target: Target, request: Any) -> Any:
+        """Run ``request`` remotely and return the response, decoded.
+
+        Raises what the remote handler raised (the same ``NanoError`` class, located
+        at its service and contract); ``Unavailable`` if the remote cannot be
+        reached, or the connection dropped mid-call and ``target`` is not idempotent;
+        ``Timeout`` if no answer came within ``target.timeout`` seconds. Never hangs.
+        """
+
+    async def aclose(self) -> None:
+        """Close connections; calls still in flight get ``Unavailable``."""
+        return None  # a transport without connections has nothing to close
+
+    async def __aenter__(self) -> Transport:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+def remote_route(
+    transport: Transport,
+    service: str,
+    contract: type,
+    response: Any = None,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    idempotent: bool | None = None,
+) -> Callable[[Any], Awaitable[Any]]:
+    """The route ``call`` uses for ``contract`` when ``service`` runs behind ``transport``.
+
+    ``response`` defaults to the type the contract declares (``Contract[Response]``);
+    ``idempotent`` to the contract's own ``idempotent`` class variable.
+    """
+    target = Target(
+        service,
+        contract,
+        declared_response(contract) if response is None else response,
+        timeout=timeout,
+        idempotent=getattr(contract, "idempotent", False) if idempotent is None else idempotent,
+    )
+    handle_call = transport.handle_call
+
+    async def route(request: Any) -> Any:
+        return await handle_call(target, request)
+
+    route.__qualname__ = f"remote_route.<{service}.{target.name} via {transport.address}>"
+    return route
+
+
+# -- shared machinery
+
+
+class Backoff:
+    """When the next connection attempt may start, after attempts that failed.
+
+    The first attempt after a success is immediate; each failure doubles the pause
+    (``first`` .. ``cap`` seconds), so a dead remote is probed a few times a second
+    at most, and one that comes back is found within ``cap``.
+    """
+
+    def __init__(self, *, first: float = 0.05, cap: float = 1.0) -> None:
+        self.first = first
+        self.cap = cap
+        self.failures = 0
+        self.reason = ""  # why the last attempt failed
+        self.next_attempt = 0.0  # loop time
+
+    def failed(self, reason: str, now: float) -> None:
+        self.failures += 1
+        self.reason = reason
+        self.next_attempt = now + min(self.cap, self.first * 2 ** (self.failures - 1))
+
+    def succeeded(self) -> None:
+        self.failures = 0
+        self.reason = ""
+        self.next_attempt = 0.0
+
+    async def pause(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Sleep until the next attempt is allowed."""
+        delay = self.next_attempt - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+class Deadline:
+    """``async with Deadline(t, on_timeout)``: cancel the body after ``t`` seconds.
+
+    The current task is cancelled from a loop timer, so no task is spawned per call;
+    the cancellation becomes ``on_timeout()``'s exception. (``asyncio.timeout`` does
+    the same from Python 3.11 on; this one runs on 3.10 too.)
+    """
+
+    __slots__ = ("_fired", "_handle", "_on_timeout", "_task", "_timeout")
+
+    def __init__(self, timeout: float, on_timeout: Callable[[], BaseException]) -> None:
+        self._timeout = timeout
+        self._on_timeout = on_timeout
+        self._fired = False
+
+    async def __aenter__(self) -> Deadline:
+        task = asyncio.current_task()
+        assert task is not None, "a Deadline runs inside a task"
+        self._task = task
+        self._handle = asyncio.get_running_loop().call_later(self._timeout, self._fire)
+        return self
+
+    def _fire(self) -> None:
+        self._fired = True
+        self._task.cancel()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._handle.cancel()
+        if self._fired and exc_type is asyncio.CancelledError:
+            if sys.version_info >= (3, 11):
+                self._task.uncancel()
+            raise self._on_timeout() from None

@@ -1,0 +1,248 @@
+"""The internal protocol between nanobuild processes: frames, handshake, calls.
+
+Frames. Every message is one frame: a 4-byte big-endian length, then that many
+bytes of MessagePack. The body is an array whose first element names its kind::
+
+    +--------------------+---------------------------------------------+
+    | length: u32 (BE)   | MessagePack array [kind, field, field, ...] |
+    +--------------------+---------------------------------------------+
+
+A frame longer than the receiver's limit (16 MiB unless configured) ends the
+connection before its body is read.
+
+Handshake. Both sides prove they hold NANO_SECRET; the secret never crosses the
+wire, and neither side sends a call or an answer before the proofs are checked::
+
+    client                                               server
+      |  HELLO      [0, version, client_nonce]              |
+      |---------------------------------------------------->|
+      |  CHALLENGE  [1, server_nonce, server_proof]         |
+      |<----------------------------------------------------|
+      |  (the client checks server_proof, or hangs up)      |
+      |  AUTH       [2, client_proof]                       |
+      |---------------------------------------------------->|
+      |  WELCOME    [3]    or    DENIED [4, reason], close  |
+      |<----------------------------------------------------|
+
+    server_proof = HMAC-SHA256(secret, "nanobuild/1 server" 0x00 client_nonce server_nonce)
+    client_proof = HMAC-SHA256(secret, "nanobuild/1 client" 0x00 client_nonce server_nonce)
+
+Nonces are 32 random bytes from each side, so a proof is never replayed; the role
+label keeps a server's proof from being reflected back as a client's.
+
+Calls. Once welcomed, the client sends calls and the server answers each one,
+in any order, matched by the id the client chose (many calls share one connection)::
+
+    client -> server   CALL     [5, id, service, contract, request]
+    server -> client   REPLY    [6, id, response]
+    server -> client   FAILURE  [7, id, {kind, message, service, contract}]
+
+``request`` and ``response`` are the contract's own MessagePack encodings, nested
+as they are; FAILURE carries ``NanoError.to_wire()``, so the caller raises the
+same error class the handler did.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import struct
+from hashlib import sha256
+from typing import Annotated, Any, Union
+
+import msgspec
+
+VERSION = 1
+DEFAULT_MAX_FRAME = 16 * 1024 * 1024
+NONCE_SIZE = 32
+HEADER = struct.Struct(">I")
+
+Nonce = Annotated[bytes, msgspec.Meta(min_length=NONCE_SIZE, max_length=NONCE_SIZE)]
+Proof = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
+Name = Annotated[str, msgspec.Meta(max_length=255)]
+
+
+class ProtocolError(Exception):
+    """The peer sent bytes that are not this protocol: the connection must end."""
+
+
+class FrameTooLarge(ProtocolError):
+    """A frame's declared length is over the receiver's limit."""
+
+
+# -- the messages (decoded; each is an array whose first element is its tag)
+
+
+class Hello(msgspec.Struct, array_like=True, tag=0, frozen=True):
+    """Client, first: the protocol version it speaks and its nonce."""
+
+    version: int
+    nonce: Nonce
+
+
+class Challenge(msgspec.Struct, array_like=True, tag=1, frozen=True):
+    """Server: its nonce and its proof of the secret."""
+
+    nonce: Nonce
+    proof: Proof
+
+
+class Auth(msgspec.Struct, array_like=True, tag=2, frozen=True):
+    """Client: its proof of the secret."""
+
+    proof: Proof
+
+
+class Welcome(msgspec.Struct, array_like=True, tag=3, frozen=True):
+    """Server: the client is trusted; calls may flow."""
+
+
+class Denied(msgspec.Struct, array_like=True, tag=4, frozen=True):
+    """Server: the handshake failed, and why; the server closes next."""
+
+    reason: str
+
+
+class Call(msgspec.Struct, array_like=True, tag=5, frozen=True):
+    """Client: run ``service.contract`` on ``body``, answer under ``id``."""
+
+    id: int
+    service: Name
+    contract: Name
+    body: msgspec.Raw  # decoded later, with the endpoint's own request type
+
+
+class Reply(msgspec.Struct, array_like=True, tag=6, frozen=True):
+    """Server: the handler's response to call ``id``."""
+
+    id: int
+    body: msgspec.Raw  # decoded by the caller, with the contract's response type
+
+
+class Failure(msgspec.Struct, array_like=True, tag=7, frozen=True):
+    """Server: call ``id`` raised; ``error`` is its wire form."""
+
+    id: int
+    error: dict[str, str]
+
+
+Message = Union[Hello, Challenge, Auth, Welcome, Denied, Call, Reply, Failure]  # noqa: UP007
+
+HELLO, CHALLENGE, AUTH, WELCOME, DENIED, CALL, REPLY, FAILURE = range(8)
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder(Message).decode
+_pack_length = HEADER.pack
+_unpack_length = HEADER.unpack_from
+
+
+# -- encoding
+
+
+def frame(message: Any) -> bytes:
+    """``message`` (a Struct above, or the same array as a tuple) as one frame."""
+    body = _encode(message)
+    return _pack_length(len(body)) + body
+
+
+def call_frame(call_id: int, service: str, contract: str, request: Any) -> bytes:
+    """A CALL frame; the request is encoded in place, with no intermediate bytes."""
+    body = _encode((CALL, call_id, service, contract, request))
+    return _pack_length(len(body)) + body
+
+
+def reply_frame(call_id: int, response: bytes) -> bytes:
+    """A REPLY frame around a response already encoded as MessagePack."""
+    body = _encode((REPLY, call_id, msgspec.Raw(response)))
+    return _pack_length(len(body)) + body
+
+
+def failure_frame(call_id: int, error: dict[str, str]) -> bytes:
+    """A FAILURE frame carrying an error's wire form."""
+    return frame((FAILURE, call_id, error))
+
+
+# -- decoding
+
+
+class FrameDecoder:
+    """Turns a byte stream, cut anywhere, into messages.
+
+    ``feed`` returns every message completed by the new bytes and keeps the rest.
+    Anything that is not this protocol raises ``ProtocolError`` (``FrameTooLarge`` as
+    soon as a header declares too much); the decoder is then unusable.
+    """
+
+    __slots__ = ("_buffer", "_needed", "max_frame")
+
+    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        self.max_frame = max_frame
+        self._buffer = bytearray()  # an incomplete frame's bytes so far
+        self._needed = 0  # how many bytes ``_buffer`` must hold before it is worth parsing
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received that do not yet form a whole frame (non-zero: a half frame)."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> list[Message]:
+        """The messages completed by ``data``, in order."""
+        if self._buffer:
+            # A split frame: gather its pieces, and parse once it can be whole, so a
+            # large frame arriving in many reads is copied a bounded number of times.
+            self._buffer += data
+            if len(self._buffer) < self._needed:
+                return []
+            data = bytes(self._buffer)
+            self._buffer.clear()
+        return self._parse(data)
+
+    def _parse(self, data: bytes) -> list[Message]:
+        messages: list[Message] = []
+        view = memoryview(data)  # slices of it share ``data``; decoded Raw bodies keep it alive
+        offset, end = 0, len(data)
+        while end - offset >= 4:
+            (size,) = _unpack_length(data, offset)
+            if size > self.max_frame:
+                raise FrameTooLarge(
+                    f"a frame of {size} bytes is over the limit of {self.max_frame}"
+                )
+            stop = offset + 4 + size
+            if stop > end:
+                self._needed = stop - offset
+                break
+            messages.append(decode_message(view[offset + 4 : stop]))
+            offset = stop
+        else:
+            self._needed = 4
+        if offset < end:
+            self._buffer += view[offset:]
+        return messages
+
+
+def decode_message(body: bytes | memoryview) -> Message:
+    """One frame's body as a message, or ``ProtocolError`` saying what is wrong."""
+    try:
+        message: Message = _decode(body)
+    except msgspec.DecodeError as exc:  # includes ValidationError
+        raise ProtocolError(f"not a nanobuild message: {exc}") from None
+    return message
+
+
+# -- the handshake's proofs
+
+
+def nonce() -> bytes:
+    """A fresh random nonce for one handshake."""
+    return os.urandom(NONCE_SIZE)
+
+
+def proof(secret: bytes, role: str, client_nonce: bytes, server_nonce: bytes) -> bytes:
+    """What ``role`` ("client" or "server") sends to prove it holds ``secret``."""
+    label = f"nanobuild/{VERSION} {role}".encode() + b"\0"
+    return hmac.new(secret, label + client_nonce + server_nonce, sha256).digest()
+
+
+def proves(secret: bytes, role: str, client_nonce: bytes, server_nonce: bytes, sent: bytes) -> bool:
+    """Whether ``sent`` is ``role``'s proof for these nonces (compared in constant time)."""
+    return hmac.compare_digest(sent, proof(secret, role, client_nonce, server_nonce))

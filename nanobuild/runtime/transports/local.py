@@ -1,0 +1,104 @@
+"""A node's endpoints served from their wire form, and the transport that does it in-process.
+
+``Served`` is the part of a server that does not care how the bytes arrive: decode
+the request strictly, run the handler, encode the response, or turn what it raised
+into the error's wire form. The TCP server runs it for each CALL frame.
+
+``LocalTransport`` runs it with no network in between: a call is encoded, served
+and decoded exactly as if it had crossed the wire, in the caller's own loop. It is
+to a remote process what httpx's ``ASGITransport`` is to a remote app — the test
+double of a split deployment, and a way to see what crossing the wire does to a call.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import Any
+
+import msgspec
+
+from nanobuild.runtime.codecs import MSGPACK, Codec, WrongResponse
+from nanobuild.runtime.errors import Internal, NanoError, UnknownContract
+from nanobuild.runtime.transports.base import Address, Deadline, Target, Transport
+from nanobuild.runtime.wiring import Endpoint, Node, strict_mode
+
+log = logging.getLogger("nanobuild.transport")
+
+
+class Served:
+    """One endpoint as served from MessagePack: its codec and handler."""
+
+    __slots__ = ("codec", "handler", "is_async", "name", "service")
+
+    def __init__(self, endpoint: Endpoint, *, thorough: bool) -> None:
+        self.service = endpoint.service
+        self.name = endpoint.name
+        self.handler = endpoint.handler
+        self.is_async = inspect.iscoroutinefunction(endpoint.handler)
+        self.codec = Codec(MSGPACK, endpoint.request, endpoint.response, thorough=thorough)
+
+    async def answer(self, body: bytes | msgspec.Raw) -> bytes:
+        """The encoded response to the encoded request ``body``; raises what the call raised."""
+        result = self.handler(self.codec.decode(body))
+        if self.is_async:
+            result = await result
+        return self.codec.encode(result)
+
+    def wire_error(self, exc: Exception) -> dict[str, str]:
+        """What the caller is told about ``exc``; the server's log is told the rest."""
+        if not isinstance(exc, NanoError):
+            cause = exc
+            exc = Internal(
+                f"unexpected {type(exc).__name__} in the handler; the server log has the traceback"
+            )
+            exc.__cause__ = cause
+        exc.located(self.service, self.name)
+        _log(exc)
+        return exc.to_wire()
+
+
+def served_endpoints(node: Node) -> dict[tuple[str, str], Served]:
+    """Every endpoint of ``node``, by (service, contract name)."""
+    thorough = strict_mode()  # NANO_STRICT also checks every field of Struct responses
+    return {key: Served(e, thorough=thorough) for key, e in node.endpoints.items()}
+
+
+def unknown_contract(service: str, contract: str) -> UnknownContract:
+    """The error for a call to a contract this node does not serve."""
+    return UnknownContract(
+        f"no contract {service}.{contract} is served here", service=service, contract=contract
+    )
+
+
+def _log(exc: NanoError) -> None:
+    """Server faults reach the log (with the cause's traceback); callers' mistakes do not."""
+    where = f"{exc.service}.{exc.contract}"
+    if exc.status == 500:
+        trace = None if isinstance(exc, WrongResponse) else exc.__cause__
+        log.error("%s: %s", where, exc.message, exc_info=trace)
+    elif exc.status > 500:
+        log.warning("%s: %s: %s", where, exc.kind, exc.message)
+    else:
+        log.debug("%s: %s: %s", where, exc.kind, exc.message)
+
+
+class LocalTransport(Transport):
+    """Serve calls from ``node`` in this process, through the same wire form as TCP."""
+
+    def __init__(self, node: Node) -> None:
+        self.address = Address("local", "localhost", 0)
+        self._served = served_endpoints(node)
+        self._encode = msgspec.msgpack.encode
+
+    async def handle_call(self, target: Target, request: Any) -> Any:
+        served = self._served.get((target.service, target.name))
+        if served is None:
+            raise unknown_contract(target.service, target.name)
+        body = self._encode(request)
+        async with Deadline(target.timeout, lambda: target.timed_out(target.timeout)):
+            try:
+                payload = await served.answer(body)
+            except Exception as exc:
+                raise NanoError.from_wire(served.wire_error(exc)) from exc
+        return target.decode(payload)

@@ -1,0 +1,673 @@
+"""The TCP transport: calls between nanobuild processes (the protocol is in ``frames``).
+
+Client. ``TcpTransport("tcp://host:port")`` keeps one connection to the remote
+process, opened on first use and shared by every caller: calls are multiplexed by
+id, and answers may come back in any order. A call costs one frame each way, a
+future and a loop timer for its timeout — no task, no lock. When the connection
+drops, the calls in flight fail at once (an idempotent one is sent again, once,
+on a fresh connection; any other gets ``Unavailable``, as it may have run), and
+the next call reconnects. Failed connection attempts back off (``Backoff``), so a
+dead remote is not hammered, and callers get ``Unavailable`` within their timeout.
+
+Server. ``TcpServer(node)`` serves a wired node's endpoints on the internal port, in
+the event loop that starts it — uvicorn's, next to the HTTP face::
+
+    tcp = TcpServer(node, host="0.0.0.0", port=9100)   # secret: NANO_SECRET
+    await tcp.start()     # after the services' start-up hooks
+    ...
+    await tcp.close()     # before their shutdown hooks: calls in flight may finish
+
+A peer that sends anything but the protocol — garbage, a frame over the limit, a
+wrong proof of the secret, a call before the handshake, no handshake in time, half
+a frame — loses its connection, and the log gets one line; everyone else is served
+on. A call to an unknown contract is answered ``unknown_contract``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import sys
+from collections.abc import Coroutine
+from typing import Any
+
+from nanobuild.runtime.errors import BadRequest, Internal, NanoError, PayloadTooLarge, Unavailable
+from nanobuild.runtime.transports import frames
+from nanobuild.runtime.transports.base import (
+    Address,
+    Backoff,
+    Target,
+    Transport,
+    parse_address,
+    secret_from,
+)
+from nanobuild.runtime.transports.frames import (
+    DEFAULT_MAX_FRAME,
+    VERSION,
+    Auth,
+    Call,
+    Challenge,
+    Denied,
+    Failure,
+    FrameDecoder,
+    Hello,
+    Message,
+    ProtocolError,
+    Reply,
+    Welcome,
+)
+from nanobuild.runtime.transports.local import Served, served_endpoints, unknown_contract
+from nanobuild.runtime.wiring import Node
+
+log = logging.getLogger("nanobuild.tcp")
+
+DEFAULT_CONNECT_TIMEOUT = 3.0  # seconds to connect and shake hands, at most
+DEFAULT_HANDSHAKE_TIMEOUT = 5.0  # seconds a server waits for a new peer to prove itself
+DEFAULT_GRACE = 5.0  # seconds a closing server lets calls in flight finish
+
+
+class ConnectionDropped(Exception):
+    """The connection a call was sent on closed before its answer came."""
+
+
+class HandshakeFailed(Exception):
+    """The two sides did not establish trust (or the connection closed before they did)."""
+
+
+class Outbox:
+    """A connection's outgoing frames: written at once, or gathered into one write.
+
+    A frame sent while other calls are in flight on the connection waits for the
+    end of this turn of the event loop, so the frames of many concurrent calls
+    leave in one system call; a lone call's frame is written at once, unbatched.
+    """
+
+    __slots__ = ("_frames", "_loop", "_scheduled", "transport")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._frames: list[bytes] = []
+        self._scheduled = False
+        self.transport: asyncio.Transport | None = None  # set once connected
+
+    def send(self, data: bytes, *, batch: bool = False) -> None:
+        """Write ``data`` now, or with the others of this turn if ``batch``."""
+        if batch or self._frames:
+            self._frames.append(data)
+            if not self._scheduled:
+                self._scheduled = True
+                self._loop.call_soon(self.flush)
+        elif self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def flush(self) -> None:
+        """Write every gathered frame, in one go."""
+        self._scheduled = False
+        gathered = self._frames
+        if gathered and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(gathered[0] if len(gathered) == 1 else b"".join(gathered))
+        gathered.clear()
+
+
+# -- client
+
+
+class TcpTransport(Transport):
+    """Calls to one remote nanobuild process, over one persistent TCP connection.
+
+    ``secret`` defaults to NANO_SECRET. A transport belongs to the event loop it
+    first connects in. Share one per remote address (see ``Transports``).
+    """
+
+    def __init__(
+        self,
+        address: str | Address,
+        *,
+        secret: str | None = None,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.address = parse_address(address, ("tcp",)) if isinstance(address, str) else address
+        self.max_frame = max_frame
+        self.connect_timeout = connect_timeout
+        self.backoff = backoff or Backoff()
+        self.connections = 0  # connections established so far
+        self._secret = secret_from(secret)
+        self._connection: _ClientConnection | None = None
+        self._opening: asyncio.Task[_ClientConnection] | None = None
+        self._closed = False
+
+    async def handle_call(self, target: Target, request: Any) -> Any:
+        deadline = asyncio.get_running_loop().time() + target.timeout
+        connection = self._connection
+        if connection is None:
+            connection = await self._connect(target, deadline)
+        try:
+            body = await connection.call(target, request, deadline)
+        except ConnectionDropped:
+            body = await self._call_again(target, request, deadline)
+        return target.decode(body)
+
+    async def _call_again(self, target: Target, request: Any, deadline: float) -> Any:
+        """After a drop: send an idempotent call once more, on a fresh connection."""
+        if not target.idempotent:
+            raise target.unavailable(
+                f"the connection to {self.address} dropped mid-call; {target.name} is not "
+                "idempotent, so it was not sent again (it may or may not have run)"
+            )
+        connection = await self._connect(target, deadline)
+        try:
+            return await connection.call(target, request, deadline)
+        except ConnectionDropped:
+            raise target.unavailable(
+                f"the connection to {self.address} dropped mid-call, twice"
+            ) from None
+
+    async def _connect(self, target: Target, deadline: float) -> _ClientConnection:
+        """The connection, once open; every caller waiting meanwhile shares one attempt."""
+        if self._closed:
+            raise target.unavailable(f"the transport to {self.address} is closed")
+        loop = asyncio.get_running_loop()
+        if self.backoff.next_attempt > deadline:
+            raise target.unavailable(self._unreachable(self.backoff.reason))
+        if self._opening is None:
+            self._opening = loop.create_task(self._open())
+            self._opening.add_done_callback(_retrieve)
+        try:
+            connection = await asyncio.wait_for(
+                asyncio.shield(self._opening), deadline - loop.time()
+            )
+        except asyncio.TimeoutError:
+            raise target.unavailable(
+                f"{self.address} did not accept a connection within {target.timeout:g} s"
+            ) from None
+        except HandshakeFailed as exc:
+            raise target.unavailable(self._unreachable(str(exc))) from None
+        if connection.lost:  # between the handshake and this caller's turn
+            raise target.unavailable(f"the connection to {self.address} closed as it opened")
+        return connection
+
+    async def _open(self) -> _ClientConnection:
+        """Connect and shake hands, after the back-off pause; ``HandshakeFailed`` if not."""
+        loop = asyncio.get_running_loop()
+        try:
+            await self.backoff.pause(loop)
+            connection = await asyncio.wait_for(self._dial(loop), self.connect_timeout)
+        except (OSError, asyncio.TimeoutError, HandshakeFailed) as exc:
+            reason = _describe(exc, self.connect_timeout)
+            if not self.backoff.failures:  # one line per outage, not one per attempt
+                log.warning(
+                    "tcp: cannot reach %s: %s (retrying as calls come)", self.address, reason
+                )
+            self.backoff.failed(reason, loop.time())
+            raise HandshakeFailed(reason) from None
+        finally:
+            self._opening = None
+        if self.backoff.failures:
+            log.info("tcp: reached %s again", self.address)
+        self.backoff.succeeded()
+        self.connections += 1
+        self._connection = connection
+        return connection
+
+    async def _dial(self, loop: asyncio.AbstractEventLoop) -> _ClientConnection:
+        host, port = self.address.host, self.address.port
+        _, connection = await loop.create_connection(
+            lambda: _ClientConnection(self, loop), host, port
+        )
+        try:
+            await connection.welcomed
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _unreachable(self, reason: str) -> str:
+        return f"cannot reach {self.address}: {reason}"
+
+    def lost(self, connection: _ClientConnection) -> None:
+        """Called by a connection that closed: the next call opens a new one."""
+        if self._connection is connection:
+            self._connection = None
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._opening is not None:
+            self._opening.cancel()
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
+            await connection.closed
+
+
+class _ClientConnection(asyncio.Protocol):
+    """One connection to a remote process: the handshake, then calls matched to answers."""
+
+    def __init__(self, owner: TcpTransport, loop: asyncio.AbstractEventLoop) -> None:
+        self._owner = owner
+        self._loop = loop
+        self._secret = owner._secret
+        self._max_frame = owner.max_frame
+        self._frames = FrameDecoder(owner.max_frame)
+        self._pending: dict[int, tuple[asyncio.Future[Any], asyncio.TimerHandle, Target]] = {}
+        self._ids = itertools.count(1)
+        self._nonce = frames.nonce()
+        self._server_nonce = b""
+        self._transport: asyncio.Transport | None = None
+        self._outbox = Outbox(loop)
+        self.lost = False
+        self.welcomed: asyncio.Future[None] = loop.create_future()
+        self.closed: asyncio.Future[None] = loop.create_future()
+
+    # -- calls
+
+    def call(self, target: Target, request: Any, deadline: float) -> asyncio.Future[Any]:
+        """Send ``request``; the future gets the raw answer, its error, or ``Timeout``."""
+        call_id = next(self._ids)
+        try:
+            data = frames.call_frame(call_id, target.service, target.name, request)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise BadRequest(
+                f"the request cannot be encoded: {exc}",
+                service=target.service,
+                contract=target.name,
+            ) from exc
+        if len(data) - 4 > self._max_frame:  # the server would drop the connection, for everyone
+            raise PayloadTooLarge(
+                f"the request is {len(data) - 4} bytes, over the frame limit of {self._max_frame}",
+                service=target.service,
+                contract=target.name,
+            )
+        future = self._loop.create_future()
+        timer = self._loop.call_at(deadline, self._expire, call_id)
+        pending = self._pending
+        pending[call_id] = (future, timer, target)
+        self._outbox.send(data, batch=len(pending) > 1)
+        return future
+
+    def _expire(self, call_id: int) -> None:
+        entry = self._pending.pop(call_id, None)
+        if entry is not None:  # a late answer finds no entry and is dropped
+            future, _, target = entry
+            if not future.done():
+                future.set_exception(target.timed_out(target.timeout))
+
+    def _answer(self, call_id: int) -> asyncio.Future[Any] | None:
+        entry = self._pending.pop(call_id, None)
+        if entry is None:
+            return None  # the call timed out, or its caller gave up
+        entry[1].cancel()
+        return None if entry[0].done() else entry[0]
+
+    # -- asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = self._outbox.transport = transport
+        transport.write(frames.frame(Hello(VERSION, self._nonce)))
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            messages = self._frames.feed(data)
+        except ProtocolError as exc:
+            self._abort(str(exc))
+            return
+        for message in messages:
+            if isinstance(message, Reply):
+                future = self._answer(message.id)
+                if future is not None:
+                    future.set_result(message.body)
+            elif isinstance(message, Failure):
+                future = self._answer(message.id)
+                if future is not None:
+                    future.set_exception(NanoError.from_wire(message.error))
+            else:
+                self._handshake(message)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self._owner.lost(self)
+        self._fail_handshake("the remote closed the connection during the handshake")
+        pending, self._pending = self._pending, {}
+        dropped = ConnectionDropped()
+        for future, timer, _ in pending.values():
+            timer.cancel()
+            if not future.done():
+                future.set_exception(dropped)
+        if pending:
+            log.info(
+                "tcp: the connection to %s closed with %d calls in flight",
+                self._owner.address,
+                len(pending),
+            )
+        self.closed.set_result(None)
+
+    # -- handshake
+
+    def _handshake(self, message: Message) -> None:
+        if isinstance(message, Challenge) and not self._server_nonce:
+            if not frames.proves(self._secret, "server", self._nonce, message.nonce, message.proof):
+                self._fail_handshake(
+                    "it could not prove it holds NANO_SECRET (the processes have different secrets)"
+                )
+                self.close()
+                return
+            self._server_nonce = message.nonce
+            client_proof = frames.proof(self._secret, "client", self._nonce, message.nonce)
+            self._outbox.send(frames.frame(Auth(client_proof)))
+        elif isinstance(message, Welcome) and self._server_nonce:
+            if not self.welcomed.done():
+                self.welcomed.set_result(None)
+        elif isinstance(message, Denied):
+            self._fail_handshake(f"it refused the connection: {message.reason}")
+        else:
+            self._abort(f"unexpected {type(message).__name__} message")
+
+    def _fail_handshake(self, reason: str) -> None:
+        if not self.welcomed.done():
+            self.welcomed.set_exception(HandshakeFailed(reason))
+
+    # -- closing
+
+    def _abort(self, reason: str) -> None:
+        """The remote broke the protocol: hang up, and say so once."""
+        log.warning("tcp: hanging up on %s: %s", self._owner.address, reason)
+        self._fail_handshake(reason)
+        if self._transport is not None:
+            self._transport.abort()
+
+    def close(self) -> None:
+        """Hang up; calls in flight fail with ``ConnectionDropped``."""
+        if self._transport is not None:
+            self._transport.close()
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Consume a connection attempt's failure, which every waiting caller already got."""
+    if not task.cancelled():
+        task.exception()
+
+
+def _describe(exc: BaseException, timeout: float) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, asyncio.TimeoutError):
+        return f"no connection within {timeout:g} s"
+    return str(exc) or type(exc).__name__
+
+
+# -- server
+
+
+class TcpServer:
+    """Serves a wired node's endpoints to other nanobuild processes, on one TCP port.
+
+    ``start()`` listens in the running event loop; ``close()`` stops listening, gives
+    calls in flight ``grace`` seconds to finish, then hangs up. ``secret`` defaults
+    to NANO_SECRET and is required; ``port=0`` lets the system choose (``address``
+    tells which once started).
+    """
+
+    def __init__(
+        self,
+        node: Node,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        secret: str | None = None,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+        grace: float = DEFAULT_GRACE,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.max_frame = max_frame
+        self.handshake_timeout = handshake_timeout
+        self.grace = grace
+        self.accepted = 0  # connections accepted so far
+        self.secret = secret_from(secret)
+        self.endpoints = served_endpoints(node)
+        self.peers: set[_ServerConnection] = set()
+        self.closing = False
+        self._server: asyncio.Server | None = None
+
+    @property
+    def address(self) -> Address:
+        """Where the server listens (with the real port, once started)."""
+        return Address("tcp", self.host, self.port)
+
+    async def start(self) -> None:
+        """Listen; raises ``OSError`` if the port cannot be bound."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _ServerConnection(self, loop), self.host, self.port
+        )
+        self.port = self._server.sockets[0].getsockname()[1]  # the system's choice, for port 0
+        log.info("tcp: serving %s internally at %s", _names(self.endpoints), self.address)
+
+    async def close(self) -> None:
+        """Stop listening, let calls in flight finish (up to ``grace`` s), hang up."""
+        if self._server is None:
+            return
+        server, self._server = self._server, None
+        self.closing = True
+        server.close()
+        running = [task for peer in self.peers for task in peer.tasks]
+        if running:
+            await asyncio.wait(running, timeout=self.grace)
+        for peer in list(self.peers):
+            peer.hang_up()
+        await server.wait_closed()
+
+    async def __aenter__(self) -> TcpServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+def _names(endpoints: dict[tuple[str, str], Served]) -> str:
+    return ", ".join(sorted({service for service, _ in endpoints})) or "no services"
+
+
+class _ServerConnection(asyncio.Protocol):
+    """One peer: the handshake under a deadline, then its calls, each answered by id."""
+
+    def __init__(self, server: TcpServer, loop: asyncio.AbstractEventLoop) -> None:
+        self._server = server
+        self._loop = loop
+        self._endpoints = server.endpoints
+        self._frames = FrameDecoder(server.max_frame)
+        self._client_nonce = b""
+        self._server_nonce = b""
+        self._trusted = False
+        self._done = False  # hung up on purpose: the reason is logged already
+        self._transport: asyncio.Transport | None = None
+        self._outbox = Outbox(loop)
+        self._timer: asyncio.TimerHandle | None = None
+        self.peer = "?"
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    # -- asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = self._outbox.transport = transport
+        self.peer = _peer_name(transport)
+        self._server.accepted += 1
+        self._server.peers.add(self)
+        self._timer = self._loop.call_later(self._server.handshake_timeout, self._stalled)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            messages = self._frames.feed(data)
+        except ProtocolError as exc:
+            self._drop(str(exc))
+            return
+        batch = len(messages) > 1  # answers to calls that came together leave together
+        for message in messages:
+            if self._done:
+                return
+            if self._trusted and type(message) is Call:
+                self._on_call(message, batch)
+            else:
+                self._handshake(message)
+
+    def pause_writing(self) -> None:
+        # the peer reads its answers slower than it sends calls: stop taking calls
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self._transport is not None:
+            self._transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._server.peers.discard(self)
+        if self._done:
+            return
+        if self._frames.buffered:
+            log.warning(
+                "tcp: %s hung up in the middle of a frame (%d bytes of it received)",
+                self.peer,
+                self._frames.buffered,
+            )
+        elif not self._trusted and self._client_nonce:
+            log.warning("tcp: %s hung up during the handshake", self.peer)
+
+    # -- calls
+
+    def _on_call(self, call: Call, batch: bool) -> None:
+        served = self._endpoints.get((call.service, call.contract))
+        if served is None or self._server.closing:
+            self._refuse(call)
+            return
+        try:
+            result = served.handler(served.codec.decode(call.body))
+            if served.is_async:
+                self._start(self._finish(call.id, served, result))
+                return
+            payload = served.codec.encode(result)
+        except Exception as exc:
+            data = frames.failure_frame(call.id, served.wire_error(exc))
+        else:
+            data = self._reply(call.id, served, payload)
+        self._outbox.send(data, batch=batch or bool(self.tasks))
+
+    def _start(self, finish: Coroutine[Any, Any, None]) -> None:
+        """Run an async handler to its answer, as a task only if it has to wait."""
+        if sys.version_info >= (3, 12):  # a handler that never waits is answered right here
+            task = asyncio.eager_task_factory(self._loop, finish)
+            if task.done():
+                return
+        else:
+            task = self._loop.create_task(finish)
+        self.tasks.add(task)
+
+    async def _finish(self, call_id: int, served: Served, pending: Any) -> None:
+        """Await an async handler's result and send the answer."""
+        try:
+            payload = served.codec.encode(await pending)
+        except Exception as exc:
+            data = frames.failure_frame(call_id, served.wire_error(exc))
+        else:
+            data = self._reply(call_id, served, payload)
+        # no done-callback for this: it would cost every call another turn of the loop
+        self.tasks.discard(asyncio.current_task())  # type: ignore[arg-type,unused-ignore]
+        self._outbox.send(data, batch=bool(self.tasks))
+
+    def _reply(self, call_id: int, served: Served, payload: bytes) -> bytes:
+        """The REPLY frame, or a FAILURE if the answer would break the caller's frame limit."""
+        data = frames.reply_frame(call_id, payload)
+        if len(data) - 4 <= self._server.max_frame:
+            return data
+        limit = self._server.max_frame
+        error = Internal(f"the answer is {len(payload)} bytes, over the frame limit of {limit}")
+        return frames.failure_frame(call_id, served.wire_error(error))
+
+    def _refuse(self, call: Call) -> None:
+        """Answer a call that will not run here (the connection stays)."""
+        if self._server.closing:
+            error: NanoError = Unavailable("the server is shutting down")
+            error.located(call.service, call.contract)
+        else:
+            log.warning(
+                "tcp: %s called %s.%s, which is not served here",
+                self.peer,
+                call.service,
+                call.contract,
+            )
+            error = unknown_contract(call.service, call.contract)
+        self._outbox.send(frames.failure_frame(call.id, error.to_wire()))
+
+    # -- handshake
+
+    def _handshake(self, message: Message) -> None:
+        if isinstance(message, Hello) and not self._client_nonce:
+            self._greet(message)
+        elif isinstance(message, Auth) and self._server_nonce and not self._trusted:
+            self._check(message)
+        elif isinstance(message, Call):
+            self._drop("it sent a call before completing the handshake")
+        else:
+            self._drop(f"unexpected {type(message).__name__} message")
+
+    def _greet(self, hello: Hello) -> None:
+        if hello.version != VERSION:
+            self._deny(f"protocol version {hello.version} is not spoken here (only {VERSION})")
+            return
+        self._client_nonce = hello.nonce
+        self._server_nonce = frames.nonce()
+        secret = self._server.secret
+        server_proof = frames.proof(secret, "server", self._client_nonce, self._server_nonce)
+        self._outbox.send(frames.frame(Challenge(self._server_nonce, server_proof)))
+
+    def _check(self, auth: Auth) -> None:
+        secret = self._server.secret
+        if not frames.proves(secret, "client", self._client_nonce, self._server_nonce, auth.proof):
+            self._deny("the client did not prove it holds NANO_SECRET")
+            return
+        self._trusted = True
+        if self._timer is not None:
+            self._timer.cancel()
+        self._outbox.send(frames.frame(Welcome()))
+
+    def _stalled(self) -> None:
+        self._drop(f"no handshake within {self._server.handshake_timeout:g} s")
+
+    # -- writing and hanging up
+
+    def _deny(self, reason: str) -> None:
+        """Tell the peer why it is refused, then close: one log line."""
+        log.warning("tcp: refused %s: %s", self.peer, reason)
+        self._outbox.send(frames.frame(Denied(reason)))
+        self._done = True
+        if self._transport is not None:
+            self._transport.close()
+
+    def _drop(self, reason: str) -> None:
+        """Hang up on a peer that broke the protocol: one log line."""
+        log.warning("tcp: dropped %s: %s", self.peer, reason)
+        self._done = True
+        if self._transport is not None:
+            self._transport.abort()
+
+    def hang_up(self) -> None:
+        """Close for shutdown; handlers still running are cancelled."""
+        self._done = True
+        for task in self.tasks:
+            task.cancel()
+        if self._transport is not None:
+            self._transport.close()
+
+
+def _peer_name(transport: asyncio.BaseTransport) -> str:
+    peer = transport.get_extra_info("peername")
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer)

@@ -1,0 +1,839 @@
+"""The TCP transport and server, over real sockets on 127.0.0.1.
+
+In-process tests run a ``TcpServer`` and its callers on one event loop; bad peers
+are raw sockets speaking (or not) the protocol by hand. The fault tests run the
+server as a real process, kill it with SIGKILL mid-call and start it again, and cut
+connections with a small proxy, counting on the server side how often a handler ran.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import signal
+import struct
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from nanobuild.runtime import (
+    BadRequest,
+    Internal,
+    NotFound,
+    PayloadTooLarge,
+    Timeout,
+    Unavailable,
+    UnknownContract,
+    router,
+)
+from nanobuild.runtime.transports import (
+    AddressError,
+    ConfigError,
+    HttpTransport,
+    LocalTransport,
+    TcpServer,
+    TcpTransport,
+    Transports,
+    frames,
+    parse_address,
+    remote_route,
+)
+from nanobuild.runtime.transports.base import Backoff
+from nanobuild.runtime.wiring import AppSpec, Node, ServiceSpec, wire
+
+SECRET = "tcp-test-secret"
+
+SERVICE = """
+import asyncio
+import os
+import re
+from typing import ClassVar
+
+import msgspec
+
+from nanobuild.runtime import Contract, NotFound, handler
+
+
+class Echo(msgspec.Struct):
+    text: str
+
+
+class Say(Contract[Echo]):
+    text: str
+
+
+class Shout(Contract[Echo]):
+    text: str
+
+
+class Find(Contract[Echo]):
+    key: str
+
+
+class Explode(Contract[Echo]):
+    pass
+
+
+class Repeat(Contract[Echo]):
+    text: str
+    times: int
+
+
+class Nap(Contract[Echo]):
+    seconds: float
+
+
+class Reread(Contract[Echo]):
+    idempotent: ClassVar[bool] = True
+    seconds: float
+
+
+def record(name: str) -> None:
+    path = os.environ.get("FAULTS_COUNT_FILE")
+    if path:
+        with open(path, "a") as file:
+            file.write(name + "\\n")
+
+
+@handler
+async def say(req: Say) -> Echo:
+    return Echo(req.text)
+
+
+@handler
+def shout(req: Shout) -> Echo:
+    return Echo(req.text.upper())
+
+
+@handler
+async def find(req: Find) -> Echo:
+    raise NotFound(f"no {req.key} here")
+
+
+@handler
+async def explode(req: Explode) -> Echo:
+    raise RuntimeError("kaboom")
+
+
+@handler
+def repeat(req: Repeat) -> Echo:
+    return Echo(req.text * req.times)
+
+
+@handler
+async def nap(req: Nap) -> Echo:
+    record("nap")
+    await asyncio.sleep(req.seconds)
+    return Echo("awake")
+
+
+@handler
+async def reread(req: Reread) -> Echo:
+    record("reread")
+    await asyncio.sleep(req.seconds)
+    return Echo("read")
+"""
+
+HANDLERS = {
+    "Say": "say",
+    "Shout": "shout",
+    "Find": "find",
+    "Explode": "explode",
+    "Repeat": "repeat",
+    "Nap": "nap",
+    "Reread": "reread",
+}
+
+SERVER_SCRIPT = """
+import asyncio
+import sys
+
+sys.path.insert(0, sys.argv[1])
+
+from nanobuild.runtime.transports import TcpServer
+from nanobuild.runtime.wiring import AppSpec, ServiceSpec, wire
+
+HANDLERS = {handlers!r}
+SPEC = AppSpec(
+    name="faults",
+    services=(
+        ServiceSpec(
+            name="faults",
+            package="faults",
+            handlers={{c: "faults:" + f for c, f in HANDLERS.items()}},
+        ),
+    ),
+)
+
+
+async def main() -> None:
+    server = TcpServer(wire(SPEC), port=int(sys.argv[2]))  # the secret: NANO_SECRET
+    await server.start()
+    print("listening on", server.address.port, flush=True)
+    await asyncio.Event().wait()
+
+
+asyncio.run(main())
+"""
+
+
+def spec() -> AppSpec:
+    handlers = {contract: f"faults:{fn}" for contract, fn in HANDLERS.items()}
+    return AppSpec(name="faults", services=(ServiceSpec("faults", "faults", handlers),))
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Iterator[Path]:
+    """A folder holding the ``faults`` service module, importable for the test's duration."""
+    (tmp_path / "faults.py").write_text(textwrap.dedent(SERVICE))
+    sys.path.insert(0, str(tmp_path))
+    before = set(sys.modules)
+    yield tmp_path
+    sys.path.remove(str(tmp_path))
+    for name in set(sys.modules) - before:
+        del sys.modules[name]
+    router.install({})
+
+
+@pytest.fixture
+def node(workdir: Path) -> Node:
+    return wire(spec())
+
+
+@pytest.fixture
+def faults(workdir: Path) -> Any:
+    import faults  # type: ignore[import-not-found]
+
+    return faults
+
+
+def run(coro: Awaitable[Any]) -> Any:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+@asynccontextmanager
+async def serving(node: Node, **options: Any) -> AsyncIterator[TcpServer]:
+    server = TcpServer(node, secret=options.pop("secret", SECRET), **options)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.close()
+
+
+def client(server: TcpServer, **options: Any) -> TcpTransport:
+    return TcpTransport(str(server.address), secret=options.pop("secret", SECRET), **options)
+
+
+def tcp_lines(caplog: pytest.LogCaptureFixture, needle: str = "") -> list[str]:
+    """Warnings and errors the TCP side logged, optionally only those containing ``needle``."""
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == "nanobuild.tcp"
+        and record.levelno >= logging.WARNING
+        and needle in record.getMessage()
+    ]
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "the condition never held"
+        await asyncio.sleep(0.01)
+
+
+# -- round trips
+
+
+def test_many_concurrent_calls_share_one_connection(node: Node, faults: Any) -> None:
+    async def scenario() -> None:
+        async with serving(node) as server:
+            transport = client(server)
+            say = remote_route(transport, "faults", faults.Say)
+            shout = remote_route(transport, "faults", faults.Shout)
+            texts = [f"call {i}" for i in range(500)]
+            answers = await asyncio.gather(
+                *(
+                    say(faults.Say(t)) if i % 2 else shout(faults.Shout(t))
+                    for i, t in enumerate(texts)
+                )
+            )
+            assert [a.text for a in answers] == [
+                t if i % 2 else t.upper() for i, t in enumerate(texts)
+            ]
+            assert all(type(a) is faults.Echo for a in answers)
+            assert (transport.connections, server.accepted) == (1, 1)
+            await transport.aclose()
+
+    run(scenario())
+
+
+def test_errors_keep_their_class_and_place(
+    node: Node, faults: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def scenario() -> None:
+        async with serving(node) as server:
+            transport = client(server)
+            with pytest.raises(NotFound, match="no x here") as found:
+                await remote_route(transport, "faults", faults.Find)(faults.Find("x"))
+            assert (found.value.service, found.value.contract) == ("faults", "Find")
+            with pytest.raises(Internal, match="unexpected RuntimeError") as internal:
+                await remote_route(transport, "faults", faults.Explode)(faults.Explode())
+            assert "kaboom" not in internal.value.message  # the details stay in the server log
+            await transport.aclose()
+
+    run(scenario())
+    traceback = [r for r in caplog.records if r.exc_info and "faults.Explode" in r.getMessage()]
+    assert len(traceback) == 1 and "kaboom" in str(traceback[0].exc_info[1])  # type: ignore[index]
+
+
+def test_requests_are_decoded_strictly(node: Node) -> None:
+    class Say(msgspec.Struct):  # a caller whose kernel is newer than the server's
+        text: str
+        loud: bool = True
+
+    async def scenario() -> None:
+        async with serving(node) as server:
+            transport = client(server)
+            route = remote_route(transport, "faults", Say, response=dict)
+            with pytest.raises(BadRequest, match="unknown field `loud`"):
+                await route(Say("hi"))
+            await transport.aclose()
+
+    run(scenario())
+
+
+def test_frames_over_the_limit_fail_their_own_call_only(node: Node, faults: Any) -> None:
+    async def scenario() -> None:
+        async with serving(node, max_frame=1024) as server:
+            transport = client(server, max_frame=1024)
+            repeat = remote_route(transport, "faults", faults.Repeat)
+            with pytest.raises(PayloadTooLarge, match="over the frame limit of 1024"):
+                await repeat(faults.Repeat("x" * 2000, 1))  # refused before it is sent
+            with pytest.raises(
+                Internal, match=r"the answer is \d+ bytes, over the frame limit of 1024"
+            ):
+                await repeat(faults.Repeat("x", 2000))  # answered with an error instead
+            assert (await repeat(faults.Repeat("ab", 2))).text == "abab"
+            assert (transport.connections, server.accepted) == (1, 1)
+            await transport.aclose()
+
+    run(scenario())
+
+
+def test_an_unknown_contract_is_answered_and_the_connection_kept(
+    node: Node, faults: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Vanished(msgspec.Struct):
+        pass
+
+    async def scenario() -> None:
+        async with serving(node) as server:
+            transport = client(server)
+            with pytest.raises(UnknownContract) as unknown:
+                await remote_route(transport, "faults", Vanished, response=dict)(Vanished())
+            assert (unknown.value.service, unknown.value.contract) == ("faults", "Vanished")
+            with pytest.raises(UnknownContract):
+                await remote_route(transport, "elsewhere", faults.Say)(faults.Say("x"))
+            assert (
+                await remote_route(transport, "faults", faults.Say)(faults.Say("ok"))
+            ).text == "ok"
+            assert transport.connections == 1
+            await transport.aclose()
+
+    run(scenario())
+    assert len(tcp_lines(caplog, "faults.Vanished, which is not served here")) == 1
+
+
+def test_a_timeout_raises_timeout_and_the_late_answer_is_dropped(
+    node: Node, faults: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def scenario() -> None:
+        async with serving(node) as server:
+            transport = client(server)
+            nap = remote_route(transport, "faults", faults.Nap, timeout=0.1)
+            started = time.monotonic()
+            with pytest.raises(Timeout, match=r"did not answer Nap within 0\.1 s") as late:
+                await nap(faults.Nap(0.4))
+            assert time.monotonic() - started < 0.3
+            assert (late.value.service, late.value.contract) == ("faults", "Nap")
+            await asyncio.sleep(0.5)  # the answer arrives now, for nobody
+            say = remote_route(transport, "faults", faults.Say)
+            assert (await say(faults.Say("still here"))).text == "still here"
+            assert transport.connections == 1
+            await transport.aclose()
+
+    run(scenario())
+    assert tcp_lines(caplog) == []
+
+
+def test_a_dead_address_is_unavailable_at_once(faults: Any) -> None:
+    async def scenario() -> None:
+        server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        server.close()
+        await server.wait_closed()  # the port is now free: nobody listens there
+        transport = TcpTransport(f"tcp://127.0.0.1:{port}", secret=SECRET)
+        say = remote_route(transport, "faults", faults.Say, timeout=5)
+        for _ in range(3):  # the first attempt fails, the others fall in the back-off
+            started = time.monotonic()
+            with pytest.raises(Unavailable, match="connection refused") as unavailable:
+                await say(faults.Say("x"))
+            assert time.monotonic() - started < 1.5
+            assert unavailable.value.service == "faults"
+        await transport.aclose()
+
+    run(scenario())
+
+
+def test_local_transport_crosses_the_wire_form_in_process(node: Node, faults: Any) -> None:
+    async def scenario() -> None:
+        transport = LocalTransport(node)
+        assert (
+            await remote_route(transport, "faults", faults.Shout)(faults.Shout("a"))
+        ).text == "A"
+        with pytest.raises(NotFound):
+            await remote_route(transport, "faults", faults.Find)(faults.Find("x"))
+        with pytest.raises(Timeout):
+            await remote_route(transport, "faults", faults.Nap, timeout=0.05)(faults.Nap(1))
+
+    run(scenario())
+
+
+# -- secrets
+
+
+def test_a_server_without_the_secret_is_refused_by_the_client(
+    node: Node, faults: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def scenario() -> None:
+        async with serving(node, secret="the server's own") as server:
+            transport = client(server)
+            with pytest.raises(Unavailable, match="could not prove it holds NANO_SECRET"):
+                await remote_route(transport, "faults", faults.Say)(faults.Say("x"))
+            await eventually(lambda: bool(tcp_lines(caplog, "hung up during the handshake")))
+            await transport.aclose()
+
+    run(scenario())
+    assert len(tcp_lines(caplog, "cannot reach")) == 1  # the client's one line
+    assert len(tcp_lines(caplog, "hung up during the handshake")) == 1  # the server's
+
+
+def test_a_client_without_the_secret_is_refused_by_the_server(
+    node: Node, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def scenario() -> None:
+        async with serving(node) as server:
+            peer = await Peer.open(server)
+            await peer.send(frames.Hello(frames.VERSION, frames.nonce()))
+            assert isinstance(await peer.receive(), frames.Challenge)
+            await peer.send(frames.Auth(b"\0" * 32))  # a guess
+            denied = await peer.receive()
+            assert isinstance(denied, frames.Denied)
+            assert "did not prove it holds NANO_SECRET" in denied.reason
+            assert await peer.hung_up()
+
+    run(scenario())
+    assert len(tcp_lines(caplog, "refused")) == 1
+
+
+def test_the_secret_is_required_on_both_sides(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NANO_SECRET", raising=False)
+    with pytest.raises(ConfigError, match="need NANO_SECRET"):
+        TcpTransport("tcp://127.0.0.1:9")
+    with pytest.raises(ConfigError, match="need NANO_SECRET"):
+        TcpServer(node)
+    monkeypatch.setenv("NANO_SECRET", "from the environment")
+    assert TcpServer(node).secret == b"from the environment"
+
+
+# -- bad peers: each loses its connection, the log gets one line, the rest are served
+
+
+class Peer:
+    """A raw socket that speaks the protocol by hand, or not at all."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.name = "{}:{}".format(*writer.get_extra_info("sockname")[:2])
+
+    @classmethod
+    async def open(cls, server: TcpServer) -> Peer:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.address.port)
+        return cls(reader, writer)
+
+    async def send(self, message: Any) -> None:
+        await self.send_raw(frames.frame(message))
+
+    async def send_raw(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def receive(self) -> frames.Message:
+        (size,) = struct.unpack(">I", await self.reader.readexactly(4))
+        return frames.decode_message(await self.reader.readexactly(size))
+
+    async def shake_hands(self) -> None:
+        mine = frames.nonce()
+        await self.send(frames.Hello(frames.VERSION, mine))
+        challenge = await self.receive()
+        assert isinstance(challenge, frames.Challenge)
+        proof = frames.proof(SECRET.encode(), "client", mine, challenge.nonce)
+        await self.send(frames.Auth(proof))
+        assert isinstance(await self.receive(), frames.Welcome)
+
+    async def hung_up(self, timeout: float = 3.0) -> bool:
+        """Whether the server closes the connection (what it sends before is skipped)."""
+        with suppress(ConnectionResetError):  # an abort, rather than a close
+            await asyncio.wait_for(self._read_to_the_end(), timeout)
+        self.writer.close()
+        return True
+
+    async def _read_to_the_end(self) -> None:
+        while await self.reader.read(65536):
+            pass
+
+    async def close(self) -> None:
+        self.writer.close()
+
+
+async def garbage(peer: Peer) -> None:
+    await peer.send_raw(b"\0\0\0\x05hello")
+
+
+async def oversized(peer: Peer) -> None:
+    await peer.send_raw(struct.pack(">I", 1025) + b"x" * 10)
+
+
+async def http_request(peer: Peer) -> None:
+    await peer.send_raw(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+
+
+async def half_frame(peer: Peer) -> None:
+    await peer.shake_hands()
+    data = frames.call_frame(1, "faults", "Say", {"text": "x"})
+    await peer.send_raw(data[: len(data) // 2])
+    await peer.close()
+
+
+async def stalled_handshake(peer: Peer) -> None:
+    await peer.send_raw(frames.frame(frames.Hello(frames.VERSION, frames.nonce()))[:10])
+
+
+async def call_first(peer: Peer) -> None:
+    await peer.send_raw(frames.call_frame(1, "faults", "Say", {"text": "x"}))
+
+
+async def call_before_auth(peer: Peer) -> None:
+    await peer.send(frames.Hello(frames.VERSION, frames.nonce()))
+    await peer.receive()
+    await peer.send_raw(frames.call_frame(1, "faults", "Say", {"text": "x"}))
+
+
+async def wrong_version(peer: Peer) -> None:
+    await peer.send(frames.Hello(99, frames.nonce()))
+
+
+async def second_hello(peer: Peer) -> None:
+    await peer.shake_hands()
+    await peer.send(frames.Hello(frames.VERSION, frames.nonce()))
+
+
+BAD_PEERS = {
+    garbage: "not a nanobuild message",
+    oversized: "a frame of 1025 bytes is over the limit of 1024",
+    http_request: "over the limit",
+    half_frame: "hung up in the middle of a frame",
+    stalled_handshake: "no handshake within 0.2 s",
+    call_first: "sent a call before completing the handshake",
+    call_before_auth: "sent a call before completing the handshake",
+    wrong_version: "protocol version 99 is not spoken here",
+    second_hello: "unexpected Hello message",
+}
+
+
+@pytest.mark.parametrize("behave", BAD_PEERS, ids=[f.__name__ for f in BAD_PEERS])
+def test_a_bad_peer_loses_only_its_own_connection(
+    node: Node,
+    faults: Any,
+    caplog: pytest.LogCaptureFixture,
+    behave: Callable[[Peer], Awaitable[None]],
+) -> None:
+    async def scenario() -> None:
+        async with serving(node, max_frame=1024, handshake_timeout=0.2) as server:
+            transport = client(server)
+            say = remote_route(transport, "faults", faults.Say)
+            assert (await say(faults.Say("before"))).text == "before"
+            peer = await Peer.open(server)
+            await behave(peer)
+            assert await peer.hung_up()
+            await eventually(lambda: bool(tcp_lines(caplog, peer.name)))
+            await asyncio.sleep(0.05)  # a second line would have come by now
+            lines = tcp_lines(caplog, peer.name)
+            assert len(lines) == 1, lines
+            assert BAD_PEERS[behave] in lines[0]
+            assert (await say(faults.Say("after"))).text == "after"
+            newcomer = client(server)
+            assert (
+                await remote_route(newcomer, "faults", faults.Say)(faults.Say("new"))
+            ).text == "new"
+            assert transport.connections == 1
+            await transport.aclose()
+            await newcomer.aclose()
+
+    run(scenario())
+
+
+def test_a_peer_that_connects_and_leaves_is_not_logged(
+    node: Node, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def scenario() -> None:
+        async with serving(node) as server:
+            peer = await Peer.open(server)
+            await peer.close()
+            await asyncio.sleep(0.1)
+
+    run(scenario())
+    assert tcp_lines(caplog) == []
+
+
+def test_a_closing_server_lets_calls_in_flight_finish(node: Node, faults: Any) -> None:
+    async def scenario() -> None:
+        server = TcpServer(node, secret=SECRET)
+        await server.start()
+        transport = client(server)
+        nap = remote_route(transport, "faults", faults.Nap)
+        pending = asyncio.ensure_future(nap(faults.Nap(0.2)))
+        await asyncio.sleep(0.05)
+        await server.close()
+        assert (await pending).text == "awake"
+        with pytest.raises(Unavailable):
+            await nap(faults.Nap(0))
+        await transport.aclose()
+
+    run(scenario())
+
+
+# -- faults with a real process
+
+
+class ServerProcess:
+    """The ``faults`` service behind a TcpServer, in its own process."""
+
+    def __init__(self, workdir: Path, count_file: Path) -> None:
+        self.workdir = workdir
+        self.script = workdir / "serve_faults.py"
+        self.script.write_text(SERVER_SCRIPT.format(handlers=HANDLERS))
+        self.count_file = count_file
+        self.port = 0
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        if self.proc is not None:
+            await self.proc.wait()  # the one killed before
+        env = {**os.environ, "NANO_SECRET": SECRET, "FAULTS_COUNT_FILE": str(self.count_file)}
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(self.script),
+            str(self.workdir),
+            str(self.port),
+            stdout=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        assert self.proc.stdout is not None
+        line = await asyncio.wait_for(self.proc.stdout.readline(), 30)
+        assert line.startswith(b"listening on"), line
+        self.port = int(line.split()[-1])
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+
+    def executions(self, name: str) -> int:
+        if not self.count_file.exists():
+            return 0
+        return self.count_file.read_text().split().count(name)
+
+    @property
+    def address(self) -> str:
+        return f"tcp://127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def process(workdir: Path) -> ServerProcess:
+    return ServerProcess(workdir, workdir / "executions.txt")
+
+
+def test_sigkill_mid_call_then_restart(process: ServerProcess, faults: Any) -> None:
+    async def scenario() -> None:
+        await process.start()
+        transport = TcpTransport(process.address, secret=SECRET)
+        say = remote_route(transport, "faults", faults.Say)
+        nap = remote_route(transport, "faults", faults.Nap, timeout=5)
+        reread = remote_route(transport, "faults", faults.Reread, timeout=5)
+        try:
+            assert (await say(faults.Say("up"))).text == "up"
+            in_flight = [asyncio.ensure_future(nap(faults.Nap(30)))]
+            in_flight.append(asyncio.ensure_future(reread(faults.Reread(30))))
+            await eventually(lambda: process.executions("reread") == 1)
+            process.kill()
+            started = time.monotonic()
+            for call in in_flight:  # both fail, well within their timeout: no hang
+                with pytest.raises(Unavailable):
+                    await call
+            assert time.monotonic() - started < 2
+            with pytest.raises(Unavailable, match="cannot reach"):
+                await say(faults.Say("down"))
+
+            await process.start()  # same port, same client: no restart of the caller
+            started = time.monotonic()
+            assert (await say(faults.Say("back"))).text == "back"
+            assert time.monotonic() - started < 2  # at most one back-off pause
+            assert transport.connections == 2
+        finally:
+            await transport.aclose()
+            await process.stop()
+
+    run(scenario())
+
+
+class Proxy:
+    """Forwards TCP between callers and a server; ``cut()`` drops every connection."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.writers: list[asyncio.StreamWriter] = []
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._connect, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        return f"tcp://127.0.0.1:{port}"
+
+    async def _connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        self.writers += [writer, up_writer]
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+        except ConnectionError:
+            pass
+        writer.close()
+
+    def cut(self) -> None:
+        for writer in self.writers:
+            writer.transport.abort()
+        self.writers.clear()
+
+    async def close(self) -> None:
+        self.cut()
+        if self.server is not None:
+            self.server.close()
+
+
+@pytest.mark.parametrize("idempotent", [True, False], ids=["idempotent", "not-idempotent"])
+def test_a_dropped_connection_reruns_only_idempotent_calls(
+    process: ServerProcess, faults: Any, idempotent: bool
+) -> None:
+    name, contract = ("reread", faults.Reread) if idempotent else ("nap", faults.Nap)
+
+    async def scenario() -> None:
+        await process.start()
+        proxy = Proxy(process.port)
+        transport = TcpTransport(await proxy.start(), secret=SECRET)
+        route = remote_route(transport, "faults", contract, timeout=5)
+        try:
+            pending = asyncio.ensure_future(route(contract(0.3)))
+            await eventually(lambda: process.executions(name) == 1)
+            proxy.cut()  # mid-call: the server has started it, the answer will not come back
+            if idempotent:
+                assert (await pending).text == "read"  # sent again, on a fresh connection
+                assert process.executions(name) == 2
+                assert transport.connections == 2
+            else:
+                with pytest.raises(Unavailable, match="not idempotent, so it was not sent again"):
+                    await pending
+                await asyncio.sleep(0.5)
+                assert process.executions(name) == 1
+        finally:
+            await transport.aclose()
+            await proxy.close()
+            await process.stop()
+
+    run(scenario())
+
+
+# -- addresses, back-off and the pool
+
+
+@pytest.mark.parametrize(
+    ("text", "scheme", "host", "port"),
+    [
+        ("tcp://10.0.0.7:9100", "tcp", "10.0.0.7", 9100),
+        ("http://catalog.internal:8000/", "http", "catalog.internal", 8000),
+        ("tcp://[::1]:9100", "tcp", "::1", 9100),
+    ],
+)
+def test_addresses(text: str, scheme: str, host: str, port: int) -> None:
+    address = parse_address(text)
+    assert (address.scheme, address.host, address.port) == (scheme, host, port)
+    assert parse_address(str(address)) == address
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("10.0.0.7:9100", "write tcp://host:port or http://host:port"),
+        ("udp://h:1", "write tcp://host:port"),
+        ("tcp://h", "it names no port"),
+        ("tcp://[::1]", "the port must be 1-65535"),
+        ("tcp://h:0", "the port must be 1-65535"),
+        ("tcp://h:99999", "the port must be 1-65535"),
+        ("tcp://h:port", "the port must be 1-65535"),
+        ("tcp://:9100", "it names no host"),
+        ("tcp://user@h:9100", "it names no host"),
+        ("tcp://::1:9100", "it names no host"),
+    ],
+)
+def test_bad_addresses_are_named(text: str, why: str) -> None:
+    with pytest.raises(AddressError, match=f"bad remote address {re.escape(repr(text))}.*{why}"):
+        parse_address(text)
+
+
+def test_transports_share_one_per_address() -> None:
+    pool = Transports(secret=SECRET)
+    tcp = pool.get("tcp://127.0.0.1:9100")
+    assert pool.get("tcp://127.0.0.1:9100/") is tcp
+    assert isinstance(tcp, TcpTransport)
+    assert isinstance(pool.get("http://127.0.0.1:9100"), HttpTransport)
+    run(pool.aclose())
+
+
+def test_backoff_doubles_up_to_its_cap_and_resets() -> None:
+    backoff = Backoff(first=0.1, cap=0.5)
+    pauses = []
+    for _ in range(5):
+        backoff.failed("refused", now=0.0)
+        pauses.append(backoff.next_attempt)
+    assert pauses == [0.1, 0.2, 0.4, 0.5, 0.5]
+    backoff.succeeded()
+    assert (backoff.next_attempt, backoff.failures) == (0.0, 0)
