@@ -39,7 +39,7 @@ def bundle(
             raise CheckFailed(found)
     with _timed("generate", report):
         spec = subset(ingress.spec(ws), names)
-        digest = codegen.inputs_hash(ws, packed_folders(ws, names))
+        digest = codegen.inputs_hash(ws, pack.sources(ws, pack.plan(ws, names)))
         source = codegen.render(spec, ws, inputs_hash=digest, only=only)
     return pack.build(
         ws,
@@ -75,17 +75,6 @@ def subset(spec: AppSpec, names: Sequence[str]) -> AppSpec:
     """``spec`` with only the services ``names``; the others are remote to this binary."""
     services = tuple(s for s in spec.services if s.name in names)
     return AppSpec(name=spec.name, services=services, static=spec.static)
-
-
-def packed_folders(ws: Workspace, names: Sequence[str]) -> list[Path]:
-    """The workspace folders whose files go into the binary."""
-    services = [ws.services[name] for name in names]
-    libraries = {lib for svc in services for lib in svc.libraries}
-    folders = [svc.package_dir for svc in services]
-    folders += [ws.libraries[lib].package_dir for lib in sorted(libraries)]
-    if ws.ingress.static is not None:
-        folders.append(ws.ingress.static)
-    return folders
 
 
 def target(ws: Workspace, only: Sequence[str]) -> Path:

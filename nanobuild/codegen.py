@@ -22,7 +22,6 @@ from nanobuild.workspace import Workspace
 
 MODULE = "nano_ingress"  # the generated module's name inside a binary
 STATIC = "nano_static"  # the static frontend's folder, next to the module
-SKIPPED = {"__pycache__"}
 
 
 def render(
@@ -47,20 +46,17 @@ def render(
     )
 
 
-def inputs_hash(workspace: Workspace, folders: Iterable[Path]) -> str:
-    """A hash of nano.toml and every file under ``folders``, with their workspace paths."""
+def inputs_hash(workspace: Workspace, files: Iterable[Path]) -> str:
+    """A hash of nano.toml and ``files``, with their paths in the workspace."""
     digest = hashlib.sha256(__version__.encode())
-    for path in [workspace.file, *sorted(_files(folders))]:
+    for path in [workspace.file, *sorted(files)]:
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue  # packing names the file it cannot read; the hash need not
         digest.update(workspace.rel(path).encode() + b"\0")
-        digest.update(path.read_bytes())
+        digest.update(data)
     return digest.hexdigest()
-
-
-def _files(folders: Iterable[Path]) -> Iterable[Path]:
-    for folder in folders:
-        for path in folder.rglob("*"):
-            if path.is_file() and not SKIPPED.intersection(path.parts) and path.suffix != ".pyc":
-                yield path
 
 
 @cache

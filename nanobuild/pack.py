@@ -92,7 +92,8 @@ class Entry(NamedTuple):
 class Contents(NamedTuple):
     """What goes into a binary, from the workspace."""
 
-    services: list[Service]  # the packed services and the services they call
+    services: list[Service]  # the packed services: all their code, their handlers run here
+    callees: list[Service]  # the services they call elsewhere: only the kernel ships
     libraries: list[Library]  # the libraries all of those use
     requirements: dict[str, list[tuple[str, str]]]  # requirement -> (who, nano.toml key)
 
@@ -146,9 +147,30 @@ def plan(workspace: Workspace, services: Sequence[str]) -> Contents:
             ]
         )
     named = [workspace.services[name] for name in services]
-    packed = _with_dependencies(workspace, named)
-    libraries = _libraries(workspace, packed)
-    return Contents(packed, libraries, _requirements([*named, *libraries]))
+    callees = [svc for svc in _with_dependencies(workspace, named) if svc not in named]
+    libraries = _libraries(workspace, [*named, *callees])
+    return Contents(named, callees, libraries, _requirements([*named, *libraries]))
+
+
+def sources(workspace: Workspace, contents: Contents) -> list[Path]:
+    """The workspace files that go into the binary (for the inputs hash)."""
+    owners: list[Service | Library] = [*contents.services, *contents.libraries]
+    folders = [owner.package_dir for owner in owners]
+    files = [path for folder in folders for path in folder.rglob("*") if path.is_file()]
+    files += [path for svc in contents.callees for path in _kernel_files(svc)]
+    if workspace.ingress.static is not None and workspace.ingress.static.is_dir():
+        files += [path for path in workspace.ingress.static.rglob("*") if path.is_file()]
+    return sorted(
+        p
+        for p in files
+        if not _SKIPPED_DIRS.intersection(p.parts) and not p.name.endswith(_SKIPPED_SUFFIXES)
+    )
+
+
+def _kernel_files(service: Service) -> list[Path]:
+    """What a caller needs of a service that runs elsewhere: its package's kernel."""
+    init = service.package_dir / "__init__.py"
+    return [init, service.kernel_file] if init.is_file() else [service.kernel_file]
 
 
 def _requirements(owners: list[Service | Library]) -> dict[str, list[tuple[str, str]]]:
@@ -337,6 +359,12 @@ def collect(
             shown=workspace.rel(owner.package_dir),
             inside=workspace.root,
         )
+    for callee in contents.callees:
+        for path in _kernel_files(callee):
+            shown = workspace.rel(path)
+            _check_inside(path, workspace.root, shown)
+            arcname = f"{SITE}/{callee.package}/{path.name}"
+            entries.append(Entry(arcname, _read(path, shown), _is_executable(path)))
     entries.append(Entry(f"{SITE}/{INGRESS}.py", ingress_source.encode("utf-8")))
     if workspace.ingress.static is not None:
         entries += _static(workspace, workspace.ingress.static)

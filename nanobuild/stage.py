@@ -194,11 +194,27 @@ def _remove(entry: Path) -> None:
 # -- installing
 
 
+def _uv() -> str | None:
+    choice = os.environ.get("NANO_INSTALLER", "").strip().lower()
+    if choice == "pip":
+        return None
+    found = shutil.which("uv") or shutil.which("uv", path=os.path.dirname(sys.executable))
+    if choice == "uv" and not found:
+        raise PackError(
+            [Diagnostic("NANO_INSTALLER", "E406", "NANO_INSTALLER=uv, but uv is not installed")]
+        )
+    return found
+
+
 def installer_command(
     requirements: Sequence[str], target: Path, find_links: Sequence[Path], *, offline: bool
 ) -> list[str]:
-    """The command that installs ``requirements`` into ``target``: uv if on PATH, else pip."""
-    uv = shutil.which("uv")
+    """The command that installs ``requirements`` into ``target``: uv if found, else pip.
+
+    uv is looked for on PATH and beside this Python (installed in the same venv);
+    ``NANO_INSTALLER=pip`` (or ``uv``) makes the choice instead.
+    """
+    uv = _uv()
     if uv:
         command = [uv, "pip", "install", "--target", str(target), "--python", sys.executable]
         command += ["--link-mode", "copy", "--no-compile"]

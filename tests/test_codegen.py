@@ -11,7 +11,7 @@ from types import ModuleType
 
 import pytest
 
-from nanobuild import codegen, ingress
+from nanobuild import codegen, ingress, pack
 from nanobuild.runtime import call, router
 from nanobuild.runtime.binary import BuildInfo
 from nanobuild.runtime.wiring import wire
@@ -113,11 +113,11 @@ def test_source_date_epoch_is_recorded(
 
 def test_inputs_hash_follows_content_and_names(mini: Sample) -> None:
     ws = mini.load()
-    folders = [svc.package_dir for svc in ws.services.values()]
-    first = codegen.inputs_hash(ws, folders)
-    assert first == codegen.inputs_hash(ws, folders)
-    mini.write("services/users/users/extra.py", "X = 1\n")
-    assert codegen.inputs_hash(ws, folders) != first
+    files = pack.sources(ws, pack.plan(ws, ["users", "orders"]))
+    first = codegen.inputs_hash(ws, files)
+    assert first == codegen.inputs_hash(ws, files)
+    (mini.root / "services/users/users/handlers.py").write_text("# changed\n")
+    assert codegen.inputs_hash(ws, files) != first
 
 
 @pytest.mark.parametrize(

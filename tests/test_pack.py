@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -601,8 +600,7 @@ def test_pruning_strips_what_must_not_ship(tmp_path: Path) -> None:
     assert stage.top_level_modules(site) == {"demo": "demo 1.0"}
 
 
-@pytest.mark.skipif(not shutil.which("uv"), reason="uv is not on PATH")
-def test_uv_stages_too(
+def test_uv_stages_when_on_path(
     mini: Sample,
     wheelhouse: Path,
     python: Path,
@@ -610,9 +608,26 @@ def test_uv_stages_too(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("NANO_INSTALLER", "uv")  # uv is a test dependency
     monkeypatch.setenv("NANO_CACHE_DIR", str(tmp_path / "uv-cache"))
     command = stage.installer_command(["x"], tmp_path, [wheelhouse], offline=True)
     assert Path(command[0]).name == "uv"
+    binary = build_mini(mini.root, wheelhouse)
+    report(run_binary(python, binary, home=home))
+
+
+def test_pip_stages_when_asked(
+    mini: Sample,
+    wheelhouse: Path,
+    python: Path,
+    home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("NANO_INSTALLER", "pip")
+    monkeypatch.setenv("NANO_CACHE_DIR", str(tmp_path / "pip-cache"))
+    command = stage.installer_command(["x"], tmp_path, [wheelhouse], offline=True)
+    assert command[:3] == [sys.executable, "-m", "pip"]
     binary = build_mini(mini.root, wheelhouse)
     report(run_binary(python, binary, home=home))
 
