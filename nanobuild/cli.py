@@ -184,7 +184,7 @@ def bundle_command(
     console = Console(stderr=True, quiet=quiet, highlight=False)
 
     def progress(step: str, seconds: float) -> None:
-        console.print(f"  [green]done[/green] {step:<10} {seconds:6.2f} s")
+        console.print(f"  [green]done[/green] {step:<15} {seconds:6.2f} s")
 
     names = [name.strip() for name in (only or "").split(",") if name.strip()]
     try:
