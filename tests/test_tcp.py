@@ -9,6 +9,7 @@ connections with a small proxy, counting on the server side how often a handler 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import re
@@ -47,13 +48,15 @@ from nanobuild.runtime.transports import (
     parse_address,
     remote_route,
 )
-from nanobuild.runtime.transports.base import Backoff
+from nanobuild.runtime.transports.base import Backoff, Deadlines
+from nanobuild.runtime.transports.local import may_suspend
 from nanobuild.runtime.wiring import AppSpec, Node, ServiceSpec, wire
 
 SECRET = "tcp-test-secret"
 
 SERVICE = """
 import asyncio
+import functools
 import os
 import re
 from typing import ClassVar
@@ -155,6 +158,7 @@ HANDLERS = {
 
 SERVER_SCRIPT = """
 import asyncio
+import functools
 import sys
 
 sys.path.insert(0, sys.argv[1])
@@ -837,3 +841,87 @@ def test_backoff_doubles_up_to_its_cap_and_resets() -> None:
     assert pauses == [0.1, 0.2, 0.4, 0.5, 0.5]
     backoff.succeeded()
     assert (backoff.next_attempt, backoff.failures) == (0.0, 0)
+
+
+def test_deadlines_expire_live_calls_in_order_with_one_timer() -> None:
+    async def scenario() -> list[int]:
+        loop = asyncio.get_running_loop()
+        expired: list[int] = []
+        deadlines = Deadlines(loop, expired.append)
+        now = loop.time()
+        for key, delay in [(1, 0.06), (2, 0.02), (3, 0.04), (4, 0.03)]:
+            deadlines.add(key, now + delay)
+        deadlines.discard(3)  # answered in time
+        for key in range(100, 400):  # answered at once: the heap sheds them
+            deadlines.add(key, now + 10)
+            deadlines.discard(key)
+        assert len(deadlines._heap) < 100
+        await asyncio.sleep(0.1)
+        deadlines.add(5, loop.time() + 0.01)
+        await asyncio.sleep(0.05)
+        deadlines.add(6, loop.time() + 10)
+        deadlines.clear()
+        return expired
+
+    assert run(scenario()) == [2, 4, 1, 5]
+
+
+async def _plain(x: int) -> int:
+    return x + 1
+
+
+async def _awaits(x: int) -> int:
+    await asyncio.sleep(0)
+    return x
+
+
+async def _async_with(lock: asyncio.Lock) -> None:
+    async with lock:
+        pass
+
+
+async def _async_for(items: Any) -> list[Any]:
+    return [item async for item in items]
+
+
+def test_handlers_without_an_await_are_known_not_to_wait() -> None:
+    assert not may_suspend(_plain)
+    assert all(may_suspend(fn) for fn in (_awaits, _async_with, _async_for))
+    assert may_suspend(functools.partial(_plain))  # not a plain function: assume it waits
+
+
+def test_a_handler_run_inline_gets_a_context_of_its_own(workdir: Path) -> None:
+    (workdir / "ctxsvc.py").write_text(
+        textwrap.dedent(
+            """
+            import contextvars
+            import msgspec
+            from nanobuild.runtime import Contract, handler
+
+            SEEN = contextvars.ContextVar("seen", default=0)
+
+
+            class Count(Contract[int]):
+                pass
+
+
+            @handler
+            async def count(req: Count) -> int:
+                SEEN.set(SEEN.get() + 1)
+                return SEEN.get()
+            """
+        )
+    )
+    spec = AppSpec("ctx", (ServiceSpec("ctxsvc", "ctxsvc", {"Count": "ctxsvc:count"}),))
+    node = wire(spec)
+    import ctxsvc  # type: ignore[import-not-found]
+
+    async def scenario() -> list[int]:
+        async with serving(node) as server:
+            transport = client(server)
+            count = remote_route(transport, "ctxsvc", ctxsvc.Count)
+            answers = [await count(ctxsvc.Count()) for _ in range(3)]
+            await transport.aclose()
+            return answers
+
+    assert run(scenario()) == [1, 1, 1]

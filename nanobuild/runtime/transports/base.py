@@ -10,16 +10,20 @@ handler itself). For a remote service, wiring installs routes made here::
     ...
     product = await call(GetProduct(id="x"))   # the same line either way
 
-The pieces every transport shares live here too: addresses, the secret, the
-call's ``Target``, the reconnection ``Backoff`` and the per-call ``Deadline``.
+The pieces transports share live here too: addresses, the secret, the call's
+``Target``, the reconnection ``Backoff``, and timeouts without a task per call —
+``Deadlines`` for the many calls in flight on one connection, ``Deadline`` for a
+call that holds a connection of its own.
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
+import heapq
 import os
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
@@ -241,6 +245,72 @@ class Backoff:
         delay = self.next_attempt - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
+
+
+class Deadlines:
+    """When each call in flight times out, kept with a single loop timer.
+
+    A loop timer per call would cost a handle (and a context copy) per call and a
+    cancel per answer, on the path every call takes. Here a call costs a push onto
+    a heap of (deadline, key); an answered call is just forgotten (``discard``), and
+    the heap drops it when it reaches the top, or is rebuilt from the live calls
+    once it holds mostly answered ones. ``expire(key)`` runs for each live call
+    whose deadline has passed; the one timer is set for the earliest deadline.
+    """
+
+    # the loop runs a timer up to one clock tick early; a deadline that close has passed
+    TICK = time.get_clock_info("monotonic").resolution
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, expire: Callable[[int], None]) -> None:
+        self._loop = loop
+        self._expire = expire
+        self._live: dict[int, float] = {}
+        self._heap: list[tuple[float, int]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = float("inf")
+
+    def add(self, key: int, deadline: float) -> None:
+        """Call ``expire(key)`` at ``deadline`` (loop time), unless discarded before."""
+        self._live[key] = deadline
+        heap = self._heap
+        heapq.heappush(heap, (deadline, key))
+        if deadline < self._timer_at:
+            self._set_timer(deadline)
+        elif len(heap) > 2 * len(self._live) + 64:
+            self._heap = [(when, k) for k, when in self._live.items()]
+            heapq.heapify(self._heap)
+
+    def discard(self, key: int) -> None:
+        """Forget ``key`` (its call was answered)."""
+        self._live.pop(key, None)
+
+    def clear(self) -> None:
+        """Forget every call and stop the timer."""
+        self._live.clear()
+        self._heap.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer, self._timer_at = None, float("inf")
+
+    def _set_timer(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = self._loop.call_at(when, self._ring)
+
+    def _ring(self) -> None:
+        self._timer, self._timer_at = None, float("inf")
+        now = self._loop.time() + self.TICK
+        heap, live = self._heap, self._live
+        while heap and heap[0][0] <= now:
+            deadline, key = heapq.heappop(heap)
+            if live.get(key) == deadline:
+                del live[key]
+                self._expire(key)
+        while heap and heap[0][1] not in live:
+            heapq.heappop(heap)
+        if heap:
+            self._set_timer(heap[0][0])
 
 
 class Deadline:

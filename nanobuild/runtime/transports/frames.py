@@ -187,6 +187,10 @@ class FrameDecoder:
 
     def feed(self, data: bytes) -> list[Message]:
         """The messages completed by ``data``, in order."""
+        if not self._buffer and len(data) > 4:
+            (size,) = _unpack_length(data)
+            if size == len(data) - 4 and size <= self.max_frame:  # the usual case: one whole frame
+                return [decode_message(memoryview(data)[4:])]
         if self._buffer:
             # A split frame: gather its pieces, and parse once it can be whole, so a
             # large frame arriving in many reads is copied a bounded number of times.

@@ -106,22 +106,23 @@ class HttpTransport(Transport):
                         f"the connection to {self.address} dropped mid-call ({exc}); "
                         f"{target.name} is not idempotent, so it was not sent again"
                     ) from None
-                status, answer = await self._exchange(target, message, body, fresh=True)
+                status, answer = await self._exchange(target, message, body, retry=True)
         if status == 200:
             return target.decode(answer)
         raise _error(target, status, answer, self.address)
 
     async def _exchange(
-        self, target: Target, message: h11.Request, body: bytes, *, fresh: bool = False
+        self, target: Target, message: h11.Request, body: bytes, *, retry: bool = False
     ) -> tuple[int, bytes]:
-        connection = None if fresh else self._reusable()
+        """One request and its answer; a retry goes on a new connection, and only once."""
+        connection = None if retry else self._reusable()
         if connection is None:
             connection = await self._open(target)
         try:
             status, answer = await connection.post(message, body)
         except _Dropped:
             connection.close()
-            if fresh:
+            if retry:
                 raise target.unavailable(
                     f"the connection to {self.address} dropped mid-call"
                 ) from None

@@ -3,7 +3,8 @@
 Client. ``TcpTransport("tcp://host:port")`` keeps one connection to the remote
 process, opened on first use and shared by every caller: calls are multiplexed by
 id, and answers may come back in any order. A call costs one frame each way, a
-future and a loop timer for its timeout — no task, no lock. When the connection
+future and an entry in the connection's heap of deadlines (``Deadlines``: one loop
+timer for all the calls in flight) — no task, no lock. When the connection
 drops, the calls in flight fail at once (an idempotent one is sent again, once,
 on a fresh connection; any other gets ``Unavailable``, as it may have run), and
 the next call reconnects. Failed connection attempts back off (``Backoff``), so a
@@ -37,6 +38,7 @@ from nanobuild.runtime.transports import frames
 from nanobuild.runtime.transports.base import (
     Address,
     Backoff,
+    Deadlines,
     Target,
     Transport,
     parse_address,
@@ -251,7 +253,8 @@ class _ClientConnection(asyncio.Protocol):
         self._secret = owner._secret
         self._max_frame = owner.max_frame
         self._frames = FrameDecoder(owner.max_frame)
-        self._pending: dict[int, tuple[asyncio.Future[Any], asyncio.TimerHandle, Target]] = {}
+        self._pending: dict[int, tuple[asyncio.Future[Any], Target]] = {}
+        self._deadlines = Deadlines(loop, self._expire)
         self._ids = itertools.count(1)
         self._nonce = frames.nonce()
         self._server_nonce = b""
@@ -281,25 +284,27 @@ class _ClientConnection(asyncio.Protocol):
                 contract=target.name,
             )
         future = self._loop.create_future()
-        timer = self._loop.call_at(deadline, self._expire, call_id)
         pending = self._pending
-        pending[call_id] = (future, timer, target)
+        pending[call_id] = (future, target)
+        self._deadlines.add(call_id, deadline)
         self._outbox.send(data, batch=len(pending) > 1)
         return future
 
     def _expire(self, call_id: int) -> None:
         entry = self._pending.pop(call_id, None)
         if entry is not None:  # a late answer finds no entry and is dropped
-            future, _, target = entry
+            future, target = entry
             if not future.done():
                 future.set_exception(target.timed_out(target.timeout))
 
     def _answer(self, call_id: int) -> asyncio.Future[Any] | None:
+        """The future waiting for call ``call_id``, if any still does."""
         entry = self._pending.pop(call_id, None)
         if entry is None:
-            return None  # the call timed out, or its caller gave up
-        entry[1].cancel()
-        return None if entry[0].done() else entry[0]
+            return None  # the call timed out already
+        self._deadlines.discard(call_id)
+        future = entry[0]
+        return None if future.done() else future  # done: its caller was cancelled
 
     # -- asyncio.Protocol
 
@@ -331,9 +336,9 @@ class _ClientConnection(asyncio.Protocol):
         self._owner.lost(self)
         self._fail_handshake("the remote closed the connection during the handshake")
         pending, self._pending = self._pending, {}
+        self._deadlines.clear()
         dropped = ConnectionDropped()
-        for future, timer, _ in pending.values():
-            timer.cancel()
+        for future, _ in pending.values():
             if not future.done():
                 future.set_exception(dropped)
         if pending:
@@ -440,6 +445,8 @@ class TcpServer:
 
     async def start(self) -> None:
         """Listen; raises ``OSError`` if the port cannot be bound."""
+        if self._server is not None:
+            raise RuntimeError(f"the TCP server at {self.address} is already started")
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: _ServerConnection(self, loop), self.host, self.port
@@ -548,11 +555,11 @@ class _ServerConnection(asyncio.Protocol):
             self._refuse(call)
             return
         try:
-            result = served.handler(served.codec.decode(call.body))
-            if served.is_async:
-                self._start(self._finish(call.id, served, result))
+            request = served.codec.decode(call.body)
+            if served.waits:
+                self._start(self._finish(call.id, served, served.handler(request)))
                 return
-            payload = served.codec.encode(result)
+            payload = served.codec.encode(served.run_inline(request))
         except Exception as exc:
             data = frames.failure_frame(call.id, served.wire_error(exc))
         else:
@@ -560,8 +567,10 @@ class _ServerConnection(asyncio.Protocol):
         self._outbox.send(data, batch=batch or bool(self.tasks))
 
     def _start(self, finish: Coroutine[Any, Any, None]) -> None:
-        """Run an async handler to its answer, as a task only if it has to wait."""
-        if sys.version_info >= (3, 12):  # a handler that never waits is answered right here
+        """Run a handler that may wait to its answer, in a task of its own."""
+        if sys.version_info >= (3, 12):
+            # runs at once, up to the handler's first real wait; if it does not have to
+            # wait this time, it is answered here and no task is ever scheduled
             task = asyncio.eager_task_factory(self._loop, finish)
             if task.done():
                 return
@@ -646,6 +655,7 @@ class _ServerConnection(asyncio.Protocol):
         """Tell the peer why it is refused, then close: one log line."""
         log.warning("tcp: refused %s: %s", self.peer, reason)
         self._outbox.send(frames.frame(Denied(reason)))
+        self._outbox.flush()  # before the close, which would drop a frame still gathered
         self._done = True
         if self._transport is not None:
             self._transport.close()

@@ -1,0 +1,347 @@
+"""Latency of a split call over nanobuild's TCP transport, against two yardsticks.
+
+Every server runs in its own subprocess on 127.0.0.1; this process is the client,
+on one event loop. The payload is the same small request everywhere
+(``{"name": "Ada"}``). Four measurements:
+
+- ``echo``: a bare asyncio.Protocol server and client exchanging length-prefixed
+  MessagePack frames, decoding and re-encoding the payload: the floor any
+  msgpack-over-TCP RPC in asyncio stands on.
+- ``nanobuild tcp``: ``await route(Greet(name="Ada"))`` through ``remote_route`` and a
+  ``TcpTransport`` to a ``TcpServer`` serving a real wired service.
+- ``fastapi+httpx``: what teams do today — the same handler as a FastAPI route under
+  uvicorn, called with ``httpx.AsyncClient`` POSTs (JSON, keep-alive).
+- ``nanobuild tcp x64``: 64 concurrent callers sharing the one TCP connection.
+
+Every round runs all four, so machine noise hits them alike; each figure is the
+median over rounds of a round's mean, each ratio the median of the rounds' ratios.
+Targets: nanobuild tcp <= 1.5x the echo floor, >= 8x faster than FastAPI+httpx,
+and 64 callers >= 5x the sequential throughput.
+
+    python bench/transport_latency.py [--calls 5000] [--rounds 7]
+
+Needs FastAPI and httpx (pip install -e ".[dev]").
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+SECRET = "bench-secret"
+CONCURRENCY = 64
+TARGETS = {"echo": 1.5, "fastapi": 8.0, "concurrency": 5.0}
+
+KERNEL = """
+import msgspec
+from nanobuild.runtime import Contract
+
+
+class Greeting(msgspec.Struct, frozen=True):
+    text: str
+
+
+class Greet(Contract[Greeting], frozen=True):
+    name: str
+"""
+
+HANDLERS = """
+from nanobuild.runtime import handler
+from .kernel import Greet, Greeting
+
+
+@handler
+async def greet(req: Greet) -> Greeting:
+    return Greeting(text=f"Hello, {req.name}!")
+"""
+
+FASTAPI_APP = """
+from fastapi import FastAPI
+from pydantic import BaseModel
+
+app = FastAPI()
+
+
+class Greet(BaseModel):
+    name: str
+
+
+class Greeting(BaseModel):
+    text: str
+
+
+@app.post("/api/greeter/Greet")
+async def greet(req: Greet) -> Greeting:
+    return Greeting(text=f"Hello, {req.name}!")
+"""
+
+NANO_SERVER = """
+import asyncio, sys
+from nanobuild.runtime.transports import TcpServer
+from nanobuild.runtime.wiring import AppSpec, ServiceSpec, wire
+
+spec = AppSpec(name="bench", services=(
+    ServiceSpec(name="greeter", package="greeter", handlers={"Greet": "greeter.handlers:greet"}),
+))
+
+async def serve() -> None:
+    server = TcpServer(wire(spec), port=int(sys.argv[1]), secret=sys.argv[2])
+    await server.start()
+    await asyncio.Event().wait()
+
+asyncio.run(serve())
+"""
+
+HEADER = struct.Struct(">I")
+
+
+# -- the echo floor
+
+
+class EchoServer(asyncio.Protocol):
+    """Answers each length-prefixed MessagePack frame with the same value, re-encoded."""
+
+    def __init__(self) -> None:
+        self.buffer = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while len(self.buffer) >= 4:
+            (size,) = HEADER.unpack_from(self.buffer)
+            if len(self.buffer) < 4 + size:
+                return
+            value = msgspec.msgpack.decode(self.buffer[4 : 4 + size])
+            self.buffer = self.buffer[4 + size :]
+            body = msgspec.msgpack.encode(value)
+            self.transport.write(HEADER.pack(len(body)) + body)
+
+
+class EchoClient(asyncio.Protocol):
+    """Sends one frame at a time and resolves a future with the decoded answer."""
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.waiter: asyncio.Future[Any] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while len(self.buffer) >= 4:
+            (size,) = HEADER.unpack_from(self.buffer)
+            if len(self.buffer) < 4 + size:
+                return
+            value = msgspec.msgpack.decode(self.buffer[4 : 4 + size])
+            self.buffer = self.buffer[4 + size :]
+            assert self.waiter is not None
+            self.waiter.set_result(value)
+
+    async def call(self, value: Any) -> Any:
+        self.waiter = asyncio.get_running_loop().create_future()
+        body = msgspec.msgpack.encode(value)
+        self.transport.write(HEADER.pack(len(body)) + body)
+        return await self.waiter
+
+
+async def serve_echo(port: int) -> None:
+    loop = asyncio.get_running_loop()
+    await loop.create_server(EchoServer, "127.0.0.1", port)
+    await asyncio.Event().wait()
+
+
+# -- processes
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            assert proc.stderr is not None
+            sys.exit(f"a server exited early:\n{proc.stderr.read().decode()}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    sys.exit(f"a server did not listen on port {port}")
+
+
+@contextmanager
+def running(command: list[str], port: int, cwd: Path) -> Iterator[None]:
+    paths = [str(cwd / "services" / "greeter"), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "NANO_STRICT": "0", "PYTHONPATH": os.pathsep.join(filter(None, paths))}
+    proc = subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        wait_until_listening(port, proc)
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def write_workspace(root: Path) -> None:
+    package = root / "services" / "greeter" / "greeter"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "kernel.py").write_text(textwrap.dedent(KERNEL))
+    (package / "handlers.py").write_text(textwrap.dedent(HANDLERS))
+    (root / "fastapi_app.py").write_text(textwrap.dedent(FASTAPI_APP))
+    (root / "nano_server.py").write_text(textwrap.dedent(NANO_SERVER))
+
+
+# -- measuring
+
+Loop = Callable[[int], Awaitable[None]]
+Round = dict[str, float]  # loop name -> mean seconds per call
+
+
+async def rounds_of(loops: dict[str, tuple[Loop, int]], rounds: int) -> list[Round]:
+    """Each round runs every loop once, for its number of calls."""
+    for loop, calls in loops.values():
+        await loop(max(calls // 10, CONCURRENCY))  # warm up: connections, caches
+    results = []
+    for _ in range(rounds):
+        result = {}
+        for name, (loop, calls) in loops.items():
+            start = time.perf_counter()
+            await loop(calls)
+            result[name] = (time.perf_counter() - start) / calls
+        results.append(result)
+    return results
+
+
+async def measure(root: Path, ports: dict[str, int], calls: int, rounds: int) -> list[Round]:
+    import httpx
+
+    from nanobuild.runtime.transports import TcpTransport, remote_route
+
+    sys.path.insert(0, str(root / "services" / "greeter"))
+    from greeter.kernel import Greet  # type: ignore[import-not-found]
+
+    loop = asyncio.get_running_loop()
+    _, echo = await loop.create_connection(EchoClient, "127.0.0.1", ports["echo"])
+    tcp = TcpTransport(f"tcp://127.0.0.1:{ports['nano']}", secret=SECRET)
+    greet = remote_route(tcp, "greeter", Greet)
+    http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports['fastapi']}")
+    request, payload = Greet(name="Ada"), {"name": "Ada"}
+
+    async def echo_loop(n: int) -> None:
+        for _ in range(n):
+            await echo.call(payload)
+
+    async def nano_loop(n: int) -> None:
+        for _ in range(n):
+            await greet(request)
+
+    async def fastapi_loop(n: int) -> None:
+        for _ in range(n):
+            (await http.post("/api/greeter/Greet", json=payload)).raise_for_status()
+
+    async def nano_concurrent(n: int) -> None:
+        async def caller(share: int) -> None:
+            for _ in range(share):
+                await greet(request)
+
+        await asyncio.gather(*(caller(n // CONCURRENCY) for _ in range(CONCURRENCY)))
+
+    # FastAPI is ~10x slower per call: it makes a tenth of the calls
+    loops = {
+        "echo": (echo_loop, calls),
+        "nano": (nano_loop, calls),
+        "fastapi": (fastapi_loop, max(calls // 10, 100)),
+        "nano_x64": (nano_concurrent, max(calls, CONCURRENCY * 50) // CONCURRENCY * CONCURRENCY),
+    }
+    results = await rounds_of(loops, rounds)
+    assert tcp.connections == 1, "every call shared one connection"
+    await http.aclose()
+    await tcp.aclose()
+    echo.transport.close()
+    return results
+
+
+def report(results: list[Round]) -> None:
+    """Median per-call figures, and the median over rounds of each round's ratio."""
+    us = {name: statistics.median(r[name] for r in results) * 1e6 for name in results[0]}
+    print(f"{'echo floor (asyncio, msgpack frames)':<40} {us['echo']:8.1f} µs/call")
+    print(f"{'nanobuild tcp (remote_route)':<40} {us['nano']:8.1f} µs/call")
+    print(f"{'fastapi + httpx (JSON over HTTP/1.1)':<40} {us['fastapi']:8.1f} µs/call")
+    print(
+        f"{f'nanobuild tcp, {CONCURRENCY} concurrent callers':<40} {us['nano_x64']:8.1f} µs/call "
+        f"({1e6 / us['nano_x64']:,.0f} calls/s vs {1e6 / us['nano']:,.0f} sequential)"
+    )
+    print()
+    concurrency = f"x{CONCURRENCY} / sequential throughput"
+    checks = [
+        ("tcp / echo floor", "nano", "echo", "<=", TARGETS["echo"]),
+        ("fastapi+httpx / tcp", "fastapi", "nano", ">=", TARGETS["fastapi"]),
+        (concurrency, "nano", "nano_x64", ">=", TARGETS["concurrency"]),
+    ]
+    for label, top, bottom, sense, target in checks:
+        ratios = [r[top] / r[bottom] for r in results]
+        ratio = statistics.median(ratios)
+        met = ratio <= target if sense == "<=" else ratio >= target
+        spread = f"rounds {min(ratios):.2f}-{max(ratios):.2f}"
+        verdict = "met" if met else "MISSED"
+        print(f"{label:<34} {ratio:6.2f}x  ({spread}; target {sense} {target}: {verdict})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=5000, help="calls per round (default 5000)")
+    parser.add_argument("--rounds", type=int, default=7, help="rounds (default 7)")
+    parser.add_argument("--serve-echo", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_echo:
+        asyncio.run(serve_echo(args.serve_echo))
+        return
+    with tempfile.TemporaryDirectory(prefix="nano-bench-") as tmp:
+        root = Path(tmp)
+        write_workspace(root)
+        ports = {name: free_port() for name in ("echo", "nano", "fastapi")}
+        servers = {
+            "echo": [sys.executable, __file__, "--serve-echo", str(ports["echo"])],
+            "nano": [sys.executable, "nano_server.py", str(ports["nano"]), SECRET],
+            "fastapi": [
+                *(sys.executable, "-m", "uvicorn", "fastapi_app:app", "--log-level", "warning"),
+                *("--no-access-log", "--port", str(ports["fastapi"])),
+            ],
+        }
+        with (
+            running(servers["echo"], ports["echo"], root),
+            running(servers["nano"], ports["nano"], root),
+            running(servers["fastapi"], ports["fastapi"], root),
+        ):
+            results = asyncio.run(measure(root, ports, args.calls, args.rounds))
+    report(results)
+
+
+if __name__ == "__main__":
+    main()
