@@ -34,6 +34,7 @@ from nanobuild.runtime import (
     Timeout,
     Unavailable,
     UnknownContract,
+    call,
     router,
 )
 from nanobuild.runtime.transports import (
@@ -47,6 +48,7 @@ from nanobuild.runtime.transports import (
     frames,
     parse_address,
     remote_route,
+    remote_routes,
 )
 from nanobuild.runtime.transports.base import Backoff, Deadlines
 from nanobuild.runtime.transports.local import may_suspend
@@ -398,6 +400,41 @@ def test_a_dead_address_is_unavailable_at_once(faults: Any) -> None:
         await transport.aclose()
 
     run(scenario())
+
+
+async def babble(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(b"SSH-2.0-OpenSSH_9.6\r\n")
+    await asyncio.sleep(5)
+
+
+async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await asyncio.sleep(5)
+
+
+@pytest.mark.parametrize(
+    ("behave", "why"),
+    [(babble, "cannot reach .*: a frame of .* bytes is over the limit"), (mute, "within 0.3 s")],
+    ids=["not-nanobuild", "never-answers"],
+)
+def test_a_remote_that_does_not_speak_the_protocol_is_unavailable(
+    faults: Any,
+    caplog: pytest.LogCaptureFixture,
+    behave: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+    why: str,
+) -> None:
+    async def scenario() -> None:
+        server = await asyncio.start_server(behave, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        transport = TcpTransport(f"tcp://127.0.0.1:{port}", secret=SECRET)
+        started = time.monotonic()
+        with pytest.raises(Unavailable, match=why):
+            await remote_route(transport, "faults", faults.Say, timeout=0.3)(faults.Say("x"))
+        assert time.monotonic() - started < 1
+        await transport.aclose()
+        server.close()
+
+    run(scenario())
+    assert len(tcp_lines(caplog)) <= 1
 
 
 def test_local_transport_crosses_the_wire_form_in_process(node: Node, faults: Any) -> None:
@@ -823,6 +860,20 @@ def test_bad_addresses_are_named(text: str, why: str) -> None:
         parse_address(text)
 
 
+def test_remote_routes_make_a_table_for_a_service(node: Node, faults: Any) -> None:
+    async def scenario() -> None:
+        async with serving(node) as server:
+            transport = client(server)
+            routes = remote_routes(transport, "faults", [faults.Say, faults.Shout], timeout=1)
+            assert set(routes) == {faults.Say, faults.Shout}
+            router.install(routes)  # as wiring would: now ``call`` goes over TCP
+            assert (await call(faults.Shout("split"))).text == "SPLIT"
+            assert (transport.connections, server.accepted) == (1, 1)
+            await transport.aclose()
+
+    run(scenario())
+
+
 def test_transports_share_one_per_address() -> None:
     pool = Transports(secret=SECRET)
     tcp = pool.get("tcp://127.0.0.1:9100")
@@ -905,14 +956,25 @@ def test_a_handler_run_inline_gets_a_context_of_its_own(workdir: Path) -> None:
                 pass
 
 
+            class CountSync(Contract[int]):
+                pass
+
+
             @handler
             async def count(req: Count) -> int:
+                SEEN.set(SEEN.get() + 1)
+                return SEEN.get()
+
+
+            @handler
+            def count_sync(req: CountSync) -> int:
                 SEEN.set(SEEN.get() + 1)
                 return SEEN.get()
             """
         )
     )
-    spec = AppSpec("ctx", (ServiceSpec("ctxsvc", "ctxsvc", {"Count": "ctxsvc:count"}),))
+    handlers = {"Count": "ctxsvc:count", "CountSync": "ctxsvc:count_sync"}
+    spec = AppSpec("ctx", (ServiceSpec("ctxsvc", "ctxsvc", handlers),))
     node = wire(spec)
     import ctxsvc  # type: ignore[import-not-found]
 
@@ -920,8 +982,10 @@ def test_a_handler_run_inline_gets_a_context_of_its_own(workdir: Path) -> None:
         async with serving(node) as server:
             transport = client(server)
             count = remote_route(transport, "ctxsvc", ctxsvc.Count)
+            count_sync = remote_route(transport, "ctxsvc", ctxsvc.CountSync)
             answers = [await count(ctxsvc.Count()) for _ in range(3)]
+            answers += [await count_sync(ctxsvc.CountSync()) for _ in range(3)]
             await transport.aclose()
             return answers
 
-    assert run(scenario()) == [1, 1, 1]
+    assert run(scenario()) == [1] * 6

@@ -10,7 +10,8 @@ going through one transport per remote address (``Transports`` keeps them)::
 
     transports = Transports()                       # secret: NANO_SECRET
     remote = transports.get("tcp://10.0.0.7:9100")
-    routes[GetProduct] = remote_route(remote, "catalog", GetProduct, timeout=2.0)
+    routes |= remote_routes(remote, "catalog", [GetProduct, ListProducts], timeout=2.0)
+    routes[Charge] = remote_route(transports.get("http://pay:8000"), "payment", Charge)
     ...
     await transports.aclose()                       # at shutdown
 
@@ -29,6 +30,7 @@ from nanobuild.runtime.transports.base import (
     Transport,
     parse_address,
     remote_route,
+    remote_routes,
 )
 from nanobuild.runtime.transports.http import HttpTransport
 from nanobuild.runtime.transports.local import LocalTransport
@@ -81,5 +83,6 @@ __all__ = [
     "Transports",
     "parse_address",
     "remote_route",
+    "remote_routes",
     "transport_for",
 ]

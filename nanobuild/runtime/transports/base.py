@@ -24,7 +24,7 @@ import heapq
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Any
 
@@ -210,6 +210,20 @@ def remote_route(
 
     route.__qualname__ = f"remote_route.<{service}.{target.name} via {transport.address}>"
     return route
+
+
+def remote_routes(
+    transport: Transport,
+    service: str,
+    contracts: Iterable[type],
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> dict[type, Callable[[Any], Awaitable[Any]]]:
+    """A route for each of ``service``'s ``contracts``, all through ``transport``.
+
+    The table wiring merges into the route table for a service placed elsewhere.
+    """
+    return {c: remote_route(transport, service, c, timeout=timeout) for c in contracts}
 
 
 # -- shared machinery

@@ -54,8 +54,11 @@ class Served:
         It runs in a copy of the current context, as it would in a task of its own:
         a context variable it sets does not leak into the next call.
         """
-        fn: Callable[[Any], Any] = _finish_now if self.is_async else _identity
-        return contextvars.copy_context().run(fn, self.handler(request))
+        return contextvars.copy_context().run(self._run_to_end, request)
+
+    def _run_to_end(self, request: Any) -> Any:
+        result = self.handler(request)
+        return _finish_now(result) if self.is_async else result
 
     async def answer(self, body: bytes | msgspec.Raw) -> bytes:
         """The encoded response to the encoded request ``body``; raises what the call raised."""
@@ -100,10 +103,6 @@ def _finish_now(coro: Coroutine[Any, Any, Any]) -> Any:
         return done.value
     coro.close()  # cannot happen without an await: say so rather than lose the call
     raise RuntimeError("a handler without an await suspended")
-
-
-def _identity(value: Any) -> Any:
-    return value
 
 
 def served_endpoints(node: Node) -> dict[tuple[str, str], Served]:

@@ -370,16 +370,19 @@ class _ClientConnection(asyncio.Protocol):
         else:
             self._abort(f"unexpected {type(message).__name__} message")
 
-    def _fail_handshake(self, reason: str) -> None:
-        if not self.welcomed.done():
-            self.welcomed.set_exception(HandshakeFailed(reason))
+    def _fail_handshake(self, reason: str) -> bool:
+        """End a handshake still under way; whether there was one (it reports the reason)."""
+        if self.welcomed.done():
+            return False
+        self.welcomed.set_exception(HandshakeFailed(reason))
+        return True
 
     # -- closing
 
     def _abort(self, reason: str) -> None:
         """The remote broke the protocol: hang up, and say so once."""
-        log.warning("tcp: hanging up on %s: %s", self._owner.address, reason)
-        self._fail_handshake(reason)
+        if not self._fail_handshake(reason):  # else whoever is connecting logs it
+            log.warning("tcp: hanging up on %s: %s", self._owner.address, reason)
         if self._transport is not None:
             self._transport.abort()
 
