@@ -72,9 +72,15 @@ def chosen(ws: Workspace, only: Sequence[str]) -> list[str]:
 
 
 def subset(spec: AppSpec, names: Sequence[str]) -> AppSpec:
-    """``spec`` with only the services ``names``; the others are remote to this binary."""
-    services = tuple(s for s in spec.services if s.name in names)
-    return AppSpec(name=spec.name, services=services, static=spec.static)
+    """``spec`` for a binary that carries only the services ``names``.
+
+    Every service stays in the table — the binary must know the contracts of the
+    services it calls in order to route them to where they run — but only ``names``
+    are packed, so only they can run here.
+    """
+    if len(names) == len(spec.services):
+        return spec
+    return AppSpec(name=spec.name, services=spec.services, static=spec.static, packed=tuple(names))
 
 
 def target(ws: Workspace, only: Sequence[str]) -> Path:

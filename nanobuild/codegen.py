@@ -43,6 +43,7 @@ def render(
         port=workspace.ingress.port,
         static=STATIC if spec.static else None,
         services=spec.services,
+        packed=spec.packed,
     )
 
 

@@ -16,8 +16,8 @@ import hmac
 import inspect
 import logging
 import os
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 import msgspec
 from starlette.applications import Starlette
@@ -83,6 +83,14 @@ def _byte_count(text: str) -> int:
     return count
 
 
+class Companion(Protocol):
+    """Something that serves beside the HTTP face, on the same loop (the TCP server)."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 class MethodNotAllowed(BadRequest):
     """A contract was called with another method than POST (a BadRequest to callers)."""
 
@@ -102,8 +110,9 @@ class Served:
         self.service = endpoint.service
         self.name = endpoint.name
         self.public = endpoint.public
-        self.handler = endpoint.handler
-        self.is_async = inspect.iscoroutinefunction(endpoint.handler)
+        # a service that runs elsewhere is answered through its route (the transport)
+        self.handler = endpoint.route if endpoint.handler is None else endpoint.handler
+        self.is_async = inspect.iscoroutinefunction(self.handler)
         self.codecs = {
             fmt: Codec(fmt, endpoint.request, endpoint.response, thorough=thorough)
             for fmt in (JSON, MSGPACK)
@@ -113,13 +122,16 @@ class Served:
 class App:
     """The ASGI app serving one wired ``Node``; ``build_app`` makes one."""
 
-    def __init__(self, node: Node, settings: Settings) -> None:
+    def __init__(
+        self, node: Node, settings: Settings, companions: Sequence[Companion] = ()
+    ) -> None:
         self.node = node
         self.settings = settings
+        self.companions = list(companions)
         thorough = strict_mode()  # NANO_STRICT also checks every field of Struct responses
+        endpoints = [*node.endpoints.values(), *node.remote.values()]
         self.routes = {
-            f"/api/{e.service}/{e.name}": Served(e, thorough=thorough)
-            for e in node.endpoints.values()
+            f"/api/{e.service}/{e.name}": Served(e, thorough=thorough) for e in endpoints
         }
         self._secret = settings.secret.encode() if settings.secret else None
         self._site = site(node)
@@ -217,14 +229,21 @@ class App:
         try:
             self.node.install()
             await self.node.startup()
+            for companion in self.companions:
+                await companion.start()
         except StartupFailed as exc:
             await self._stop()  # the services that did start release what they hold
             return str(exc)
+        except OSError as exc:  # a companion's port is taken
+            await self._stop()
+            return f"cannot listen: {exc.strerror or exc}"
         return ""
 
     async def _stop(self) -> str:
         """Stop the started services; what went wrong, in one line, or ``""``."""
         try:
+            for companion in self.companions:
+                await companion.close()
             await self.node.shutdown()
         except Exception as exc:
             log.exception("a shutdown hook failed")
@@ -232,9 +251,14 @@ class App:
         return ""
 
 
-def build_app(node: Node, settings: Settings | None = None) -> App:
-    """The ASGI app for an already wired ``node`` (settings from the environment by default)."""
-    return App(node, Settings.from_env() if settings is None else settings)
+def build_app(
+    node: Node, settings: Settings | None = None, companions: Sequence[Companion] = ()
+) -> App:
+    """The ASGI app for an already wired ``node`` (settings from the environment by default).
+
+    ``companions`` start after the services and stop before them (the internal TCP server).
+    """
+    return App(node, Settings.from_env() if settings is None else settings, companions)
 
 
 async def _run(served: Served, request: Any) -> Any:

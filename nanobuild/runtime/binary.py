@@ -20,6 +20,7 @@ from typing import Any
 
 import msgspec
 
+from nanobuild.runtime.placement import Placement, PlacementError, needed, place
 from nanobuild.runtime.wiring import AppSpec, ServiceSpec
 
 
@@ -42,7 +43,7 @@ def main(spec: AppSpec, build: BuildInfo, argv: Sequence[str] | None = None) -> 
         if command == "serve":
             code = _serve(spec, build, args)
         elif command == "services":
-            code = _services(spec)
+            code = _services(spec, args)
         elif command == "call":
             code = _call(spec, args.contract, args.body)
         else:
@@ -63,7 +64,10 @@ def _parser(spec: AppSpec, build: BuildInfo) -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the services over HTTP (the default)")
     _serve_options(parser, build)  # `app.pyz --port 9000` serves too
     _serve_options(serve, build, keep_parent=True)
-    commands.add_parser("services", help="list the services, their contracts and placement")
+    services = commands.add_parser(
+        "services", help="list the services, their contracts and placement"
+    )
+    _placement_options(services)
     call = commands.add_parser("call", help="run one contract and print its answer as JSON")
     call.add_argument("contract", help="service.Contract, e.g. catalog.GetProduct")
     call.add_argument(
@@ -72,6 +76,31 @@ def _parser(spec: AppSpec, build: BuildInfo) -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="build metadata: version, inputs hash, build time")
     info.add_argument("--json", action="store_true", help="print it as JSON")
     return parser
+
+
+def _placement_options(parser: argparse.ArgumentParser, *, keep_parent: bool = False) -> None:
+    unset: Any = argparse.SUPPRESS
+    parser.add_argument(
+        "--only",
+        default=unset if keep_parent else "",
+        metavar="A,B",
+        help="run just these services here (split mode); the rest are remote",
+    )
+    parser.add_argument(
+        "--remote",
+        action="append",
+        default=unset if keep_parent else [],
+        metavar="NAME=ADDRESS",
+        help="where a service that does not run here is: tcp://host:port or "
+        "http://host:port (repeatable; or NANO_REMOTE_<NAME>)",
+    )
+    parser.add_argument(
+        "--timeout",
+        action="append",
+        default=unset if keep_parent else [],
+        metavar="NAME=SECONDS",
+        help="how long a call to a remote service may take (default 5; or NANO_TIMEOUT_<NAME>)",
+    )
 
 
 def _serve_options(
@@ -95,6 +124,14 @@ def _serve_options(
         default=unset if keep_parent else False,
         help="log every request",
     )
+    parser.add_argument(
+        "--internal-port",
+        type=int,
+        default=unset if keep_parent else None,
+        help="where this process's services answer other nanobuild processes (TCP); "
+        "split mode default: the HTTP port + 1",
+    )
+    _placement_options(parser, keep_parent=keep_parent)
 
 
 def _prog() -> str:
@@ -105,20 +142,58 @@ def _prog() -> str:
 def _serve(spec: AppSpec, build: BuildInfo, args: argparse.Namespace) -> int:
     from nanobuild.runtime import server  # the HTTP stack loads only when serving
 
-    if not 0 <= args.port <= 65535:
-        print(f"{_prog()}: --port {args.port} is not a TCP port", file=sys.stderr)
+    for option, port in (("--port", args.port), ("--internal-port", args.internal_port)):
+        if port is not None and not 0 <= port <= 65535:
+            print(f"{_prog()}: {option} {port} is not a TCP port", file=sys.stderr)
+            return 2
+    placement = _placement(spec, args)
+    if placement is None:
         return 2
-    return server.run(spec, host=args.host, port=args.port, access_log=args.access_log)
+    return server.run(
+        spec, host=args.host, port=args.port, access_log=args.access_log, placement=placement
+    )
 
 
-def _services(spec: AppSpec) -> int:
+def _placement(
+    spec: AppSpec, args: argparse.Namespace, *, complete: bool = True
+) -> Placement | None:
+    """The placement the options ask for; None (after saying why) if there is none."""
+    only = [name.strip() for name in args.only.split(",") if name.strip()]
+    internal = getattr(args, "internal_port", None)
+    packed = spec.packed or [s.name for s in spec.services]
+    if internal is None and (only or len(packed) < len(spec.services)):
+        internal = args.port + 1 if args.port else 0  # split: others must reach us
+    try:
+        return place(
+            spec,
+            only=only,
+            remotes=args.remote,
+            timeouts=args.timeout,
+            internal_port=internal,
+            complete=complete,
+        )
+    except PlacementError as exc:
+        print(f"{_prog()}: {exc}", file=sys.stderr)
+        return None
+
+
+def _services(spec: AppSpec, args: argparse.Namespace) -> int:
+    args.port, args.internal_port = 0, None
+    placement = _placement(spec, args, complete=False)
+    if placement is None:
+        return 2
     width = max((len(s.name) for s in spec.services), default=7)
-    print(f"{'service':<{width}}  placement  contracts (* public)")
+    where = {name: "local" for name in placement.local}
+    where |= {name: "remote: no address" for name in needed(spec, placement.local)}
+    where |= {name: f"remote: {address}" for name, address in placement.remotes.items()}
+    column = max(len(w) for w in [*where.values(), "placement"])
+    print(f"{'service':<{width}}  {'placement':<{column}}  contracts (* public)")
     for service in spec.services:
         contracts = " ".join(
             name + ("*" if name in service.public else "") for name in service.handlers
         )
-        print(f"{service.name:<{width}}  {'local':<9}  {contracts}")
+        placed = where.get(service.name, "-")
+        print(f"{service.name:<{width}}  {placed:<{column}}  {contracts}")
     return 0
 
 

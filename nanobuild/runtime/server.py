@@ -14,13 +14,17 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 import uvicorn.config
 
 from nanobuild.runtime.app import App, Settings, SettingsError, build_app
-from nanobuild.runtime.wiring import AppSpec, WiringError, wire
+from nanobuild.runtime.wiring import AppSpec, Node, WiringError, wire
+
+if TYPE_CHECKING:
+    from nanobuild.runtime.placement import Placement
+    from nanobuild.runtime.transports import TcpServer
 
 # exit codes, as DESIGN §5 uses them
 OK = 0
@@ -35,27 +39,44 @@ def run(
     port: int = 8000,
     access_log: bool = False,
     max_body: int | None = None,
+    placement: Placement | None = None,
 ) -> int:
     """Serve ``spec`` until SIGINT or SIGTERM; the exit code for the process.
 
     ``max_body`` (bytes) overrides NANO_MAX_BODY; NANO_SECRET opens the contracts
-    that are not public. Problems are reported in one line, never a traceback.
+    that are not public. With a ``placement``, only its local services run here, the
+    others are reached where it says, and with an ``internal_port`` the local ones also
+    answer other nanobuild processes over TCP. Problems are reported in one line,
+    never a traceback.
     """
     try:
         settings = Settings.from_env(max_body=max_body)
-        node = wire(spec)
+        node = wire(spec, placement)
     except SettingsError as exc:
         return _complain(str(exc), BAD_INPUT)
     except WiringError as exc:
         return _complain(f"cannot wire {spec.name}: {exc}", FAILED)
-    app = build_app(node, settings)
-    server = _Server(spec.name, _config(app, host, port, access_log=access_log))
+    internal = _internal(node, host, placement)
+    app = build_app(node, settings, companions=[internal] if internal else [])
+    label = spec.name
+    if placement is not None and placement.remotes:
+        label += f" ({', '.join(placement.local)})"
+    server = _Server(label, _config(app, host, port, access_log=access_log), internal)
     with _quiet_after_signals():
         try:
             server.run()
         except SystemExit:  # uvicorn's way out when start-up fails or the port is taken
             return FAILED
     return OK if server.started else FAILED
+
+
+def _internal(node: Node, host: str, placement: Placement | None) -> TcpServer | None:
+    """The TCP server through which other processes call this one's services, if asked."""
+    if placement is None or placement.internal_port is None:
+        return None
+    from nanobuild.runtime.transports import TcpServer
+
+    return TcpServer(node, host=host, port=placement.internal_port)
 
 
 def _config(app: App, host: str, port: int, *, access_log: bool) -> uvicorn.Config:
@@ -82,13 +103,16 @@ def log_config() -> dict[str, Any]:
 class _Server(uvicorn.Server):
     """uvicorn's server, saying where it serves once it really does."""
 
-    def __init__(self, name: str, config: uvicorn.Config) -> None:
+    def __init__(self, name: str, config: uvicorn.Config, internal: TcpServer | None) -> None:
         super().__init__(config)
         self.name = name
+        self.internal = internal
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started:
+            if self.internal is not None:  # started by the app's lifespan, before this
+                print(f"nanobuild: internal transport at {self.internal.address}", flush=True)
             host, port = self.servers[0].sockets[0].getsockname()[:2]  # the real port, if 0
             print(f"nanobuild: serving {self.name} at http://{_host(host)}:{port}", flush=True)
 

@@ -14,13 +14,22 @@ import importlib
 import inspect
 import os
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from nanobuild.runtime import router
-from nanobuild.runtime.contracts import HOOK_MARK, handler_types, is_contract, is_handler
+from nanobuild.runtime.contracts import (
+    HOOK_MARK,
+    handler_types,
+    is_contract,
+    is_handler,
+    response_type,
+)
 from nanobuild.runtime.errors import Internal, NanoError
+
+if TYPE_CHECKING:
+    from nanobuild.runtime.placement import Placement
 
 
 class ServiceSpec(msgspec.Struct, frozen=True):
@@ -40,6 +49,10 @@ class AppSpec(msgspec.Struct, frozen=True):
     name: str
     services: tuple[ServiceSpec, ...]
     static: str | None = None  # folder of the static frontend, served at /
+    packed: tuple[str, ...] | None = None  # the services whose code is here; None: all
+
+    def service(self, name: str) -> ServiceSpec:
+        return next(s for s in self.services if s.name == name)
 
 
 class WiringError(Exception):
@@ -52,16 +65,22 @@ class Endpoint:
     __slots__ = ("contract", "handler", "name", "public", "request", "response", "route", "service")
 
     def __init__(
-        self, service: str, request: type, response: Any, handler: Callable[..., Any], public: bool
+        self,
+        service: str,
+        request: type,
+        response: Any,
+        handler: Callable[..., Any],
+        public: bool,
+        route: router.Route | None = None,
     ) -> None:
         self.service = service
         self.name = request.__name__
         self.contract = f"{service}.{self.name}"
         self.request = request
         self.response = response
-        self.handler = handler
+        self.handler = handler  # for a service that runs elsewhere: its route
         self.public = public
-        self.route: router.Route = local_route(self, strict=strict_mode())
+        self.route: router.Route = route or local_route(self, strict=strict_mode())
 
 
 class Hook(msgspec.Struct, frozen=True):
@@ -73,15 +92,25 @@ class Hook(msgspec.Struct, frozen=True):
 class Node:
     """The services wired into this process: endpoints, hooks and the installed routes."""
 
-    def __init__(self, spec: AppSpec, endpoints: list[Endpoint], hooks: list[Hook]) -> None:
+    def __init__(
+        self,
+        spec: AppSpec,
+        endpoints: list[Endpoint],
+        hooks: list[Hook],
+        remote: list[Endpoint] = (),  # type: ignore[assignment]
+        transports: Any = None,
+    ) -> None:
         self.spec = spec
-        self.endpoints = {(e.service, e.name): e for e in endpoints}
+        self.endpoints = {(e.service, e.name): e for e in endpoints}  # run here
+        self.remote = {(e.service, e.name): e for e in remote}  # run elsewhere
         self.hooks = hooks
+        self.transports = transports  # the connections to other processes, if any
         self.started: list[str] = []
 
     def install(self) -> None:
         """Route every ``call`` in this process through this node."""
-        router.install({e.request: e.route for e in self.endpoints.values()})
+        endpoints = [*self.endpoints.values(), *self.remote.values()]
+        router.install({e.request: e.route for e in endpoints})
 
     async def startup(self) -> None:
         """Run the services' start-up hooks, dependencies first."""
@@ -99,6 +128,8 @@ class Node:
             service = self.started.pop()
             for hook in self._hooks(service, "shutdown"):
                 await _run(hook.fn)
+        if self.transports is not None:
+            await self.transports.aclose()
 
     def _hooks(self, service: str, kind: str) -> Iterator[Hook]:
         return (h for h in self.hooks if h.service == service and h.kind == kind)
@@ -112,32 +143,84 @@ class StartupFailed(Exception):
         self.service = service
 
 
-def wire(spec: AppSpec) -> Node:
-    """Import every service's handlers and hooks and build the node that serves them."""
+def wire(spec: AppSpec, placement: Placement | None = None) -> Node:
+    """Import the handlers and hooks of the services placed here, route the others to
+    where they run, and build the node. Without a placement, every packed service is here.
+    """
+    local = placement.local if placement else (spec.packed or [s.name for s in spec.services])
     endpoints: list[Endpoint] = []
     hooks: list[Hook] = []
     for service in spec.services:
-        for contract, target in service.handlers.items():
-            fn = resolve(target)
-            if not is_handler(fn):
-                raise WiringError(f"{target} is not marked @handler")
-            request, response = handler_types(fn)
-            if not is_contract(request) or request.__name__ != contract:
-                raise WiringError(
-                    f"{target} should handle {service.name}.{contract} but takes {request!r}: "
-                    "the wiring is older than the code; rebuild it"
-                )
-            public = contract in service.public
-            endpoints.append(Endpoint(service.name, request, response, fn, public))
-        for target in service.hooks:
-            fn = resolve(target)
-            kind = getattr(fn, HOOK_MARK, None)
-            if kind is None:
-                raise WiringError(f"{target} is not marked @on_startup or @on_shutdown")
-            hooks.append(Hook(service.name, kind, fn))
-    node = Node(spec, endpoints, hooks)
+        if service.name in local:
+            endpoints += _local_endpoints(service)
+            hooks += _hooks(service)
+    remote: list[Endpoint] = []
+    transports = None
+    if placement and placement.remotes:
+        from nanobuild.runtime.transports import Transports  # only split processes need it
+
+        transports = Transports(secret=os.environ.get("NANO_SECRET"))
+        for name, address in placement.remotes.items():
+            connection = transports.get(address)
+            timeout = placement.timeout(name)
+            remote += _remote_endpoints(spec.service(name), connection, timeout)
+    node = Node(spec, endpoints, hooks, remote, transports)
     node.install()
     return node
+
+
+def _local_endpoints(service: ServiceSpec) -> list[Endpoint]:
+    endpoints = []
+    for contract, target in service.handlers.items():
+        fn = resolve(target)
+        if not is_handler(fn):
+            raise WiringError(f"{target} is not marked @handler")
+        request, response = handler_types(fn)
+        if not is_contract(request) or request.__name__ != contract:
+            raise WiringError(
+                f"{target} should handle {service.name}.{contract} but takes {request!r}: "
+                "the wiring is older than the code; rebuild it"
+            )
+        public = contract in service.public
+        endpoints.append(Endpoint(service.name, request, response, fn, public))
+    return endpoints
+
+
+def _hooks(service: ServiceSpec) -> list[Hook]:
+    hooks = []
+    for target in service.hooks:
+        fn = resolve(target)
+        kind = getattr(fn, HOOK_MARK, None)
+        if kind is None:
+            raise WiringError(f"{target} is not marked @on_startup or @on_shutdown")
+        hooks.append(Hook(service.name, kind, fn))
+    return hooks
+
+
+def _remote_endpoints(service: ServiceSpec, transport: Any, timeout: float) -> list[Endpoint]:
+    """The contracts of ``service``, each routed over ``transport`` to where it runs."""
+    from nanobuild.runtime.transports import remote_route
+
+    kernel = f"{service.package}.kernel"
+    try:
+        module = importlib.import_module(kernel)
+    except ImportError:
+        raise WiringError(
+            f"this binary does not carry {kernel}: {service.name} cannot be reached from here"
+        ) from None
+    endpoints = []
+    for contract in service.handlers:
+        request = getattr(module, contract, None)
+        if not isinstance(request, type) or not is_contract(request):
+            raise WiringError(
+                f"{kernel} has no contract {contract}: the wiring is older than the code"
+            )
+        route = remote_route(transport, service.name, request, timeout=timeout)
+        public = contract in service.public
+        endpoints.append(
+            Endpoint(service.name, request, response_type(request), route, public, route=route)
+        )
+    return endpoints
 
 
 def resolve(target: str) -> Any:
