@@ -7,12 +7,13 @@ A server is started on port 0 and reports the port the system gave it in its
 from __future__ import annotations
 
 import os
-import selectors
+import queue
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -30,9 +31,12 @@ def serve(root: Path) -> list[str]:
 class Server:
     """A running server process, its base URL and its log (stderr)."""
 
-    def __init__(self, proc: subprocess.Popen[str], url: str, log: Path) -> None:
+    def __init__(
+        self, proc: subprocess.Popen[str], url: str, log: Path, internal: str | None = None
+    ) -> None:
         self.proc = proc
         self.url = url
+        self.internal = internal  # tcp://host:port, where other processes reach it
         self.port = int(url.rsplit(":", 1)[1])
         self.log_path = log
         self.http = httpx.Client(base_url=url, timeout=10)
@@ -88,20 +92,31 @@ def start(command: list[str], log: Path, *, cwd: Path | None = None, **env: str)
         text=True,
         env={**os.environ, "NANO_STRICT": "1", **env},
     )
-    assert proc.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if selector.select(timeout=0.2):
-                line = proc.stdout.readline()
-                if line.startswith("nanobuild: serving"):
-                    return Server(proc, line.rsplit(" at ", 1)[1].strip(), log)
+    lines: queue.Queue[str] = queue.Queue()
+    # a thread reads stdout to its end, so the process never blocks on a full pipe
+    threading.Thread(target=_pump, args=(proc, lines), daemon=True).start()
+    internal = None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=0.2)
+        except queue.Empty:
             if proc.poll() is not None:
                 break
+            continue
+        if line.startswith("nanobuild: internal transport at "):
+            internal = line.rsplit(" at ", 1)[1].strip()
+        if line.startswith("nanobuild: serving"):
+            return Server(proc, line.rsplit(" at ", 1)[1].strip(), log, internal)
     proc.kill()
     proc.wait()
     pytest.fail(f"the server did not start:\n{log.read_text()}")
+
+
+def _pump(proc: subprocess.Popen[str], lines: queue.Queue[str]) -> None:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.put(line)
 
 
 class Binary:
@@ -148,3 +163,65 @@ def build_binary(workspace: Path, tmp: Path, *, only: str = "") -> Binary:
     shutil.copy2(built, run / built.name)
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp / "venv")], check=True)
     return Binary(run / built.name, tmp / "venv" / "bin" / "python", tmp / "home")
+
+
+# The boutique's services in start-up order (dependencies first).
+BOUTIQUE = [
+    "ad", "cart", "catalog", "currency", "email", "payment", "shipping", "checkout",
+    "recommendation",
+]  # fmt: skip
+
+# Placements of the boutique: groups of services, each group one process. A group
+# is told where every group started before it is, so each process reaches all it
+# calls, and the last one — the front every test talks to — reaches everything.
+PLACEMENTS = {
+    "fused": [BOUTIQUE],
+    "split": [[name] for name in BOUTIQUE],
+    "mixed": [
+        ["ad", "cart", "catalog", "currency", "recommendation"],
+        ["email", "payment", "shipping", "checkout"],
+    ],
+}
+
+
+class Cluster:
+    """The processes of one placement; ``front`` is the one that reaches every service."""
+
+    def __init__(self, servers: list[Server]) -> None:
+        self.servers = servers
+
+    @property
+    def front(self) -> Server:
+        return self.servers[-1]
+
+    def stop(self) -> list[int]:
+        return [server.stop() for server in reversed(self.servers)]
+
+
+def start_placement(
+    binary: Binary, groups: list[list[str]], logs: Path, *extra: str, **env: str
+) -> Cluster:
+    """One process of ``binary`` per group, each on ports the system picks."""
+    servers: list[Server] = []
+    placed: dict[str, str] = {}
+    try:
+        for i, group in enumerate(groups):
+            options = [] if len(groups) == 1 else ["--only", ",".join(group)]
+            options += [f"--remote={name}={address}" for name, address in placed.items()]
+            if len(groups) > 1:
+                options += ["--internal-port", "0"]
+            log = logs / f"{i}-{'-'.join(group)}.log"
+            server = start(
+                binary.command("serve", "--port", "0", *options, *extra),
+                log,
+                cwd=binary.pyz.parent,
+                **binary.env,
+                **env,
+            )
+            servers.append(server)
+            if server.internal:
+                placed |= dict.fromkeys(group, server.internal)
+    except BaseException:
+        Cluster(servers).stop()
+        raise
+    return Cluster(servers)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.servers import Binary, Server, serve, start
+from tests.servers import PLACEMENTS, Binary, Server, serve, start, start_placement
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -32,18 +32,20 @@ from selenium.webdriver.support import expected_conditions as ready  # noqa: E40
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 
-@pytest.fixture(scope="module", params=["serve", "binary"])
+@pytest.fixture(scope="module", params=["serve", "fused", "split", "mixed"])
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    log = tmp_path_factory.mktemp("browser") / "server.log"
+    logs = tmp_path_factory.mktemp("browser")
     if request.param == "serve":
-        running = start(serve(REPO), log)
-    else:
-        binary: Binary = request.getfixturevalue("boutique_binary")
-        running = start(binary.serve(), log, cwd=binary.pyz.parent, **binary.env)
-    yield running
-    assert running.stop() == 0, running.log()
+        running = start(serve(REPO), logs / "server.log")
+        yield running
+        assert running.stop() == 0, running.log()
+        return
+    binary: Binary = request.getfixturevalue("boutique_binary")
+    cluster = start_placement(binary, PLACEMENTS[request.param], logs, NANO_SECRET="browser")
+    yield cluster.front
+    assert cluster.stop() == [0] * len(cluster.servers)
 
 
 @pytest.fixture

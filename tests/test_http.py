@@ -28,7 +28,7 @@ import pytest
 
 from nanobuild.runtime.app import DEFAULT_MAX_BODY, Settings, SettingsError
 from tests.conftest import REPO, SAMPLES
-from tests.servers import Binary, Server, serve, start
+from tests.servers import PLACEMENTS, Binary, Server, serve, start, start_placement
 
 SECRET = "test-secret-value"
 
@@ -178,20 +178,26 @@ def faulty_workspace(root: Path, *, static: bool) -> Path:
 # -- the module's two servers
 
 
-@pytest.fixture(scope="module", params=["serve", "binary"])
+@pytest.fixture(scope="module", params=["serve", "fused", "split", "mixed"])
 def boutique(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    """The example, served by ``nanobuild serve`` from source and by its bundled binary."""
-    log = tmp_path_factory.mktemp("boutique") / "server.log"
+    """The example, served by ``nanobuild serve`` from source, and by its bundled binary
+    in three placements: fused, one process per service, and two groups. The tests
+    talk to the process that reaches every service; the others serve it over TCP."""
+    logs = tmp_path_factory.mktemp("boutique")
     if request.param == "serve":
-        server = start(serve(REPO), log, NANO_SECRET=SECRET)
-    else:
-        binary: Binary = request.getfixturevalue("boutique_binary")
-        server = start(binary.serve(), log, cwd=binary.pyz.parent, NANO_SECRET=SECRET, **binary.env)
-    yield server
-    still_serves(server)
-    assert server.stop() == 0, server.log()
+        server = start(serve(REPO), logs / "server.log", NANO_SECRET=SECRET)
+        yield server
+        still_serves(server)
+        assert server.stop() == 0, server.log()
+        return
+    binary: Binary = request.getfixturevalue("boutique_binary")
+    cluster = start_placement(binary, PLACEMENTS[request.param], logs, NANO_SECRET=SECRET)
+    yield cluster.front
+    for server in cluster.servers:
+        still_serves(server)
+    assert cluster.stop() == [0] * len(cluster.servers), [s.log() for s in cluster.servers]
 
 
 @pytest.fixture(scope="module")

@@ -335,8 +335,11 @@ async def _respond(
 
 def site(node: Node) -> ASGIApp:
     """Health, the OpenAPI document and the static frontend, as a Starlette app."""
-    services = [s.name for s in node.spec.services]
-    health = msgspec.json.encode({"status": "ok", "services": services})
+    # what this process answers for: its own services, and those it reaches elsewhere
+    answered = {e.service for e in [*node.endpoints.values(), *node.remote.values()]}
+    services = [s.name for s in node.spec.services if s.name in answered]
+    remote = sorted({e.service for e in node.remote.values()})
+    health = msgspec.json.encode({"status": "ok", "services": services, "remote": remote})
     document: list[bytes] = []  # built on first request: most processes never serve it
 
     async def healthz(request: Request) -> Response:
@@ -344,7 +347,8 @@ def site(node: Node) -> ASGIApp:
 
     async def openapi_json(request: Request) -> Response:
         if not document:
-            spec = openapi.document(node.spec.name, __version__, node.endpoints.values())
+            endpoints = [*node.endpoints.values(), *node.remote.values()]
+            spec = openapi.document(node.spec.name, __version__, endpoints)
             document.append(msgspec.json.encode(spec))
         return Response(document[0], media_type="application/json")
 
