@@ -67,7 +67,7 @@ def best_of(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=20_000)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args()
 
     spec = AppSpec("bench", (ServiceSpec("pinger", "pinger", {"Ping": "__main__:ping"}),))

@@ -104,3 +104,20 @@ def test_errors_round_trip_through_the_wire_body() -> None:
     assert type(again) is NotFound
     assert (again.message, again.service, again.contract) == ("no item x", "items", "GetItem")
     assert type(NanoError.from_wire({"kind": "martian"})) is Internal
+
+
+def test_a_routed_contracts_subclass_does_not_inherit_its_route() -> None:
+    from nanobuild.runtime import router
+
+    async def get_item(req: GetItem) -> Item:
+        return Item(id=req.id)
+
+    router.install({GetItem: get_item})
+    try:
+        assert asyncio.run(call(GetItem(id="x"))) == Item(id="x")  # type: ignore[arg-type]
+        with pytest.raises(UnknownContract, match="GetItemV2"):
+            asyncio.run(call(GetItemV2(id="x")))  # type: ignore[arg-type]
+    finally:
+        router.install({})
+    with pytest.raises(UnknownContract):
+        asyncio.run(call(GetItem(id="x")))  # type: ignore[arg-type]

@@ -19,11 +19,22 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import msgspec
 
+from nanobuild.runtime.errors import UnknownContract
+
 R = TypeVar("R")
 F = TypeVar("F", bound=Callable[..., Any])
 
 HANDLER_MARK = "__nano_handler__"
+ROUTE = "__nano_route__"
 HOOK_MARK = "__nano_hook__"
+
+
+async def _no_route(request: Any) -> Any:
+    raise UnknownContract(
+        f"no service in this process answers {type(request).__qualname__}; "
+        "is the workspace wired (nanobuild serve, or the bundled binary)?",
+        contract=type(request).__qualname__,
+    )
 
 
 class Contract(msgspec.Struct, Generic[R]):
@@ -36,6 +47,10 @@ class Contract(msgspec.Struct, Generic[R]):
     """
 
     idempotent: ClassVar[bool] = False
+
+    # where ``call`` finds the route to this contract's handler: ``router.install``
+    # sets it on each routed contract class; here, for any other, it refuses
+    __nano_route__ = property(_no_route)
 
 
 def handler(fn: F) -> F:
