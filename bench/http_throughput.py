@@ -13,119 +13,24 @@ Needs wrk on PATH and FastAPI installed (pip install -e ".[bench]").
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+
+from workload import PATH, free_port, running, write_workspace
 
 TARGET = 1.5
 BODY = '{"name": "Ada"}'
-PATH = "/api/greeter/Greet"
-
-KERNEL = """
-import msgspec
-from nanobuild.runtime import Contract
-
-
-class Greeting(msgspec.Struct, frozen=True):
-    text: str
-
-
-class Greet(Contract[Greeting], frozen=True):
-    name: str
-"""
-
-HANDLERS = """
-from nanobuild.runtime import handler
-from .kernel import Greet, Greeting
-
-
-@handler
-async def greet(req: Greet) -> Greeting:
-    return Greeting(text=f"Hello, {req.name}!")
-"""
-
-FASTAPI_APP = f"""
-from fastapi import FastAPI
-from pydantic import BaseModel
-
-app = FastAPI()
-
-
-class Greet(BaseModel):
-    name: str
-
-
-class Greeting(BaseModel):
-    text: str
-
-
-@app.post("{PATH}")
-async def greet(req: Greet) -> Greeting:
-    return Greeting(text=f"Hello, {{req.name}}!")
-"""
 
 WRK_SCRIPT = f"""
 wrk.method = "POST"
 wrk.body = '{BODY}'
 wrk.headers["Content-Type"] = "application/json"
 """
-
-
-def write_workspace(root: Path) -> None:
-    package = root / "services" / "greeter" / "greeter"
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text("")
-    (package / "kernel.py").write_text(textwrap.dedent(KERNEL))
-    (package / "handlers.py").write_text(textwrap.dedent(HANDLERS))
-    (root / "nano.toml").write_text(
-        '[workspace]\nname = "greeter"\n\n[services.greeter]\n'
-        'path = "services/greeter"\npublic = ["Greet"]\n'
-    )
-    (root / "fastapi_app.py").write_text(textwrap.dedent(FASTAPI_APP))
-    (root / "post.lua").write_text(WRK_SCRIPT)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def running(command: list[str], port: int, cwd: Path) -> Iterator[None]:
-    env = {**os.environ, "NANO_STRICT": "0"}
-    proc = subprocess.Popen(
-        command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    try:
-        wait_until_listening(port, proc)
-        yield
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def wait_until_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            assert proc.stderr is not None
-            sys.exit(f"server exited early:\n{proc.stderr.read().decode()}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    sys.exit(f"server did not listen on port {port}")
 
 
 def wrk(port: int, seconds: int, connections: int, script: Path) -> float:
@@ -163,6 +68,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         write_workspace(root)
+        (root / "post.lua").write_text(WRK_SCRIPT)
         servers = {
             "nanobuild": lambda port: [
                 sys.executable,

@@ -27,68 +27,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import socket
 import statistics
 import struct
-import subprocess
 import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import msgspec
+from workload import free_port, running, write_workspace
 
 SECRET = "bench-secret"
 CONCURRENCY = 64
 TARGETS = {"echo": 1.5, "fastapi": 8.0, "concurrency": 5.0}
-
-KERNEL = """
-import msgspec
-from nanobuild.runtime import Contract
-
-
-class Greeting(msgspec.Struct, frozen=True):
-    text: str
-
-
-class Greet(Contract[Greeting], frozen=True):
-    name: str
-"""
-
-HANDLERS = """
-from nanobuild.runtime import handler
-from .kernel import Greet, Greeting
-
-
-@handler
-async def greet(req: Greet) -> Greeting:
-    return Greeting(text=f"Hello, {req.name}!")
-"""
-
-FASTAPI_APP = """
-from fastapi import FastAPI
-from pydantic import BaseModel
-
-app = FastAPI()
-
-
-class Greet(BaseModel):
-    name: str
-
-
-class Greeting(BaseModel):
-    text: str
-
-
-@app.post("/api/greeter/Greet")
-async def greet(req: Greet) -> Greeting:
-    return Greeting(text=f"Hello, {req.name}!")
-"""
 
 NANO_SERVER = """
 import asyncio, sys
@@ -171,50 +125,6 @@ async def serve_echo(port: int) -> None:
 
 
 # -- processes
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            assert proc.stderr is not None
-            sys.exit(f"a server exited early:\n{proc.stderr.read().decode()}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    sys.exit(f"a server did not listen on port {port}")
-
-
-@contextmanager
-def running(command: list[str], port: int, cwd: Path) -> Iterator[None]:
-    paths = [str(cwd / "services" / "greeter"), os.environ.get("PYTHONPATH", "")]
-    env = {**os.environ, "NANO_STRICT": "0", "PYTHONPATH": os.pathsep.join(filter(None, paths))}
-    proc = subprocess.Popen(
-        command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    try:
-        wait_until_listening(port, proc)
-        yield
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def write_workspace(root: Path) -> None:
-    package = root / "services" / "greeter" / "greeter"
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text("")
-    (package / "kernel.py").write_text(textwrap.dedent(KERNEL))
-    (package / "handlers.py").write_text(textwrap.dedent(HANDLERS))
-    (root / "fastapi_app.py").write_text(textwrap.dedent(FASTAPI_APP))
-    (root / "nano_server.py").write_text(textwrap.dedent(NANO_SERVER))
 
 
 # -- measuring
@@ -325,6 +235,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="nano-bench-") as tmp:
         root = Path(tmp)
         write_workspace(root)
+        (root / "nano_server.py").write_text(textwrap.dedent(NANO_SERVER))
+        importable = {"PYTHONPATH": str(root / "services" / "greeter")}
         ports = {name: free_port() for name in ("echo", "nano", "fastapi")}
         servers = {
             "echo": [sys.executable, __file__, "--serve-echo", str(ports["echo"])],
@@ -336,7 +248,7 @@ def main() -> None:
         }
         with (
             running(servers["echo"], ports["echo"], root),
-            running(servers["nano"], ports["nano"], root),
+            running(servers["nano"], ports["nano"], root, env=importable),
             running(servers["fastapi"], ports["fastapi"], root),
         ):
             results = asyncio.run(measure(root, ports, args.calls, args.rounds))
