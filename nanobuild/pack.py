@@ -128,7 +128,9 @@ def build(
         entries = collect(workspace, contents, staged.site_packages, ingress_source)
     report("collect", elapsed())
     with _timed() as elapsed:
-        write(entries, target, name=workspace.name, pth=_has_pth(staged.site_packages))
+        # the binary's own name, so that boutique.pyz and boutique-checkout.pyz, two
+        # apps, never take each other's unpacked files for an older build of their own
+        write(entries, target, name=target.stem, pth=_has_pth(staged.site_packages))
     report("pack", elapsed())
     return target
 

@@ -191,6 +191,22 @@ def test_a_new_build_removes_the_older_ones(
     assert sorted(p.name for p in apps(home).iterdir()) == sorted([*others, new.name])
 
 
+def test_an_older_build_still_running_is_kept(
+    binary: Path, other_build: Path, python: Path, home: Path
+) -> None:
+    import fcntl
+
+    report(run_binary(python, binary, home=home))
+    old = extraction(home)
+    # what a running binary holds for its whole life: a shared lock on its build
+    with (old / "in-use.lock").open("r+b") as held:
+        fcntl.flock(held, fcntl.LOCK_SH)
+        seen = report(run_binary(python, other_build, home=home))
+        assert old.exists()
+    new = Path(seen["files"]["units"]).parents[2]
+    assert new != old and new.exists()
+
+
 # -- damage
 
 

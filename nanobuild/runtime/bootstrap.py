@@ -55,6 +55,7 @@ def boot(name: str, build_id: str, *, entry: str, python: str, pth: bool = False
     except (BootError, OSError) as exc:
         sys.stderr.write(f"{name}: {exc}\n")
         raise SystemExit(1) from None
+    _hold(os.path.dirname(site_packages))
     isolate(site_packages, pth=pth)
     module, _, function = entry.partition(":")
     __import__(module)
@@ -248,6 +249,39 @@ def _install(work: str, target: str) -> None:
     os.rename(work, target)  # let the error say why
 
 
+_LOCK = "in-use.lock"
+_held: list[int] = []  # the lock this process holds on its build, for its whole life
+
+
+def _hold(folder: str) -> None:
+    """Mark ``folder`` in use (a shared lock), so a newer build never removes it under us."""
+    try:
+        import fcntl
+
+        fd = os.open(os.path.join(folder, _LOCK), os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_SH)
+    except (ImportError, OSError):
+        return  # no locks here: removal then stays as careful as it can without them
+    _held.append(fd)
+
+
+def _in_use(folder: str) -> bool:
+    """Whether a running process holds ``folder`` (its shared lock blocks ours)."""
+    try:
+        import fcntl
+
+        fd = os.open(os.path.join(folder, _LOCK), os.O_RDWR)
+    except (ImportError, OSError):
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # and with it the exclusive lock, if we got it
+    return False
+
+
 def remove_other_builds(root: str, name: str, keep: str) -> None:
     """Remove the other builds of app ``name`` in ``root``, and its stale temporary
     folders; other apps' folders are left alone."""
@@ -262,6 +296,8 @@ def remove_other_builds(root: str, name: str, keep: str) -> None:
         stale = entry.endswith((".tmp", ".old"))
         if stale and now - os.lstat(path).st_mtime < _STALE_SECONDS:
             continue  # perhaps another start is extracting there right now
+        if not stale and _in_use(path):
+            continue  # an older build still running: its files must stay
         shutil.rmtree(path, ignore_errors=True)
 
 
