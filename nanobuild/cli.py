@@ -138,13 +138,17 @@ def serve(
         typer.echo(render_text(found, ws.root), err=True)
         typer.echo(f"\n{ws.name}: {_count(len(found), 'problem')} found: not serving", err=True)
         raise typer.Exit(1)
-    code = devserver.run(
-        ws,
-        host=host or ws.ingress.host,
-        port=ws.ingress.port if port is None else port,
-        reload=reload,
-        access_log=access_log,
-    )
+    try:
+        code = devserver.run(
+            ws,
+            host=host or ws.ingress.host,
+            port=ws.ingress.port if port is None else port,
+            reload=reload,
+            access_log=access_log,
+        )
+    except BuildError as exc:
+        _report(exc.diagnostics, ws.root, CheckFormat.text, exc.exit_code)
+        return
     raise typer.Exit(code)
 
 

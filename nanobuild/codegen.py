@@ -51,6 +51,8 @@ def inputs_hash(workspace: Workspace, files: Iterable[Path]) -> str:
     """A hash of nano.toml and ``files``, with their paths in the workspace."""
     digest = hashlib.sha256(__version__.encode())
     for path in [workspace.file, *sorted(files)]:
+        if not path.is_file():  # a FIFO would block, a dangling link fail: packing says so
+            continue
         try:
             data = path.read_bytes()
         except OSError:

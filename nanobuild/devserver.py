@@ -10,10 +10,12 @@ import os
 import sys
 from pathlib import Path
 
-from nanobuild import ingress, workspace
+from nanobuild import checks, ingress, workspace
+from nanobuild.diagnostics import render_text
+from nanobuild.errors import BuildError, CheckFailed
 from nanobuild.runtime import server
-from nanobuild.runtime.app import App, build_app
-from nanobuild.runtime.wiring import AppSpec, wire
+from nanobuild.runtime.app import App, SettingsError, build_app
+from nanobuild.runtime.wiring import AppSpec, WiringError, wire
 
 _WORKSPACE_ENV = "NANO_WORKSPACE"
 
@@ -50,6 +52,20 @@ def run(ws: workspace.Workspace, *, host: str, port: int, reload: bool, access_l
 
 
 def reloading_app() -> App:
-    """The app factory the reloader imports in each fresh process."""
-    ws = workspace.load(Path(os.environ[_WORKSPACE_ENV]))
-    return build_app(wire(prepare(ws)))
+    """The app factory the reloader imports in each fresh process.
+
+    Each reload checks the workspace again; a problem is shown as ``check`` shows it,
+    and this round of the reloader ends there until the next edit.
+    """
+    ws_root = Path(os.environ[_WORKSPACE_ENV])
+    try:
+        ws = workspace.load(ws_root)
+        found = checks.run(ws)
+        if found:
+            raise CheckFailed(found)
+        return build_app(wire(prepare(ws)))
+    except BuildError as exc:
+        print(render_text(exc.diagnostics, ws_root), file=sys.stderr)
+    except (WiringError, SettingsError) as exc:
+        print(f"nanobuild: {exc}", file=sys.stderr)
+    raise SystemExit(1)

@@ -155,18 +155,30 @@ def plan(workspace: Workspace, services: Sequence[str]) -> Contents:
 
 
 def sources(workspace: Workspace, contents: Contents) -> list[Path]:
-    """The workspace files that go into the binary (for the inputs hash)."""
+    """The workspace files that go into the binary (for the inputs hash): the same walk
+    ``collect`` makes, links followed."""
     owners: list[Service | Library] = [*contents.services, *contents.libraries]
     folders = [owner.package_dir for owner in owners]
-    files = [path for folder in folders for path in folder.rglob("*") if path.is_file()]
-    files += [path for svc in contents.callees for path in _kernel_files(svc)]
     if workspace.ingress.static is not None and workspace.ingress.static.is_dir():
-        files += [path for path in workspace.ingress.static.rglob("*") if path.is_file()]
-    return sorted(
-        p
-        for p in files
-        if not _SKIPPED_DIRS.intersection(p.parts) and not p.name.endswith(_SKIPPED_SUFFIXES)
-    )
+        folders.append(workspace.ingress.static)
+    files = [path for folder in folders for path in _walk(folder)]
+    files += [path for svc in contents.callees for path in _kernel_files(svc)]
+    return sorted(files)
+
+
+def _walk(folder: Path) -> Iterator[Path]:
+    """Every file under ``folder`` that packing takes, links followed, bytecode left out."""
+    seen: set[str] = set()
+    for current, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(current)
+        if real in seen:  # a link back up the tree
+            dirs.clear()
+            continue
+        seen.add(real)
+        dirs[:] = sorted(d for d in dirs if d not in _SKIPPED_DIRS)
+        for name in sorted(files):
+            if not name.endswith(_SKIPPED_SUFFIXES):
+                yield Path(current) / name
 
 
 def _kernel_files(service: Service) -> list[Path]:
@@ -407,24 +419,12 @@ def _tree(folder: Path, prefix: str, *, shown: str, inside: Path | None = None) 
     Links are followed, but where ``inside`` is given none may lead out of it (a link
     must not smuggle a file from elsewhere on this machine into a binary).
     """
-    seen: set[str] = set()
-    for current, dirs, files in os.walk(folder, followlinks=True):
-        real = os.path.realpath(current)
-        if real in seen:  # a link back up the tree
-            dirs.clear()
-            continue
-        seen.add(real)
-        dirs[:] = sorted(d for d in dirs if d not in _SKIPPED_DIRS)
-        rel_dir = Path(current).relative_to(folder)
-        for name in sorted(files):
-            if name.endswith(_SKIPPED_SUFFIXES):
-                continue
-            path = Path(current) / name
-            rel = (rel_dir / name).as_posix()
-            where = f"{shown}/{rel}"
-            if inside is not None:
-                _check_inside(path, inside, where)
-            yield Entry(f"{prefix}/{rel}", _read(path, where), _is_executable(path))
+    for path in _walk(folder):
+        rel = path.relative_to(folder).as_posix()
+        where = f"{shown}/{rel}"
+        if inside is not None:
+            _check_inside(path, inside, where)
+        yield Entry(f"{prefix}/{rel}", _read(path, where), _is_executable(path))
 
 
 def _check_inside(path: Path, inside: Path, shown: str) -> None:

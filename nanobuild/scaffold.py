@@ -7,12 +7,15 @@ and layout stay as the user wrote them.
 
 from __future__ import annotations
 
+import json
+import keyword
 import shutil
 import sys
 from pathlib import Path
 
 import jinja2
 
+from nanobuild.checks.fusion import RESERVED
 from nanobuild.codegen import templates_dir
 from nanobuild.diagnostics import Diagnostic
 from nanobuild.errors import WorkspaceError
@@ -44,9 +47,9 @@ def new_service(ws: Workspace, name: str, path: str | None = None) -> Path:
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(env.get_template(template).render(name=name, package=name))
         with ws.file.open("a", encoding="utf-8") as toml:
+            path_literal = json.dumps(Path(rel).as_posix())  # a valid TOML basic string
             toml.write(
-                f'\n[services.{name}]\npath = "{Path(rel).as_posix()}"\n'
-                'depends = []\npublic = ["Greet"]\n'
+                f'\n[services.{name}]\npath = {path_literal}\ndepends = []\npublic = ["Greet"]\n'
             )
     except OSError:
         shutil.rmtree(folder, ignore_errors=True)  # leave nothing half-made
@@ -56,11 +59,11 @@ def new_service(ws: Workspace, name: str, path: str | None = None) -> Path:
 
 def _refuse_bad_names(ws: Workspace, name: str, rel: str, folder: Path) -> None:
     problem = None
-    if not name.isidentifier():
+    if not name.isidentifier() or keyword.iskeyword(name):
         problem = f"{name!r} is not a Python identifier; a service name must be one"
     elif name in ws.services or name in ws.libraries:
         problem = f"the workspace already has a service or library named {name}"
-    elif name in sys.stdlib_module_names or name == "nanobuild":
+    elif name in sys.stdlib_module_names or name in RESERVED:
         problem = f"a package named {name} would shadow the module {name}"
     elif not folder.is_relative_to(ws.root):
         problem = f"{rel} is outside the workspace"

@@ -9,6 +9,7 @@ point has to cope with a half-valid workspace.
 from __future__ import annotations
 
 import functools
+import keyword
 import re
 import sys
 from collections.abc import Iterator
@@ -242,6 +243,13 @@ class _Reader:
             for name, table in self.named_tables(raw, "libraries")
             if (lib := self.library(name, table)) is not None
         }
+        for name in sorted(services.keys() & libraries.keys()):
+            self.problem(
+                f"libraries.{name}",
+                "E010",
+                f"`services.{name}` and `libraries.{name}` share one name",
+                "give the library another name: the two are told apart by name",
+            )
         if head is not None and not _NAME.match(head.name):
             self.problem(
                 "workspace.name",
@@ -267,7 +275,7 @@ class _Reader:
             return
         for name, table in tables.items():
             key = f"{section}.{name}"
-            if not name.isidentifier():
+            if not name.isidentifier() or keyword.iskeyword(name):
                 self.problem(
                     key,
                     "E006",
@@ -367,6 +375,9 @@ class _Reader:
         if given.is_absolute():
             self.problem(key, "E005", f"`{key}` = {value!r} is absolute", _RELATIVE_HINT)
             return None
+        if "\0" in value:
+            self.problem(key, "E004", f"`{key}` = {value!r} holds a NUL character")
+            return None
         path = (self.root / given).resolve()
         if not path.is_relative_to(self.root):
             self.problem(key, "E005", f"`{key}` = {value!r} leaves the workspace", _RELATIVE_HINT)
@@ -377,7 +388,7 @@ class _Reader:
         return path
 
     def package(self, key: str, package: str) -> str | None:
-        if not package.isidentifier():
+        if not package.isidentifier() or keyword.iskeyword(package):
             self.problem(
                 f"{key}.package", "E006", f"package name {package!r} is not a Python identifier"
             )

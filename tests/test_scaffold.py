@@ -53,3 +53,11 @@ def test_bad_names_are_refused_and_nothing_is_written(mini: Sample) -> None:
     (mini.root / "services/taken").mkdir()
     assert "already exists" in nanobuild("new", "taken", cwd=mini.root).stderr
     assert (mini.root / "nano.toml").read_text() == before
+
+
+def test_keywords_runtime_names_and_odd_paths(mini: Sample) -> None:
+    for name in ("class", "msgspec", "uvicorn"):
+        assert nanobuild("new", name, cwd=mini.root).returncode == 2
+    done = nanobuild("new", "odd", "--path", 'apps/we"ird', cwd=mini.root)
+    assert done.returncode == 0, done.stderr
+    assert nanobuild("check", cwd=mini.root).returncode == 0  # nano.toml still parses

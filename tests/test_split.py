@@ -74,9 +74,13 @@ def test_bad_placements_are_refused_in_one_line(
     assert message in done.stderr and "Traceback" not in done.stderr
 
 
-def test_split_mode_needs_the_secret(boutique_binary: Binary) -> None:
-    done = run(boutique_binary, "serve", "--only", "recommendation", "--remote=catalog=tcp://h:1")
+@pytest.mark.parametrize(
+    "args", [["--only", "recommendation", "--remote=catalog=tcp://h:1"], ["--only", "ad"]]
+)
+def test_split_mode_needs_the_secret(boutique_binary: Binary, args: list[str]) -> None:
+    done = run(boutique_binary, "serve", *args)
     assert done.returncode == 2 and "NANO_SECRET" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_services_shows_where_each_service_runs(boutique_binary: Binary) -> None:

@@ -260,3 +260,47 @@ def _order_fields(user: str) -> dict[str, object]:
             credit_card_expiration_month=1,
         ),
     }
+
+
+def test_a_handler_module_that_fails_to_import_is_a_wiring_error(modules: Path) -> None:
+    (modules / "broken.py").write_text("raise RuntimeError('no database driver')\n")
+    spec = spec_of(ServiceSpec(name="broken", package="broken", handlers={"X": "broken:x"}))
+    with pytest.raises(WiringError, match="cannot import broken: RuntimeError: no database driver"):
+        wire(spec)
+
+
+def test_every_shutdown_hook_runs_even_after_one_fails(modules: Path) -> None:
+    extra = """
+    @on_shutdown
+    def broken_down():
+        raise OSError("cannot flush")
+    """
+    first = write_service(modules, "first")
+    second = write_service(modules, "second", extra, hooks=("broken_down",))
+    node = wire(spec_of(first, second))
+
+    async def lifecycle() -> None:
+        await node.startup()
+        await node.shutdown()
+
+    with pytest.raises(OSError, match="cannot flush"):
+        asyncio.run(lifecycle())
+    assert sys.modules["first"].EVENTS == ["first up", "first down"]  # still ran
+
+
+def test_fused_processes_do_not_load_the_transports() -> None:
+    import subprocess
+
+    code = (
+        "import sys, nanobuild.runtime.placement, nanobuild.runtime.binary, "
+        "nanobuild.runtime.server; "
+        "sys.exit('nanobuild.runtime.transports' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_placement_default_timeout_matches_the_transports() -> None:
+    from nanobuild.runtime import placement
+    from nanobuild.runtime.transports import base
+
+    assert placement.DEFAULT_TIMEOUT == base.DEFAULT_TIMEOUT

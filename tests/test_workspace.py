@@ -130,3 +130,23 @@ def test_find_outside_any_workspace(tmp_path: Path) -> None:
     with pytest.raises(WorkspaceError) as info:
         workspace.find(tmp_path)
     assert info.value.diagnostics[0].code == "E000"
+
+
+def test_a_service_and_a_library_may_not_share_a_name(mini: Sample) -> None:
+    mini.edit("nano.toml", "[libraries.units]", "[libraries.users]")
+    [(code, _, message)] = problems(mini)
+    assert code == "E010"
+    assert "`services.users` and `libraries.users` share one name" in message
+
+
+def test_a_keyword_is_not_a_name(mini: Sample) -> None:
+    mini.edit("nano.toml", "[services.users]", "[services.class]")
+    mini.edit("nano.toml", 'depends = ["users"]', "depends = []")
+    [(code, _, _)] = problems(mini)
+    assert code == "E006"
+
+
+def test_a_nul_in_a_path(mini: Sample) -> None:
+    mini.edit("nano.toml", '"services/users"', '"services/us\\u0000ers"')
+    [(code, _, message)] = problems(mini)
+    assert code == "E004" and "NUL" in message

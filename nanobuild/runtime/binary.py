@@ -162,7 +162,8 @@ def _placement(
     internal = getattr(args, "internal_port", None)
     packed = spec.packed or [s.name for s in spec.services]
     if internal is None and (only or len(packed) < len(spec.services)):
-        internal = args.port + 1 if args.port else 0  # split: others must reach us
+        # split: other processes must reach this one; next to the HTTP port by default
+        internal = args.port + 1 if 0 < args.port < 65535 else 0
     try:
         return place(
             spec,
@@ -235,22 +236,30 @@ def _call(spec: AppSpec, name: str, body: str) -> int:
 
 
 def _find(spec: AppSpec, name: str) -> tuple[ServiceSpec | None, str]:
-    known = {f"{s.name}.{c}": s for s in spec.services for c in s.handlers}
+    packed = spec.packed or [s.name for s in spec.services]
+    known = {f"{s.name}.{c}": s for s in spec.services if s.name in packed for c in s.handlers}
     if name in known:
         return known[name], name.partition(".")[2]
     close = difflib.get_close_matches(name, known, n=1)
     hint = f"; did you mean {close[0]}?" if close else "; see the `services` command"
-    print(f"{_prog()}: no contract {name} in this binary{hint}", file=sys.stderr)
+    print(f"{_prog()}: no contract {name} runs in this binary{hint}", file=sys.stderr)
     return None, ""
 
 
 async def _call_once(spec: AppSpec, service: ServiceSpec, contract: str, raw: str) -> int:
+    """Wire only ``service``, run its start-up hooks, call, print the answer as JSON."""
     from nanobuild.runtime.codecs import JSON, Codec
-    from nanobuild.runtime.errors import NanoError
+    from nanobuild.runtime.errors import Internal, NanoError
+    from nanobuild.runtime.placement import Placement
     from nanobuild.runtime.router import call
-    from nanobuild.runtime.wiring import StartupFailed, wire
+    from nanobuild.runtime.wiring import StartupFailed, WiringError, wire
 
-    node = wire(spec)
+    try:
+        # the whole packed placement: the contract may call the other services
+        node = wire(spec, Placement(local=tuple(spec.packed or [s.name for s in spec.services])))
+    except WiringError as exc:
+        print(f"{_prog()}: cannot wire {spec.name}: {exc}", file=sys.stderr)
+        return 1
     endpoint = node.endpoints[(service.name, contract)]
     codec = Codec(JSON, endpoint.request, endpoint.response, thorough=True)
     try:
@@ -264,13 +273,24 @@ async def _call_once(spec: AppSpec, service: ServiceSpec, contract: str, raw: st
         print(f"{_prog()}: {exc}", file=sys.stderr)
         return 1
     try:
-        result: Any = await call(request)
+        answer = codec.encode(await call(request))
     except NanoError as exc:
-        exc.located(service.name, contract)
-        where = f"{exc.service}.{exc.contract}"
-        print(f"{_prog()}: {where}: {exc.kind}: {exc.message}", file=sys.stderr)
-        return 1
+        return _failed(exc.located(service.name, contract))
+    except Exception as exc:  # the handler's own bug: say what, as the HTTP face would
+        return _failed(
+            Internal(f"{type(exc).__name__}: {exc}", service=service.name, contract=contract)
+        )
     finally:
-        await node.shutdown()
-    print(msgspec.json.format(msgspec.json.encode(result)).decode())
+        try:
+            await node.shutdown()
+        except Exception as exc:
+            print(
+                f"{_prog()}: a shutdown hook failed: {type(exc).__name__}: {exc}", file=sys.stderr
+            )
+    print(msgspec.json.format(answer).decode())
     return 0
+
+
+def _failed(exc: Any) -> int:
+    print(f"{_prog()}: {exc.service}.{exc.contract}: {exc.kind}: {exc.message}", file=sys.stderr)
+    return 1

@@ -16,8 +16,11 @@ from collections.abc import Mapping, Sequence
 
 import msgspec
 
-from nanobuild.runtime.transports.base import DEFAULT_TIMEOUT, AddressError, parse_address
 from nanobuild.runtime.wiring import AppSpec
+
+# Calls to a remote service may take this long unless told otherwise (kept in step
+# with the transports' own default, which fused processes never need to import).
+DEFAULT_TIMEOUT = 5.0
 
 
 class PlacementError(ValueError):
@@ -60,7 +63,8 @@ def place(
     missing = [name for name in needed(spec, local) if name not in addresses]
     if missing and complete:
         raise PlacementError(_missing_message(local, missing))
-    if addresses and complete and not environ.get("NANO_SECRET"):
+    split = bool(addresses) or internal_port is not None
+    if split and complete and not environ.get("NANO_SECRET"):
         raise PlacementError(
             "split services prove to each other that they belong together with NANO_SECRET: "
             "set it, to the same value, in every process"
@@ -97,6 +101,11 @@ def _addresses(
         if name in local:
             raise PlacementError(f"--remote {name}: {name} runs in this process")
         found[name] = address
+    if not found:
+        return found
+    # only a split process pays for importing the transports
+    from nanobuild.runtime.transports.base import AddressError, parse_address
+
     for name, address in found.items():
         try:
             parse_address(address)

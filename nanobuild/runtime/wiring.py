@@ -123,13 +123,23 @@ class Node:
             self.started.append(service.name)
 
     async def shutdown(self) -> None:
-        """Run the shutdown hooks of the started services, in reverse order."""
+        """Run the shutdown hooks of the started services, in reverse order.
+
+        Every hook runs even when one before it fails; the first failure is raised
+        once all have run.
+        """
+        failures: list[Exception] = []
         while self.started:
             service = self.started.pop()
             for hook in self._hooks(service, "shutdown"):
-                await _run(hook.fn)
+                try:
+                    await _run(hook.fn)
+                except Exception as exc:
+                    failures.append(exc)
         if self.transports is not None:
             await self.transports.aclose()
+        if failures:
+            raise failures[0]
 
     def _hooks(self, service: str, kind: str) -> Iterator[Hook]:
         return (h for h in self.hooks if h.service == service and h.kind == kind)
@@ -175,7 +185,10 @@ def _local_endpoints(service: ServiceSpec) -> list[Endpoint]:
         fn = resolve(target)
         if not is_handler(fn):
             raise WiringError(f"{target} is not marked @handler")
-        request, response = handler_types(fn)
+        try:
+            request, response = handler_types(fn)
+        except (NameError, TypeError) as exc:  # an annotation that does not resolve
+            raise WiringError(f"{target}: {exc}") from exc
         if not is_contract(request) or request.__name__ != contract:
             raise WiringError(
                 f"{target} should handle {service.name}.{contract} but takes {request!r}: "
@@ -227,7 +240,11 @@ def resolve(target: str) -> Any:
     """The function a ``module:function`` name stands for."""
     module_name, _, name = target.partition(":")
     try:
-        return getattr(importlib.import_module(module_name), name)
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # a handler module may fail to import in any way at all
+        raise WiringError(f"cannot import {module_name}: {type(exc).__name__}: {exc}") from exc
+    try:
+        return getattr(module, name)
     except AttributeError:
         raise WiringError(
             f"{module_name} has no {name}: the wiring is older than the code"
