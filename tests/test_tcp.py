@@ -989,3 +989,13 @@ def test_a_handler_run_inline_gets_a_context_of_its_own(workdir: Path) -> None:
             return answers
 
     assert run(scenario()) == [1] * 6
+
+
+def test_a_stranger_cannot_make_the_server_hold_a_big_frame() -> None:
+    """Before the handshake only a small frame is accepted: a big header ends that peer."""
+    from nanobuild.runtime.transports.frames import FrameDecoder, FrameTooLarge
+    from nanobuild.runtime.transports.tcp import HANDSHAKE_FRAME
+
+    decoder = FrameDecoder(HANDSHAKE_FRAME)
+    with pytest.raises(FrameTooLarge):
+        decoder.feed((HANDSHAKE_FRAME + 1).to_bytes(4, "big"))

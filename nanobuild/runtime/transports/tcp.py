@@ -69,6 +69,9 @@ DEFAULT_HANDSHAKE_TIMEOUT = 5.0  # seconds a server waits for a new peer to prov
 DEFAULT_GRACE = 5.0  # seconds a closing server lets calls in flight finish
 
 
+HANDSHAKE_FRAME = 1024  # bytes: plenty for HELLO and AUTH, nothing to hoard
+
+
 class ConnectionDropped(Exception):
     """The connection a call was sent on closed before its answer came."""
 
@@ -490,7 +493,9 @@ class _ServerConnection(asyncio.Protocol):
         self._server = server
         self._loop = loop
         self._endpoints = server.endpoints
-        self._frames = FrameDecoder(server.max_frame)
+        # a peer that has not proved itself gets room for the handshake only, so that
+        # strangers cannot make the server hold max_frame bytes each
+        self._frames = FrameDecoder(HANDSHAKE_FRAME)
         self._client_nonce = b""
         self._server_nonce = b""
         self._trusted = False
@@ -645,6 +650,7 @@ class _ServerConnection(asyncio.Protocol):
             self._deny("the client did not prove it holds NANO_SECRET")
             return
         self._trusted = True
+        self._frames.max_frame = self._server.max_frame
         if self._timer is not None:
             self._timer.cancel()
         self._outbox.send(frames.frame(Welcome()))
