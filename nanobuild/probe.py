@@ -111,7 +111,10 @@ class Probe:
         if status != 0:
             said = stderr.decode(errors="replace").strip()[-2000:]
             raise _failed(said or f"the child Python exited with status {status}")
-        return msgspec.json.decode(stdout, type=dict[str, KernelInfo])
+        try:
+            return msgspec.json.decode(stdout, type=dict[str, KernelInfo])
+        except msgspec.DecodeError as exc:
+            raise _failed(f"its report is unreadable ({exc})") from exc
 
 
 def start() -> Probe:
@@ -186,10 +189,16 @@ def main() -> None:
     at = finders.index(importlib.machinery.PathFinder)
     finders.insert(at, _WorkspaceFinder(request.packages))
     roots = tuple(dict.fromkeys(request.packages.values()))
-    stdout = sys.stdout
-    sys.stdout = sys.stderr  # a kernel that prints must not corrupt the report
+    # A kernel that prints, even straight to file descriptor 1 (os.write, a C
+    # extension, a subprocess), must not corrupt the report: the report keeps a copy
+    # of the real stdout, and descriptor 1 becomes stderr while kernels import.
+    report_fd = os.dup(1)
+    sys.stdout.flush()
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
     report = {service: describe(module, roots) for service, module in request.kernels.items()}
-    stdout.buffer.write(msgspec.json.encode(report))
+    with os.fdopen(report_fd, "wb") as out:
+        out.write(msgspec.json.encode(report))
 
 
 def describe(module_name: str, roots: tuple[str, ...]) -> KernelInfo:

@@ -285,3 +285,10 @@ def test_every_problem_is_reported_in_one_run(mini: Sample) -> None:
     mini.edit(ORDERS_HANDLERS, "import GetUser", "import GetUsr")
     mini.edit(ORDERS_HANDLERS, "call(GetUser(", "call(GetUsr(")
     assert [d.code for d in mini.check()] == ["E101", "E201", "E202"]
+
+
+def test_a_kernel_writing_to_the_stdout_descriptor_does_not_corrupt_the_report(
+    mini: Sample,
+) -> None:
+    mini.edit(USERS_KERNEL, "import msgspec", "import os\nimport msgspec\nos.write(1, b'noise')")
+    assert mini.check() == []
