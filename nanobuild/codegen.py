@@ -17,11 +17,9 @@ from pathlib import Path
 import jinja2
 
 from nanobuild import __version__
+from nanobuild.pack import STATIC
 from nanobuild.runtime.wiring import AppSpec
 from nanobuild.workspace import Workspace
-
-MODULE = "nano_ingress"  # the generated module's name inside a binary
-STATIC = "nano_static"  # the static frontend's folder, next to the module
 
 
 def render(
@@ -41,7 +39,7 @@ def render(
         built_at=int(epoch) if epoch.isdigit() else None,
         host=workspace.ingress.host,
         port=workspace.ingress.port,
-        static=STATIC if spec.static else None,
+        static=STATIC if spec.static else None,  # packed next to the ingress module
         services=spec.services,
         packed=spec.packed,
     )

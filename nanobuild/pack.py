@@ -196,7 +196,7 @@ def _requirements(owners: list[Service | Library]) -> dict[str, list[tuple[str, 
         parties.setdefault(str(Requirement(text)), []).append((RUNTIME, ""))
     for owner in owners:
         for text in owner.requires:
-            need = (_who(owner), f"{_key(owner)}.requires")
+            need = (owner.label, f"{owner.key}.requires")
             parties.setdefault(str(Requirement(text)), []).append(need)
     return parties
 
@@ -243,14 +243,6 @@ def _imported_packages(folder: Path) -> set[str]:
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 found.add(node.module.partition(".")[0])
     return found
-
-
-def _who(owner: Service | Library) -> str:
-    return f"service {owner.name}" if isinstance(owner, Service) else f"library {owner.name}"
-
-
-def _key(owner: Service | Library) -> str:
-    return f"services.{owner.name}" if isinstance(owner, Service) else f"libraries.{owner.name}"
 
 
 # -- staging
@@ -342,10 +334,10 @@ def _check_collisions(workspace: Workspace, contents: Contents, staged: dict[str
         if other:
             problems.append(
                 workspace.at(
-                    _key(owner),
+                    owner.key,
                     "E402",
-                    f"{_who(owner)} and {other} both provide the module {owner.package}",
-                    f"set `{_key(owner)}.package` to a name of its own",
+                    f"{owner.label} and {other} both provide the module {owner.package}",
+                    f"set `{owner.key}.package` to a name of its own",
                 )
             )
     if problems:

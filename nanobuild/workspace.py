@@ -74,6 +74,16 @@ class Library(msgspec.Struct, frozen=True):
     def package_dir(self) -> Path:
         return self.root / self.package
 
+    @property
+    def label(self) -> str:
+        """How messages name it: ``library money``."""
+        return f"library {self.name}"
+
+    @property
+    def key(self) -> str:
+        """Its table in nano.toml: ``libraries.money``."""
+        return f"libraries.{self.name}"
+
 
 class Service(msgspec.Struct, frozen=True):
     """One service: a project folder holding one package, whose kernel is its public face."""
@@ -89,6 +99,16 @@ class Service(msgspec.Struct, frozen=True):
     @property
     def package_dir(self) -> Path:
         return self.root / self.package
+
+    @property
+    def label(self) -> str:
+        """How messages name it: ``service checkout``."""
+        return f"service {self.name}"
+
+    @property
+    def key(self) -> str:
+        """Its table in nano.toml: ``services.checkout``."""
+        return f"services.{self.name}"
 
     @property
     def kernel_module(self) -> str:

@@ -28,13 +28,13 @@ def check(ctx: Context) -> Iterator[Diagnostic]:
     owners: list[Service | Library] = [*ws.services.values(), *ws.libraries.values()]
     claimed: dict[str, Service | Library] = {}
     for owner in owners:
-        key = _key(owner)
+        key = owner.key
         if owner.package in claimed:
             first = claimed[owner.package]
             yield ws.at(
                 key,
                 "E301",
-                f"{_who(owner)} and {_who(first)} both claim the module name {owner.package}",
+                f"{owner.label} and {first.label} both claim the module name {owner.package}",
                 f"set `{key}.package` to a name of its own",
             )
             continue
@@ -48,27 +48,19 @@ def check(ctx: Context) -> Iterator[Diagnostic]:
             yield ws.at(
                 key,
                 "E304",
-                f"{_who(owner)}'s package {owner.package} would shadow {shadowed}'s "
+                f"{owner.label}'s package {owner.package} would shadow {shadowed}'s "
                 f"module {owner.package}",
                 f'set `{key}.package` to another name, e.g. "{owner.package}_service"',
             )
     parties: list[tuple[str, tuple[str, ...]]] = [(RUNTIME, RUNTIME_REQUIRES)]
-    parties += [(_who(owner), owner.requires) for owner in owners]
+    parties += [(owner.label, owner.requires) for owner in owners]
     for clash in clashes(parties):
         last = clash.needs[-1]
-        blamed = next((o for o in owners if _who(o) == last.who), None)
+        blamed = next((o for o in owners if o.label == last.who), None)
         yield ws.at(
-            f"{_key(blamed)}.requires" if blamed else "services",
+            f"{blamed.key}.requires" if blamed else "services",
             "E302",
             f"no version of {clash.distribution} satisfies "
             + " and ".join(f"{n.who} ({n.text})" for n in clash.needs),
             "fused services share one copy of each package: agree on a version range",
         )
-
-
-def _who(owner: Service | Library) -> str:
-    return f"service {owner.name}" if isinstance(owner, Service) else f"library {owner.name}"
-
-
-def _key(owner: Service | Library) -> str:
-    return f"services.{owner.name}" if isinstance(owner, Service) else f"libraries.{owner.name}"
