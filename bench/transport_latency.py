@@ -67,8 +67,8 @@ HEADER = struct.Struct(">I")
 # -- the echo floor
 
 
-class EchoServer(asyncio.Protocol):
-    """Answers each length-prefixed MessagePack frame with the same value, re-encoded."""
+class FramedProtocol(asyncio.Protocol):
+    """Length-prefixed MessagePack frames in; ``received`` gets each decoded value."""
 
     def __init__(self) -> None:
         self.buffer = b""
@@ -85,36 +85,37 @@ class EchoServer(asyncio.Protocol):
                 return
             value = msgspec.msgpack.decode(self.buffer[4 : 4 + size])
             self.buffer = self.buffer[4 + size :]
-            body = msgspec.msgpack.encode(value)
-            self.transport.write(HEADER.pack(len(body)) + body)
+            self.received(value)
+
+    def send(self, value: Any) -> None:
+        body = msgspec.msgpack.encode(value)
+        self.transport.write(HEADER.pack(len(body)) + body)
+
+    def received(self, value: Any) -> None:
+        raise NotImplementedError
 
 
-class EchoClient(asyncio.Protocol):
+class EchoServer(FramedProtocol):
+    """Answers each frame with the same value, re-encoded."""
+
+    def received(self, value: Any) -> None:
+        self.send(value)
+
+
+class EchoClient(FramedProtocol):
     """Sends one frame at a time and resolves a future with the decoded answer."""
 
     def __init__(self) -> None:
-        self.buffer = b""
+        super().__init__()
         self.waiter: asyncio.Future[Any] | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        while len(self.buffer) >= 4:
-            (size,) = HEADER.unpack_from(self.buffer)
-            if len(self.buffer) < 4 + size:
-                return
-            value = msgspec.msgpack.decode(self.buffer[4 : 4 + size])
-            self.buffer = self.buffer[4 + size :]
-            assert self.waiter is not None
-            self.waiter.set_result(value)
+    def received(self, value: Any) -> None:
+        assert self.waiter is not None
+        self.waiter.set_result(value)
 
     async def call(self, value: Any) -> Any:
         self.waiter = asyncio.get_running_loop().create_future()
-        body = msgspec.msgpack.encode(value)
-        self.transport.write(HEADER.pack(len(body)) + body)
+        self.send(value)
         return await self.waiter
 
 
