@@ -34,11 +34,12 @@ def bundle(
     report = progress or (lambda step, seconds: None)
     names = chosen(ws, only)
     with _timed("check", report):
-        found = checks.run(ws)
+        context = checks.Context.read(ws)
+        found = checks.check(context)
         if found:
             raise CheckFailed(found)
     with _timed("generate", report):
-        spec = subset(ingress.spec(ws), names)
+        spec = subset(ingress.spec(ws, context.modules), names)
         digest = codegen.inputs_hash(ws, pack.sources(ws, pack.plan(ws, names)))
         source = codegen.render(spec, ws, inputs_hash=digest, only=only)
     return pack.build(

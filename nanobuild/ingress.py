@@ -6,6 +6,8 @@ into the generated ingress module. Either way the runtime wires the same thing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from nanobuild import graph
 from nanobuild.diagnostics import Diagnostic
 from nanobuild.errors import CheckFailed
@@ -14,11 +16,12 @@ from nanobuild.source import Module, read_package
 from nanobuild.workspace import Workspace
 
 
-def spec(workspace: Workspace) -> AppSpec:
+def spec(workspace: Workspace, modules: Mapping[str, list[Module]] | None = None) -> AppSpec:
     """What to wire: each contract's handler, each service's hooks, public contracts, order.
 
-    It reads the code with ``ast``, as ``check`` does, and trusts a workspace that
-    ``check`` passed: a module that does not even parse is refused here too.
+    It reads the code with ``ast``, as ``check`` does — or takes ``modules``, what
+    ``check`` read, per service — and trusts a workspace that ``check`` passed: a
+    module that does not even parse is refused here too.
     """
     edges = graph.of(workspace)
     services = []
@@ -26,7 +29,8 @@ def spec(workspace: Workspace) -> AppSpec:
         svc = workspace.services[name]
         handlers: dict[str, str] = {}
         hooks: list[str] = []
-        for module in read_package(svc.package_dir, svc.package):
+        read = modules[name] if modules is not None else None
+        for module in read if read is not None else read_package(svc.package_dir, svc.package):
             if module.syntax_error is not None:
                 raise CheckFailed([_unparsable(workspace, module)])
             for fn in module.functions:

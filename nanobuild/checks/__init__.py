@@ -20,11 +20,19 @@ FAMILIES = (structure, dependencies, imports, kernels, handlers, fusion)
 
 def run(workspace: Workspace) -> list[Diagnostic]:
     """Every problem found in ``workspace``, sorted by place."""
-    context = Context.read(workspace)
+    return check(Context.read(workspace))
+
+
+def check(context: Context) -> list[Diagnostic]:
+    """Every problem found in the workspace ``context`` has read, sorted by place.
+
+    ``bundle`` keeps the context afterwards, to generate the ingress from the same
+    reading of the code.
+    """
     found: list[Diagnostic] = []
     for family in FAMILIES:
         found += family.check(context)
     return sorted_diagnostics(found)
 
 
-__all__ = ["Context", "run"]
+__all__ = ["Context", "check", "run"]
