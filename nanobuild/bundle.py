@@ -40,7 +40,8 @@ def bundle(
             raise CheckFailed(found)
     with _timed("generate", report):
         spec = subset(ingress.spec(ws, context.modules), names)
-        digest = codegen.inputs_hash(ws, pack.sources(ws, pack.plan(ws, names)))
+        contents = pack.plan(ws, names)
+        digest = codegen.inputs_hash(ws, pack.sources(ws, contents))
         source = codegen.render(spec, ws, inputs_hash=digest, only=only)
     return pack.build(
         ws,
@@ -51,6 +52,7 @@ def bundle(
         offline=offline,
         verbose=verbose,
         progress=report,
+        contents=contents,
     )
 
 

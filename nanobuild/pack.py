@@ -108,6 +108,7 @@ def build(
     offline: bool = False,
     verbose: bool = False,
     progress: Progress | None = None,
+    contents: Contents | None = None,
 ) -> Path:
     """Pack ``services`` of ``workspace`` into the zipapp ``target``; returns ``target``.
 
@@ -115,11 +116,12 @@ def build(
     kernels even when they run elsewhere), and so do the libraries they all use.
     ``ingress_source`` becomes ``nano_ingress.py``, whose ``main()`` the binary runs.
     ``find_links`` folders of wheels and ``offline`` (no package index) are passed to
-    the installer; ``verbose`` echoes its log to stderr. Any problem raises
+    the installer; ``verbose`` echoes its log to stderr; ``contents`` is ``plan``'s
+    answer, when the caller has it already. Any problem raises
     ``PackError`` and leaves ``target`` as it was.
     """
     report = progress or (lambda step, seconds: None)
-    contents = plan(workspace, services)
+    contents = contents or plan(workspace, services)
     with _timed() as elapsed:
         staged = _stage(workspace, contents, find_links, offline=offline, verbose=verbose)
     report("stage (cached)" if staged.reused else "stage", elapsed())
