@@ -22,6 +22,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # docstring paragraphs wrap as paragraphs
 )
 
 WorkspaceOption = Annotated[
@@ -159,7 +160,7 @@ def bundle_command(
         str | None,
         typer.Option(
             "--only",
-            help="Pack just these services (a,b); the binary is dist/<name>-a-b.pyz and "
+            help="Pack just these services (a,b); the binary is dist/NAME-a-b.pyz and "
             "reaches the others over the network.",
             show_default=False,
         ),
@@ -176,9 +177,9 @@ def bundle_command(
         bool, typer.Option("--verbose", "-v", help="Show the package installer's log.")
     ] = False,
 ) -> None:
-    """Check the workspace, generate its ingress and pack dist/<name>.pyz.
+    """Check the workspace, generate its ingress and pack dist/NAME.pyz.
 
-    The binary runs anywhere with just a Python: `python dist/<name>.pyz`. A failed
+    The binary runs anywhere with just a Python: `python dist/NAME.pyz`. A failed
     build leaves dist/ as it was.
     """
     from rich.console import Console
