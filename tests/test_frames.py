@@ -77,6 +77,15 @@ def test_reply_and_failure_frames() -> None:
     assert failure == Failure(2, error)
 
 
+@pytest.mark.parametrize("call_id", [0, 1, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32])
+def test_reply_frames_are_the_reply_array_joined_by_hand(call_id: int) -> None:
+    body = msgspec.msgpack.encode(Point(3, 4))
+    by_hand = frames.reply_frame(call_id, body)
+    assert by_hand == frames.frame((frames.REPLY, call_id, msgspec.Raw(body)))
+    (reply,) = frames.FrameDecoder().feed(by_hand)
+    assert isinstance(reply, Reply) and (reply.id, bytes(reply.body)) == (call_id, body)
+
+
 def test_handshake_messages_round_trip() -> None:
     messages = [Hello(1, NONCE), Challenge(NONCE, PROOF), Auth(PROOF), Welcome(), Denied("no")]
     data = b"".join(frames.frame(m) for m in messages)

@@ -166,6 +166,19 @@ class Transport(abc.ABC):
         ``Timeout`` if no answer came within ``target.timeout`` seconds. Never hangs.
         """
 
+    def route(self, target: Target) -> Callable[[Any], Awaitable[Any]]:
+        """The route for ``target``: ``handle_call(target, request)`` as a one-argument call.
+
+        A transport may return a function of its own that does what ``handle_call``
+        does without the extra coroutine in between (it runs for every call).
+        """
+        handle_call = self.handle_call
+
+        async def route(request: Any) -> Any:
+            return await handle_call(target, request)
+
+        return route
+
     async def aclose(self) -> None:
         """Close connections; calls still in flight get ``Unavailable``."""
         return None  # a transport without connections has nothing to close
@@ -203,11 +216,7 @@ def remote_route(
         timeout=timeout,
         idempotent=getattr(contract, "idempotent", False) if idempotent is None else idempotent,
     )
-    handle_call = transport.handle_call
-
-    async def route(request: Any) -> Any:
-        return await handle_call(target, request)
-
+    route = transport.route(target)
     route.__qualname__ = f"remote_route.<{service}.{target.name} via {transport.address}>"
     return route
 

@@ -134,6 +134,10 @@ _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(Message).decode
 _pack_length = HEADER.pack
 _unpack_length = HEADER.unpack_from
+_REPLY_HEAD = bytes((0x93, REPLY))  # a MessagePack array of 3, then the REPLY tag
+# a frame up to this size is decoded from a copy of its bytes, which is cheaper than
+# a memoryview of a small buffer; a larger one is not copied
+COPY_BELOW = 64 * 1024
 
 
 # -- encoding
@@ -152,8 +156,12 @@ def call_frame(call_id: int, service: str, contract: str, request: Any) -> bytes
 
 
 def reply_frame(call_id: int, response: bytes) -> bytes:
-    """A REPLY frame around a response already encoded as MessagePack."""
-    body = _encode((REPLY, call_id, msgspec.Raw(response)))
+    """A REPLY frame around a response already encoded as MessagePack.
+
+    The same bytes as ``frame((REPLY, call_id, msgspec.Raw(response)))``, joined by
+    hand: the array's header and tag are constant, so only the id is encoded.
+    """
+    body = _REPLY_HEAD + _encode(call_id) + response
     return _pack_length(len(body)) + body
 
 
@@ -190,7 +198,7 @@ class FrameDecoder:
         if not self._buffer and len(data) > 4:
             (size,) = _unpack_length(data)
             if size == len(data) - 4 and size <= self.max_frame:  # the usual case: one whole frame
-                return [decode_message(memoryview(data)[4:])]
+                return [decode_message(data[4:] if size < COPY_BELOW else memoryview(data)[4:])]
         if self._buffer:
             # A split frame: gather its pieces, and parse once it can be whole, so a
             # large frame arriving in many reads is copied a bounded number of times.
