@@ -27,15 +27,15 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from nanobuild.runtime import openapi
-from nanobuild.runtime.codecs import JSON, MSGPACK, Codec, Format, WrongResponse, format_of
+from nanobuild.runtime.codecs import JSON, MSGPACK, Codec, Format, format_of
 from nanobuild.runtime.errors import (
     BadRequest,
-    Internal,
     NanoError,
     PayloadTooLarge,
     UnknownContract,
     UnsupportedMediaType,
 )
+from nanobuild.runtime.faults import as_nano_error, log_failure, unknown_contract
 from nanobuild.runtime.static import Frontend
 from nanobuild.runtime.version import __version__
 from nanobuild.runtime.wiring import Endpoint, Node, StartupFailed, strict_mode
@@ -267,12 +267,8 @@ async def _run(served: Served, request: Any) -> Any:
         result = served.handler(request)
         if served.is_async:
             result = await result
-    except NanoError:
-        raise
     except Exception as exc:
-        raise Internal(
-            f"unexpected {type(exc).__name__} in the handler; the server log has the traceback"
-        ) from exc
+        raise as_nano_error(exc) from exc
     return result
 
 
@@ -285,9 +281,7 @@ def _declared(content_length: bytes) -> int:
 
 def _unknown(path: str) -> UnknownContract:
     service, _, contract = path[len("/api/") :].partition("/")
-    return UnknownContract(
-        f"no contract {service}.{contract} is served here", service=service, contract=contract
-    )
+    return unknown_contract(service, contract)
 
 
 def _too_large(limit: int) -> PayloadTooLarge:
@@ -305,13 +299,7 @@ def _media_type_message(content_type: bytes | None) -> str:
 
 async def _fail(send: Send, exc: NanoError, fmt: Format) -> None:
     """Answer with ``exc`` in the request's format; only server faults reach the log."""
-    if exc.status == 500:
-        trace = None if isinstance(exc, WrongResponse) else exc
-        log.error("%s.%s: %s", exc.service, exc.contract, exc.message, exc_info=trace)
-    elif exc.status > 500:
-        log.warning("%s.%s: %s: %s", exc.service, exc.contract, exc.kind, exc.message)
-    else:
-        log.debug("%s.%s: %s: %s", exc.service, exc.contract, exc.kind, exc.message)
+    log_failure(log, exc)
     extra = [(b"allow", b"POST")] if exc.status == 405 else []
     await _respond(send, exc.status, fmt.media_type, fmt.encode({"error": exc.to_wire()}), extra)
 

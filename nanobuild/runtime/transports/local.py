@@ -21,8 +21,9 @@ from typing import Any
 
 import msgspec
 
-from nanobuild.runtime.codecs import MSGPACK, Codec, WrongResponse
-from nanobuild.runtime.errors import Internal, NanoError, UnknownContract
+from nanobuild.runtime.codecs import MSGPACK, Codec
+from nanobuild.runtime.errors import NanoError
+from nanobuild.runtime.faults import as_nano_error, log_failure, unknown_contract
 from nanobuild.runtime.transports.base import Address, Deadline, Target, Transport
 from nanobuild.runtime.wiring import Endpoint, Node, strict_mode
 
@@ -69,15 +70,9 @@ class Served:
 
     def wire_error(self, exc: Exception) -> dict[str, str]:
         """What the caller is told about ``exc``; the server's log is told the rest."""
-        if not isinstance(exc, NanoError):
-            cause = exc
-            exc = Internal(
-                f"unexpected {type(exc).__name__} in the handler; the server log has the traceback"
-            )
-            exc.__cause__ = cause
-        exc.located(self.service, self.name)
-        _log(exc)
-        return exc.to_wire()
+        error = as_nano_error(exc).located(self.service, self.name)
+        log_failure(log, error)
+        return error.to_wire()
 
 
 _SUSPENDING = {"YIELD_VALUE", "YIELD_FROM", "SEND", "GET_AWAITABLE", "BEFORE_ASYNC_WITH"}
@@ -109,25 +104,6 @@ def served_endpoints(node: Node) -> dict[tuple[str, str], Served]:
     """Every endpoint of ``node``, by (service, contract name)."""
     thorough = strict_mode()  # NANO_STRICT also checks every field of Struct responses
     return {key: Served(e, thorough=thorough) for key, e in node.endpoints.items()}
-
-
-def unknown_contract(service: str, contract: str) -> UnknownContract:
-    """The error for a call to a contract this node does not serve."""
-    return UnknownContract(
-        f"no contract {service}.{contract} is served here", service=service, contract=contract
-    )
-
-
-def _log(exc: NanoError) -> None:
-    """Server faults reach the log (with the cause's traceback); callers' mistakes do not."""
-    where = f"{exc.service}.{exc.contract}"
-    if exc.status == 500:
-        trace = None if isinstance(exc, WrongResponse) else exc.__cause__
-        log.error("%s: %s", where, exc.message, exc_info=trace)
-    elif exc.status > 500:
-        log.warning("%s: %s: %s", where, exc.kind, exc.message)
-    else:
-        log.debug("%s: %s: %s", where, exc.kind, exc.message)
 
 
 class LocalTransport(Transport):

@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from nanobuild.runtime.errors import BadRequest, Internal, NanoError, PayloadTooLarge, Unavailable
+from nanobuild.runtime.faults import unknown_contract
 from nanobuild.runtime.transports import frames
 from nanobuild.runtime.transports.base import (
     Address,
@@ -59,7 +60,7 @@ from nanobuild.runtime.transports.frames import (
     Reply,
     Welcome,
 )
-from nanobuild.runtime.transports.local import Served, served_endpoints, unknown_contract
+from nanobuild.runtime.transports.local import Served, served_endpoints
 from nanobuild.runtime.wiring import Node
 
 log = logging.getLogger("nanobuild.tcp")
