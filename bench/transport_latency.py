@@ -4,7 +4,7 @@ Every server runs in its own subprocess on 127.0.0.1; this process is the client
 on one event loop. The payload is the same small request everywhere
 (``{"name": "Ada"}``). Four measurements:
 
-- ``echo``: a bare asyncio.Protocol server and client exchanging length-prefixed
+- ``echo``: a bare asyncio server and client exchanging length-prefixed
   MessagePack frames, decoding and re-encoding the payload: the floor any
   msgpack-over-TCP RPC in asyncio stands on.
 - ``nanobuild tcp``: ``await route(Greet(name="Ada"))`` through ``remote_route`` and a
@@ -18,7 +18,17 @@ median over rounds of a round's mean, each ratio the median of the rounds' ratio
 Targets: nanobuild tcp <= 1.5x the echo floor, >= 8x faster than FastAPI+httpx,
 and 64 callers >= 5x the sequential throughput.
 
-    python bench/transport_latency.py [--calls 5000] [--rounds 7]
+A sequential call is a chain of wake-ups, one process after the other, and waking
+a CPU from an idle state costs the hardware's time, not the program's: on a
+virtual machine, where an idle CPU is handed back to the hypervisor, a C-level
+loopback ping-pong takes ~5x longer than with the CPUs kept busy. So, as latency
+benchmarks do, the script holds the CPUs out of idle states while it runs (a PM
+QoS request: ``/dev/cpu_dma_latency`` = 0, which needs root; it says when it
+cannot). ``--allow-idle`` measures without, to see what idle states add on the
+machine at hand. FastAPI + httpx spends its time computing, not waking, and
+measures the same either way.
+
+    python bench/transport_latency.py [--calls 5000] [--rounds 7] [--allow-idle]
 
 Needs FastAPI and httpx (pip install -e ".[dev]").
 """
@@ -27,13 +37,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import struct
 import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -67,18 +79,28 @@ HEADER = struct.Struct(">I")
 # -- the echo floor
 
 
-class FramedProtocol(asyncio.Protocol):
-    """Length-prefixed MessagePack frames in; ``received`` gets each decoded value."""
+class FramedProtocol(asyncio.BufferedProtocol):
+    """Length-prefixed MessagePack frames in; ``received`` gets each decoded value.
+
+    Reads land in one buffer allocated with the connection, as in nanobuild's
+    transport: a plain ``asyncio.Protocol`` gets a fresh 256 KiB bytes object per
+    read, whose mapping and unmapping would make this floor higher than it is.
+    """
 
     def __init__(self) -> None:
         self.buffer = b""
+        self.reads = memoryview(bytearray(256 * 1024))
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        self.loop = asyncio.get_running_loop()
 
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.reads
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.buffer += self.reads[:nbytes]
         while len(self.buffer) >= 4:
             (size,) = HEADER.unpack_from(self.buffer)
             if len(self.buffer) < 4 + size:
@@ -114,7 +136,7 @@ class EchoClient(FramedProtocol):
         self.waiter.set_result(value)
 
     async def call(self, value: Any) -> Any:
-        self.waiter = asyncio.get_running_loop().create_future()
+        self.waiter = self.loop.create_future()
         self.send(value)
         return await self.waiter
 
@@ -134,7 +156,7 @@ Loop = Callable[[int], Awaitable[None]]
 Round = dict[str, float]  # loop name -> mean seconds per call
 
 
-async def rounds_of(loops: dict[str, tuple[Loop, int]], rounds: int) -> list[Round]:
+async def rounds_of(loops: Mapping[str, tuple[Loop, int]], rounds: int) -> list[Round]:
     """Each round runs every loop once, for its number of calls."""
     for loop, calls in loops.values():
         await loop(max(calls // 10, CONCURRENCY))  # warm up: connections, caches
@@ -224,10 +246,38 @@ def report(results: list[Round]) -> None:
         print(f"{label:<34} {ratio:6.2f}x  ({spread}; target {sense} {target}: {verdict})")
 
 
+@contextmanager
+def cpus_awake(*, allow_idle: bool) -> Iterator[str]:
+    """Hold every CPU out of idle states while the block runs, unless ``allow_idle``.
+
+    A PM QoS request: asking for 0 µs of wake-up latency lasts as long as
+    ``/dev/cpu_dma_latency`` stays open. Yields a line saying what was done.
+    """
+    if allow_idle:
+        yield "CPUs may enter idle states (--allow-idle): wake-ups include leaving them"
+        return
+    try:
+        fd = os.open("/dev/cpu_dma_latency", os.O_WRONLY)
+    except OSError as exc:
+        yield (
+            f"CPUs may enter idle states: cannot open /dev/cpu_dma_latency ({exc.strerror}); "
+            "run as root to hold them awake"
+        )
+        return
+    try:
+        os.write(fd, struct.pack("i", 0))
+        yield "CPUs held out of idle states (/dev/cpu_dma_latency = 0; --allow-idle for without)"
+    finally:
+        os.close(fd)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=5000, help="calls per round (default 5000)")
     parser.add_argument("--rounds", type=int, default=7, help="rounds (default 7)")
+    parser.add_argument(
+        "--allow-idle", action="store_true", help="let the CPUs enter idle states between calls"
+    )
     parser.add_argument("--serve-echo", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_echo:
@@ -248,11 +298,13 @@ def main() -> None:
             ],
         }
         with (
+            cpus_awake(allow_idle=args.allow_idle) as condition,
             running(servers["echo"], ports["echo"], root),
             running(servers["nano"], ports["nano"], root, env=importable),
             running(servers["fastapi"], ports["fastapi"], root),
         ):
             results = asyncio.run(measure(root, ports, args.calls, args.rounds))
+    print(condition, end="\n\n")
     report(results)
 
 

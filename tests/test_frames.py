@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import struct
+from unittest import mock
 
 import msgspec
 import pytest
@@ -116,6 +117,40 @@ def test_a_half_frame_is_kept_and_counted() -> None:
     assert decoder.buffered == len(data) - 3
 
 
+def test_a_frame_larger_than_the_buffer_gets_one_of_its_own_then_lets_it_go() -> None:
+    body = msgspec.msgpack.encode(b"x" * (3 * frames.READ_SIZE))
+    data = frames.reply_frame(9, body)
+    decoder = FrameDecoder()
+    got = [m for i in range(0, len(data), 100_000) for m in decoder.feed(data[i : i + 100_000])]
+    assert [(m.id, bytes(m.body)) for m in got] == [(9, body)]  # type: ignore[union-attr]
+    assert len(decoder.get_buffer()) == frames.READ_SIZE
+
+
+def test_decoded_bodies_do_not_share_the_buffer_the_next_read_overwrites() -> None:
+    decoder = FrameDecoder()
+    (first,) = decoder.feed(frames.reply_frame(1, msgspec.msgpack.encode("first")))
+    decoder.feed(frames.reply_frame(2, msgspec.msgpack.encode("other")))
+    assert isinstance(first, Reply) and msgspec.msgpack.decode(first.body) == "first"
+
+
+def test_frames_straddling_a_small_buffer() -> None:
+    sent = [Reply(i, raw("v" * (i % 40))) for i in range(200)]
+    decoder = FrameDecoder(max_frame=64)  # a 68-byte buffer: most frames straddle its end
+    got = decoder.feed(b"".join(frames.frame(m) for m in sent))
+    assert all(same(a, b) for a, b in zip(got, sent, strict=True))
+    assert decoder.buffered == 0
+
+
+def test_raising_the_limit_keeps_a_frame_under_way() -> None:
+    decoder = FrameDecoder(max_frame=1024)
+    assert len(decoder.get_buffer()) == 1028  # a peer still shaking hands gets little room
+    data = frames.frame(Denied("x" * 5000))
+    assert decoder.feed(data[:3]) == []
+    decoder.limit(frames.DEFAULT_MAX_FRAME)
+    assert len(decoder.get_buffer()) == frames.READ_SIZE - 3
+    assert decoder.feed(data[3:]) == [Denied("x" * 5000)]
+
+
 # -- what is not the protocol
 
 
@@ -186,15 +221,17 @@ def cuts(data: bytes, points: list[int]) -> list[bytes]:
     return [data[a:b] for a, b in itertools.pairwise(edges)]
 
 
+# a read buffer of 8 bytes: every frame straddles or outgrows it
+@pytest.mark.parametrize("read_size", [frames.READ_SIZE, 8], ids=["buffer", "tiny-buffer"])
 @settings(max_examples=300, deadline=None)
 @given(st.lists(messages, max_size=8), st.lists(st.integers(0, 10_000), max_size=10))
 def test_valid_frames_round_trip_however_the_stream_is_cut(
-    sent: list[frames.Message], points: list[int]
+    read_size: int, sent: list[frames.Message], points: list[int]
 ) -> None:
     data = b"".join(frames.frame(m) for m in sent)
-    decoder = FrameDecoder()
+    with mock.patch.object(frames, "READ_SIZE", read_size):
+        decoder = FrameDecoder()
     got = [m for piece in cuts(data, points) for m in decoder.feed(piece)]
-    assert len(got) == len(sent)
     assert all(same(a, b) for a, b in zip(got, sent, strict=True))
     assert decoder.buffered == 0
 

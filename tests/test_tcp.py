@@ -522,8 +522,10 @@ class Peer:
         await self.writer.drain()
 
     async def receive(self) -> frames.Message:
-        (size,) = struct.unpack(">I", await self.reader.readexactly(4))
-        return frames.decode_message(await self.reader.readexactly(size))
+        header = await self.reader.readexactly(4)
+        body = await self.reader.readexactly(struct.unpack(">I", header)[0])
+        (message,) = frames.FrameDecoder().feed(header + body)
+        return message
 
     async def shake_hands(self) -> None:
         mine = frames.nonce()

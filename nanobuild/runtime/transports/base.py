@@ -104,7 +104,7 @@ def secret_from(secret: str | None) -> bytes:
 class Target:
     """One remote contract as a transport sends it; built once per route, not per call."""
 
-    __slots__ = ("_decode", "idempotent", "name", "response", "service", "timeout")
+    __slots__ = ("idempotent", "name", "read", "response", "service", "timeout")
 
     def __init__(
         self,
@@ -122,7 +122,7 @@ class Target:
         self.response = response
         self.timeout = timeout
         self.idempotent = idempotent
-        self._decode = msgspec.msgpack.Decoder(response).decode
+        self.read = msgspec.msgpack.Decoder(response).decode  # raises msgspec.DecodeError
 
     def __repr__(self) -> str:
         return f"Target({self.service}.{self.name})"
@@ -130,13 +130,17 @@ class Target:
     def decode(self, body: Any) -> Any:
         """The response in ``body`` (MessagePack), or ``Internal`` if it is not one."""
         try:
-            return self._decode(body)
+            return self.read(body)
         except msgspec.DecodeError as exc:
-            raise Internal(
-                f"the answer is not a {type_name(self.response)}: {exc}",
-                service=self.service,
-                contract=self.name,
-            ) from exc
+            raise self.wrong_answer(exc) from exc
+
+    def wrong_answer(self, exc: msgspec.DecodeError) -> Internal:
+        """``Internal`` for an answer that ``read`` could not decode."""
+        return Internal(
+            f"the answer is not a {type_name(self.response)}: {exc}",
+            service=self.service,
+            contract=self.name,
+        )
 
     def unavailable(self, reason: str) -> Unavailable:
         """``Unavailable`` for this contract, saying why."""

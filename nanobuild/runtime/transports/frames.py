@@ -135,9 +135,7 @@ _decode = msgspec.msgpack.Decoder(Message).decode
 _pack_length = HEADER.pack
 _unpack_length = HEADER.unpack_from
 _REPLY_HEAD = bytes((0x93, REPLY))  # a MessagePack array of 3, then the REPLY tag
-# a frame up to this size is decoded from a copy of its bytes, which is cheaper than
-# a memoryview of a small buffer; a larger one is not copied
-COPY_BELOW = 64 * 1024
+READ_SIZE = 256 * 1024  # bytes a connection reads at most at once (asyncio's own figure)
 
 
 # -- encoding
@@ -174,71 +172,94 @@ def failure_frame(call_id: int, error: dict[str, str]) -> bytes:
 
 
 class FrameDecoder:
-    """Turns a byte stream, cut anywhere, into messages.
+    """Turns a byte stream, cut anywhere, into messages; it owns the buffer read into.
 
-    ``feed`` returns every message completed by the new bytes and keeps the rest.
-    Anything that is not this protocol raises ``ProtocolError`` (``FrameTooLarge`` as
-    soon as a header declares too much); the decoder is then unusable.
+    For ``asyncio.BufferedProtocol``: ``get_buffer()`` is where the next read goes,
+    and ``filled(n)`` takes the ``n`` bytes written there and returns every message
+    they complete, keeping the rest. ``feed(data)`` does both for bytes in hand.
+    Anything that is not this protocol raises ``ProtocolError`` (``FrameTooLarge``
+    as soon as a header declares too much); the decoder is then unusable.
+
+    The buffer holds ``min(READ_SIZE, max_frame + 4)`` bytes, so a decoder with a
+    small limit (a peer still shaking hands) holds little. A frame larger than the
+    buffer gets one of its own size, and the next read goes straight into it. A
+    buffer is never resized, only replaced: the reader may still hold a view of it.
+    Each message is decoded from a copy of its frame, so nothing decoded (such as a
+    ``Raw`` body) shares the buffer that the next read overwrites.
     """
 
-    __slots__ = ("_buffer", "_needed", "max_frame")
+    __slots__ = ("_end", "_size", "_start", "_view", "max_frame")
 
     def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
         self.max_frame = max_frame
-        self._buffer = bytearray()  # an incomplete frame's bytes so far
-        self._needed = 0  # how many bytes ``_buffer`` must hold before it is worth parsing
+        self._size = min(READ_SIZE, max_frame + 4)
+        self._view = memoryview(bytearray(self._size))
+        self._start = self._end = 0  # the bytes not yet decoded: _view[_start:_end]
 
     @property
     def buffered(self) -> int:
         """Bytes received that do not yet form a whole frame (non-zero: a half frame)."""
-        return len(self._buffer)
+        return self._end - self._start
+
+    def limit(self, max_frame: int) -> None:
+        """Accept frames of up to ``max_frame`` bytes from now on."""
+        self.max_frame = max_frame
+        self._size = min(READ_SIZE, max_frame + 4)
+        self._make_room(self._size)
+
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
+        """Where the next bytes go (never empty)."""
+        return self._view[self._end :] if self._end else self._view
+
+    def filled(self, nbytes: int) -> list[Message]:
+        """The messages completed by the ``nbytes`` just written into ``get_buffer()``."""
+        view = self._view
+        start, end = self._start, self._end + nbytes
+        messages: list[Message] = []
+        try:
+            while end - start >= 4:
+                (size,) = _unpack_length(view, start)
+                if size > self.max_frame:
+                    raise FrameTooLarge(
+                        f"a frame of {size} bytes is over the limit of {self.max_frame}"
+                    )
+                stop = start + 4 + size
+                if stop > end:
+                    break
+                messages.append(_decode(view[start + 4 : stop].tobytes()))
+                start = stop
+        except msgspec.DecodeError as exc:  # includes ValidationError
+            raise ProtocolError(f"not a nanobuild message: {exc}") from None
+        if start == end:  # the usual case: every byte decoded, the next read starts afresh
+            self._start = self._end = 0
+            if len(view) != self._size:  # a large frame's own buffer: let it go
+                self._view = memoryview(bytearray(self._size))
+            return messages
+        self._start, self._end = start, end
+        # room for the frame under way: its size once its header is in, else the header
+        size = 4 + _unpack_length(view, start)[0] if end - start >= 4 else 4
+        if start + size > len(view):
+            self._make_room(size)
+        return messages
 
     def feed(self, data: bytes) -> list[Message]:
         """The messages completed by ``data``, in order."""
-        if not self._buffer and len(data) > 4:
-            (size,) = _unpack_length(data)
-            if size == len(data) - 4 and size <= self.max_frame:  # the usual case: one whole frame
-                return [decode_message(data[4:] if size < COPY_BELOW else memoryview(data)[4:])]
-        if self._buffer:
-            # A split frame: gather its pieces, and parse once it can be whole, so a
-            # large frame arriving in many reads is copied a bounded number of times.
-            self._buffer += data
-            if len(self._buffer) < self._needed:
-                return []
-            data = bytes(self._buffer)
-            self._buffer.clear()
-        return self._parse(data)
-
-    def _parse(self, data: bytes) -> list[Message]:
         messages: list[Message] = []
-        view = memoryview(data)  # slices of it share ``data``; decoded Raw bodies keep it alive
-        offset, end = 0, len(data)
-        while end - offset >= 4:
-            (size,) = _unpack_length(data, offset)
-            if size > self.max_frame:
-                raise FrameTooLarge(
-                    f"a frame of {size} bytes is over the limit of {self.max_frame}"
-                )
-            stop = offset + 4 + size
-            if stop > end:
-                self._needed = stop - offset
-                break
-            messages.append(decode_message(view[offset + 4 : stop]))
-            offset = stop
-        else:
-            self._needed = 4
-        if offset < end:
-            self._buffer += view[offset:]
+        offset, total = 0, len(data)
+        while offset < total:
+            room = self.get_buffer()
+            n = min(len(room), total - offset)
+            room[:n] = data[offset : offset + n]
+            offset += n
+            messages += self.filled(n)
         return messages
 
-
-def decode_message(body: bytes | memoryview) -> Message:
-    """One frame's body as a message, or ``ProtocolError`` saying what is wrong."""
-    try:
-        message: Message = _decode(body)
-    except msgspec.DecodeError as exc:  # includes ValidationError
-        raise ProtocolError(f"not a nanobuild message: {exc}") from None
-    return message
+    def _make_room(self, size: int) -> None:
+        """A fresh buffer of at least ``size`` bytes, starting with the bytes not yet decoded."""
+        kept = self._view[self._start : self._end]
+        view = memoryview(bytearray(max(size, self._size, len(kept) + 1)))
+        view[: len(kept)] = kept
+        self._view, self._start, self._end = view, 0, len(kept)
 
 
 # -- the handshake's proofs

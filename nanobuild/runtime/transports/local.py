@@ -16,7 +16,7 @@ import contextvars
 import dis
 import inspect
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -59,7 +59,14 @@ class Served:
 
     def _run_to_end(self, request: Any) -> Any:
         result = self.handler(request)
-        return _finish_now(result) if self.is_async else result
+        if not self.is_async:
+            return result
+        try:
+            result.send(None)
+        except StopIteration as done:
+            return done.value
+        result.close()  # cannot happen without an await: say so rather than lose the call
+        raise RuntimeError("a handler without an await suspended")
 
     async def answer(self, body: bytes | msgspec.Raw) -> bytes:
         """The encoded response to the encoded request ``body``; raises what the call raised."""
@@ -89,15 +96,6 @@ def may_suspend(fn: Callable[..., Any]) -> bool:
     if code is None:
         return True
     return any(instruction.opname in _SUSPENDING for instruction in dis.get_instructions(code))
-
-
-def _finish_now(coro: Coroutine[Any, Any, Any]) -> Any:
-    try:
-        coro.send(None)
-    except StopIteration as done:
-        return done.value
-    coro.close()  # cannot happen without an await: say so rather than lose the call
-    raise RuntimeError("a handler without an await suspended")
 
 
 def served_endpoints(node: Node) -> dict[tuple[str, str], Served]:
