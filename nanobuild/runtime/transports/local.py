@@ -35,7 +35,7 @@ class Served:
 
     ``waits`` says whether the handler may suspend: an ``async def`` with an await
     (or ``async for``/``async with``) in its body. One without is a plain function
-    in disguise, and ``run_inline`` runs it to its end like a ``def`` handler, with
+    in disguise, and ``respond`` runs it to its end like a ``def`` handler, with
     no task; a server runs the others as tasks.
     """
 
@@ -49,23 +49,23 @@ class Served:
         self.waits = self.is_async and may_suspend(endpoint.handler)
         self.codec = Codec(MSGPACK, endpoint.request, endpoint.response, thorough=thorough)
 
-    def run_inline(self, request: Any) -> Any:
-        """The handler's result, for a handler that does not wait, run to its end now.
+    def respond(self, body: bytes | msgspec.Raw) -> bytes:
+        """The encoded response to ``body``, for a handler that does not wait.
 
-        It runs in a copy of the current context, as it would in a task of its own:
-        a context variable it sets does not leak into the next call.
+        Decoded, run to its end at once (no task), encoded; raises what the call
+        raised. It runs in a copy of the current context, as it would in a task of
+        its own: a context variable it sets does not leak into the next call.
         """
-        return contextvars.copy_context().run(self._run_to_end, request)
-
-    def _run_to_end(self, request: Any) -> Any:
-        result = self.handler(request)
+        codec = self.codec
+        request = codec.decode(body)
         if not self.is_async:
-            return result
+            return codec.encode(contextvars.copy_context().run(self.handler, request))
+        running = self.handler(request)
         try:
-            result.send(None)
+            contextvars.copy_context().run(running.send, None)
         except StopIteration as done:
-            return done.value
-        result.close()  # cannot happen without an await: say so rather than lose the call
+            return codec.encode(done.value)
+        running.close()  # cannot happen without an await: say so rather than lose the call
         raise RuntimeError("a handler without an await suspended")
 
     async def answer(self, body: bytes | msgspec.Raw) -> bytes:

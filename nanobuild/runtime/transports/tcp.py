@@ -613,15 +613,13 @@ class _ServerConnection(_Connection):
             self._refuse(call)
             return
         try:
-            request = served.codec.decode(call.body)
             if served.waits:
+                request = served.codec.decode(call.body)
                 self._start(self._finish(call.id, served, served.handler(request)))
                 return
-            payload = served.codec.encode(served.run_inline(request))
+            data = self._reply(call.id, served, served.respond(call.body))
         except Exception as exc:
             data = frames.failure_frame(call.id, served.wire_error(exc))
-        else:
-            data = self._reply(call.id, served, payload)
         self._outbox.send(data, batch=batch or bool(self.tasks))
 
     def _start(self, finish: Coroutine[Any, Any, None]) -> None:
