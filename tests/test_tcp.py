@@ -943,7 +943,7 @@ def test_handlers_without_an_await_are_known_not_to_wait() -> None:
     assert may_suspend(functools.partial(_plain))  # not a plain function: assume it waits
 
 
-def test_a_handler_run_inline_gets_a_context_of_its_own(workdir: Path) -> None:
+def test_a_handler_answered_inline_gets_a_context_of_its_own(workdir: Path) -> None:
     (workdir / "ctxsvc.py").write_text(
         textwrap.dedent(
             """
