@@ -52,6 +52,7 @@ from nanobuild.runtime.transports import (
 )
 from nanobuild.runtime.transports.base import Backoff, Deadlines
 from nanobuild.runtime.transports.local import may_suspend
+from nanobuild.runtime.transports.tcp import Outbox
 from nanobuild.runtime.wiring import AppSpec, Node, ServiceSpec, wire
 
 SECRET = "tcp-test-secret"
@@ -917,6 +918,46 @@ def test_deadlines_expire_live_calls_in_order_with_one_timer() -> None:
         return expired
 
     assert run(scenario()) == [2, 4, 1, 5]
+
+
+class Recorder(asyncio.Transport):
+    """Keeps what is written: the edge an Outbox writes to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.writes.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return False
+
+
+def test_the_outbox_gathers_a_turns_frames_and_lets_full_slices_go_at_once() -> None:
+    async def scenario() -> list[list[bytes]]:
+        outbox = Outbox(asyncio.get_running_loop())
+        outbox.transport = recorder = Recorder()
+        seen = []
+        outbox.send(b"alone")  # nothing else in flight: written at once
+        seen.append(recorder.writes[:])
+        pieces = [bytes([n]) for n in range(40)]
+        for piece in pieces:
+            outbox.send(piece, batch=True)
+        seen.append(recorder.writes[1:])  # two full slices left already
+        await asyncio.sleep(0)
+        seen.append(recorder.writes[3:])  # the rest, at the end of the turn
+        big = b"x" * Outbox.SLICE_BYTES
+        outbox.send(b"small", batch=True)
+        outbox.send(big, batch=True)  # over the byte limit: both leave now
+        seen.append(recorder.writes[4:])
+        return seen
+
+    alone, slices, rest, big = run(scenario())
+    assert alone == [b"alone"]
+    assert slices == [bytes(range(16)), bytes(range(16, 32))]
+    assert rest == [bytes(range(32, 40))]
+    assert big == [b"small" + b"x" * Outbox.SLICE_BYTES]
 
 
 async def _plain(x: int) -> int:
