@@ -121,3 +121,19 @@ def test_a_routed_contracts_subclass_does_not_inherit_its_route() -> None:
         router.install({})
     with pytest.raises(UnknownContract):
         asyncio.run(call(GetItem(id="x")))  # type: ignore[arg-type]
+
+
+def test_a_route_that_is_not_a_function_is_called_with_the_request() -> None:
+    from nanobuild.runtime import router
+
+    class Answer:
+        """A callable object as a route (a transport's, say): it does not bind."""
+
+        async def __call__(self, req: GetItem) -> Item:
+            return Item(id=req.id + "!")
+
+    router.install({GetItem: Answer()})
+    try:
+        assert asyncio.run(call(GetItem(id="x"))) == Item(id="x!")  # type: ignore[arg-type]
+    finally:
+        router.install({})

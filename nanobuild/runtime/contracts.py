@@ -49,8 +49,9 @@ class Contract(msgspec.Struct, Generic[R]):
     idempotent: ClassVar[bool] = False
 
     # where ``call`` finds the route to this contract's handler: ``router.install``
-    # sets it on each routed contract class; here, for any other, it refuses
-    __nano_route__ = property(_no_route)
+    # makes each routed contract's route a method of its class; here, for any
+    # other, it refuses
+    __nano_route__ = _no_route
 
 
 def handler(fn: F) -> F:
