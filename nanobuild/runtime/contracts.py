@@ -37,8 +37,13 @@ async def _no_route(request: Any) -> Any:
     )
 
 
-class Contract(msgspec.Struct, Generic[R]):
+class Contract(msgspec.Struct, Generic[R], frozen=True):
     """A request whose response type is ``R``. Subclass as ``Contract[Response]``.
+
+    Contracts are frozen: a request cannot be changed once made, so a caller and a
+    handler in one process share it as safely as if it had crossed the network.
+    Subclasses inherit that; say ``frozen=True`` on each anyway, as type checkers
+    (which read Structs as dataclasses) expect.
 
     A contract whose handler may safely run twice for one call (a read, or a write
     keyed by the request) says ``idempotent: ClassVar[bool] = True``; a remote call
