@@ -13,7 +13,7 @@ import argparse
 import asyncio
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import msgspec
 
@@ -47,7 +47,7 @@ async def via_call(req: Ping, calls: int) -> None:
 
 
 def best_of(
-    loops: dict[str, Callable[[Ping, int], Awaitable[None]]], calls: int, rounds: int
+    loops: Mapping[str, Callable[[Ping, int], Awaitable[None]]], calls: int, rounds: int
 ) -> dict[str, float]:
     """The fastest round of each loop, in seconds per call."""
     best = dict.fromkeys(loops, float("inf"))

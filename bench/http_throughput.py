@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from workload import PATH, free_port, running, write_workspace
@@ -69,7 +70,7 @@ def main() -> None:
         root = Path(tmp)
         write_workspace(root)
         (root / "post.lua").write_text(WRK_SCRIPT)
-        servers = {
+        servers: dict[str, Callable[[int], list[str]]] = {
             "nanobuild": lambda port: [
                 sys.executable,
                 "-m",
