@@ -13,7 +13,7 @@ _ads: dict[str, list[Ad]] | None = None
 
 def load() -> dict[str, list[Ad]]:
     global _ads
-    data = files(__package__).joinpath("data", "ads.json").read_bytes()
+    data = (files(__package__) / "data" / "ads.json").read_bytes()
     _ads = msgspec.json.decode(data, type=dict[str, list[Ad]])
     return _ads
 

@@ -14,7 +14,7 @@ _products: dict[str, Product] | None = None
 def load() -> dict[str, Product]:
     """(Re)read the product file; products keep their order in the file."""
     global _products
-    data = files(__package__).joinpath("data", "products.json").read_bytes()
+    data = (files(__package__) / "data" / "products.json").read_bytes()
     products = msgspec.json.decode(data, type=list[Product])
     _products = {product.id: product for product in products}
     return _products

@@ -12,7 +12,7 @@ _rates: dict[str, Decimal] | None = None
 
 def load() -> dict[str, Decimal]:
     global _rates
-    data = files(__package__).joinpath("data", "rates.json").read_bytes()
+    data = (files(__package__) / "data" / "rates.json").read_bytes()
     raw = msgspec.json.decode(data, type=dict[str, str])
     _rates = {code: Decimal(rate) for code, rate in raw.items()}
     return _rates
