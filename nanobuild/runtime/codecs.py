@@ -132,7 +132,10 @@ def response_check(fmt: Format, response: Any, *, thorough: bool) -> Callable[[A
 
 def type_name(tp: Any) -> str:
     """``Product`` for a class, ``list[Product]`` for a generic type (no module paths)."""
-    return tp.__name__ if isinstance(tp, type) else _QUALIFIER.sub("", repr(tp))
+    # a parametrized generic is no class (Python 3.10 says it is an instance of type)
+    if isinstance(tp, type) and typing.get_origin(tp) is None:
+        return tp.__name__
+    return _QUALIFIER.sub("", repr(tp))
 
 
 _QUALIFIER = re.compile(r"\b(?:\w+\.)+(?=\w)")
