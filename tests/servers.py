@@ -6,6 +6,7 @@ A server is started on port 0 and reports the port the system gave it in its
 
 from __future__ import annotations
 
+import datetime
 import os
 import queue
 import shutil
@@ -166,6 +167,28 @@ def build_binary(workspace: Path, tmp: Path, *, only: str = "") -> Binary:
 
 
 # The boutique's services in start-up order (dependencies first).
+def order(user: str, currency: str = "EUR") -> dict[str, Any]:
+    """A boutique PlaceOrder body for ``user``, paid in ``currency``, with a card valid for years."""
+    return {
+        "user_id": user,
+        "user_currency": currency,
+        "address": {
+            "street_address": "1600 Amphitheatre Parkway",
+            "city": "Mountain View",
+            "state": "CA",
+            "country": "United States",
+            "zip_code": 94043,
+        },
+        "email": "someone@example.com",
+        "credit_card": {
+            "credit_card_number": "4432-8015-6152-0454",
+            "credit_card_cvv": 672,
+            "credit_card_expiration_year": datetime.date.today().year + 2,
+            "credit_card_expiration_month": 1,
+        },
+    }
+
+
 BOUTIQUE = [
     "ad", "cart", "catalog", "currency", "email", "payment", "shipping", "checkout",
     "recommendation",

@@ -9,7 +9,6 @@ short-lived servers.
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import shutil
@@ -28,7 +27,7 @@ import pytest
 
 from nanobuild.runtime.app import DEFAULT_MAX_BODY, Settings, SettingsError
 from tests.conftest import REPO, SAMPLES
-from tests.servers import PLACEMENTS, Binary, Server, serve, start, start_placement
+from tests.servers import PLACEMENTS, Binary, Server, order, serve, start, start_placement
 
 SECRET = "test-secret-value"
 
@@ -276,27 +275,6 @@ def test_add_to_cart_and_get_cart(boutique: Server) -> None:
     expected = {"user_id": user, "items": [{"product_id": "OLJCESPC7Z", "quantity": 4}]}
     assert msgspec.msgpack.decode(cart.content) == expected
     assert boutique.call("cart", "GetCart", {"user_id": user}).json() == expected
-
-
-def order(user: str) -> dict[str, Any]:
-    return {
-        "user_id": user,
-        "user_currency": "EUR",
-        "address": {
-            "street_address": "1600 Amphitheatre Parkway",
-            "city": "Mountain View",
-            "state": "CA",
-            "country": "United States",
-            "zip_code": 94043,
-        },
-        "email": "someone@example.com",
-        "credit_card": {
-            "credit_card_number": "4432-8015-6152-0454",
-            "credit_card_cvv": 672,
-            "credit_card_expiration_year": datetime.date.today().year + 2,
-            "credit_card_expiration_month": 1,
-        },
-    }
 
 
 @pytest.mark.parametrize("fmt", ["json", "msgpack"])

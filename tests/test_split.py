@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import BOUTIQUE, Binary, Cluster, Server, start, start_placement
+from tests.servers import BOUTIQUE, Binary, Cluster, Server, order, start, start_placement
 
 SECRET = "split-secret"
 GROUP_A = ["ad", "cart", "catalog", "currency", "recommendation"]
@@ -130,24 +130,7 @@ def test_remote_addresses_from_the_environment(boutique_binary: Binary, tmp_path
 # -- faults
 
 
-ORDER = {
-    "user_id": "faulty-user",
-    "user_currency": "USD",
-    "email": "someone@example.com",
-    "address": {
-        "street_address": "1600 Amphitheatre Parkway",
-        "city": "Mountain View",
-        "state": "CA",
-        "country": "United States",
-        "zip_code": 94043,
-    },
-    "credit_card": {
-        "credit_card_number": "4432-8015-6152-0454",
-        "credit_card_cvv": 672,
-        "credit_card_expiration_year": 2039,
-        "credit_card_expiration_month": 1,
-    },
-}
+ORDER = order("faulty-user", currency="USD")
 
 
 @pytest.fixture
