@@ -11,6 +11,9 @@ from nanobuild import checks, workspace
 from nanobuild.diagnostics import Diagnostic
 from tests.servers import Binary, build_binary
 
+# fixtures that build and run binaries: a wheelhouse, a bare Python, a HOME
+pytest_plugins = ["tests.packing"]
+
 SAMPLES = Path(__file__).parent / "samples"
 REPO = Path(__file__).parent.parent
 

@@ -177,6 +177,30 @@ def tiny_wheel(folder: Path) -> Path:
     return write_wheel(folder, name.group(1), version.group(1), files)
 
 
+# -- fixtures (a plugin of the test session: see conftest.py)
+
+
+@pytest.fixture(scope="session")
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Wheels of the runtime's requirements, repacked from this environment: builds stage
+    offline from it."""
+    return make_wheelhouse(tmp_path_factory.mktemp("wheelhouse"))
+
+
+@pytest.fixture(scope="session")
+def python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Python with nothing installed, to run binaries with."""
+    return bare_python(tmp_path_factory.mktemp("bare") / "venv")
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """A HOME of the test's own, for a binary's extraction cache."""
+    folder = tmp_path / "home"
+    folder.mkdir()
+    return folder
+
+
 # -- environments
 
 

@@ -19,26 +19,14 @@ import pytest
 from nanobuild.runtime import bootstrap
 from tests.conftest import SAMPLES
 from tests.packing import (
-    bare_python,
     build_mini,
     hermetic_pip,
-    make_wheelhouse,
     report,
     run_binary,
     run_env,
     stub_ingress,
     tmpfs,
 )
-
-
-@pytest.fixture(scope="module")
-def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_wheelhouse(tmp_path_factory.mktemp("wheelhouse"))
-
-
-@pytest.fixture(scope="module")
-def python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return bare_python(tmp_path_factory.mktemp("bare") / "venv")
 
 
 @pytest.fixture(scope="module")
@@ -72,13 +60,6 @@ def other_build(builder: None, wheelhouse: Path, workspace_copy: Path) -> Path:
     return build_mini(
         workspace_copy, wheelhouse, source=source, target=workspace_copy / "dist2" / "mini.pyz"
     )
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    folder = tmp_path / "home"
-    folder.mkdir()
-    return folder
 
 
 def apps(home: Path) -> Path:

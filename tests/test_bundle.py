@@ -9,15 +9,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Sample
-from tests.packing import bare_python, make_wheelhouse, report, run_binary
+from tests.packing import bare_python, report, run_binary
 from tests.test_cli import nanobuild
 
 pytestmark = pytest.mark.usefixtures("private_cache")
-
-
-@pytest.fixture(scope="module")
-def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_wheelhouse(tmp_path_factory.mktemp("wheelhouse"))
 
 
 @pytest.fixture

@@ -22,11 +22,9 @@ from nanobuild.errors import PackError
 from tests.conftest import REPO, Sample
 from tests.packing import (
     archive_names,
-    bare_python,
     build_mini,
     folder_state,
     hermetic_pip,
-    make_wheelhouse,
     report,
     run_binary,
     stub_ingress,
@@ -36,11 +34,6 @@ from tests.packing import (
 )
 
 BUILD_SIDE = ("typer", "jinja2", "shiv", "rich", "packaging")
-
-
-@pytest.fixture(scope="module")
-def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_wheelhouse(tmp_path_factory.mktemp("wheelhouse"))
 
 
 @pytest.fixture(scope="module")
@@ -61,18 +54,6 @@ def environment(monkeypatch: pytest.MonkeyPatch, cache: Path) -> None:
     hermetic_pip(monkeypatch)
     monkeypatch.setenv("NANO_CACHE_DIR", str(cache))
     monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
-
-
-@pytest.fixture(scope="module")
-def python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return bare_python(tmp_path_factory.mktemp("bare") / "venv")
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    folder = tmp_path / "home"
-    folder.mkdir()
-    return folder
 
 
 def with_static(sample: Sample) -> None:
