@@ -31,6 +31,8 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+from workload import at_least
+
 REPO = Path(__file__).resolve().parent.parent
 REQUIRES = ["msgspec>=0.18", "starlette>=0.37", "uvicorn>=0.29"]
 
@@ -94,7 +96,7 @@ def plain_shiv(content: Path, out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=at_least(1), default=3)
     args = parser.parse_args()
     cold: list[float] = []
     cold_uv: list[float] = []

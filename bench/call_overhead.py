@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 
 import msgspec
+from workload import at_least
 
 from nanobuild.runtime import Contract, call, handler
 from nanobuild.runtime.wiring import AppSpec, ServiceSpec, wire
@@ -66,8 +67,8 @@ def best_of(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=20_000)
-    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--calls", type=at_least(1), default=20_000)
+    parser.add_argument("--rounds", type=at_least(1), default=15)
     args = parser.parse_args()
 
     spec = AppSpec("bench", (ServiceSpec("pinger", "pinger", {"Ping": "__main__:ping"}),))

@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from workload import at_least
+
 CONTRACTS = 5  # contracts (and handlers) per service
 TARGET_SIZE = 200  # the size the target applies to
 TARGET_SECONDS = 2.0
@@ -178,13 +180,13 @@ def main() -> None:
         default=[50, 100, 200],
         help="comma-separated numbers of services (default: 50,100,200)",
     )
-    parser.add_argument("--rounds", type=int, default=3, help="timed runs per size (default: 3)")
+    parser.add_argument(
+        "--rounds", type=at_least(1), default=3, help="timed runs per size (default: 3)"
+    )
     parser.add_argument(
         "--keep", action="store_true", help="keep the generated workspaces and print where"
     )
     args = parser.parse_args()
-    if args.rounds < 1:
-        parser.error("--rounds must be at least 1")
     base = Path(tempfile.mkdtemp(prefix="nanobuild-bench-"))
     try:
         medians = {}

@@ -22,7 +22,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from workload import PATH, free_port, running, write_workspace
+from workload import PATH, at_least, free_port, running, write_workspace
 
 TARGET = 1.5
 BODY = '{"name": "Ada"}'
@@ -59,9 +59,9 @@ def wrk(port: int, seconds: int, connections: int, script: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--seconds", type=at_least(1), default=5)
+    parser.add_argument("--rounds", type=at_least(1), default=3)
+    parser.add_argument("--connections", type=at_least(1), default=16)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not on PATH (Debian: apt-get install wrk)")

@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from workload import free_port, running, write_workspace
+from workload import at_least, free_port, running, write_workspace
 
 SECRET = "bench-secret"
 CONCURRENCY = 64
@@ -285,8 +285,10 @@ def cpus_awake(*, allow_idle: bool) -> Iterator[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--calls", type=int, default=5000, help="calls per round (default 5000)")
-    parser.add_argument("--rounds", type=int, default=7, help="rounds (default 7)")
+    parser.add_argument(
+        "--calls", type=at_least(100), default=5000, help="calls per round (default 5000)"
+    )
+    parser.add_argument("--rounds", type=at_least(1), default=7, help="rounds (default 7)")
     parser.add_argument(
         "--allow-idle", action="store_true", help="let the CPUs enter idle states between calls"
     )

@@ -1,15 +1,16 @@
-"""What the HTTP and transport benchmarks share: a one-service workspace, the same
-handler as a FastAPI app, and server processes on free 127.0.0.1 ports."""
+"""What the benchmarks share: a one-service workspace, the same handler as a FastAPI
+app, server processes on free 127.0.0.1 ports, and checked command-line counts."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -107,3 +108,18 @@ def _wait_until_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
                 return
         time.sleep(0.05)
     sys.exit(f"a server did not listen on port {port}")
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number no smaller than ``minimum``."""
+
+    def count(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is less than {minimum}")
+        return value
+
+    return count
