@@ -137,3 +137,12 @@ def test_a_route_that_is_not_a_function_is_called_with_the_request() -> None:
         assert asyncio.run(call(GetItem(id="x"))) == Item(id="x!")  # type: ignore[arg-type]
     finally:
         router.install({})
+
+
+@pytest.mark.parametrize(
+    ("wrong", "named"),
+    [({"id": "x"}, "not a dict"), (GetItem, "not the class GetItem"), (None, "not a NoneType")],
+)
+def test_call_with_something_else_than_a_request_says_so(wrong: object, named: str) -> None:
+    with pytest.raises(TypeError, match=f"takes a request, .* {named}$"):
+        call(wrong)  # type: ignore[arg-type]

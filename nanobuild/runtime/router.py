@@ -58,7 +58,18 @@ def call(request: Contract[R]) -> Awaitable[R]:
     In memory this returns the handler's own coroutine; across the network, the
     transport's. Either way the caller writes ``await call(Request(...))``.
     """
-    return request.__nano_route__()
+    try:
+        return request.__nano_route__()
+    except (AttributeError, TypeError):
+        if isinstance(request, Contract):
+            raise  # a sync handler raised it
+        if isinstance(request, type):
+            given = f"the class {request.__qualname__}"
+        else:
+            given = f"a {type(request).__qualname__}"
+        raise TypeError(
+            f"call() takes a request, an instance of a Contract subclass, not {given}"
+        ) from None
 
 
 def _as_method(route: Route) -> Route:
