@@ -40,7 +40,7 @@ def bundle(
             raise CheckFailed(found)
     with _timed("generate", report):
         spec = subset(ingress.spec(ws, context.modules), names)
-        contents = pack.plan(ws, names)
+        contents = pack.plan(ws, names, context.modules)
         digest = codegen.inputs_hash(ws, pack.sources(ws, contents))
         source = codegen.render(spec, ws, inputs_hash=digest, only=only)
     return pack.build(

@@ -45,14 +45,13 @@ anywhere else.
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import os
 import stat
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, NamedTuple
@@ -66,6 +65,7 @@ from nanobuild import stage
 from nanobuild.diagnostics import Diagnostic
 from nanobuild.errors import PackError
 from nanobuild.requirements import RUNTIME, RUNTIME_REQUIRES
+from nanobuild.source import Module, read_package
 from nanobuild.workspace import FILENAME, Library, Service, Workspace
 
 Progress = Callable[[str, float], None]
@@ -140,8 +140,16 @@ def build(
 # -- what goes in
 
 
-def plan(workspace: Workspace, services: Sequence[str]) -> Contents:
-    """The services (with the ones they call), libraries and requirements to pack."""
+def plan(
+    workspace: Workspace,
+    services: Sequence[str],
+    modules: Mapping[str, Sequence[Module]] | None = None,
+) -> Contents:
+    """The services (with the ones they call), libraries and requirements to pack.
+
+    ``modules`` (per library name, as ``check`` read them) saves reading the
+    libraries' code again to see which other libraries they import.
+    """
     unknown = [name for name in services if name not in workspace.services]
     if unknown:
         raise PackError(
@@ -152,7 +160,7 @@ def plan(workspace: Workspace, services: Sequence[str]) -> Contents:
         )
     named = [workspace.services[name] for name in services]
     callees = [svc for svc in _with_dependencies(workspace, named) if svc not in named]
-    libraries = _libraries(workspace, [*named, *callees])
+    libraries = _libraries(workspace, [*named, *callees], modules or {})
     return Contents(named, callees, libraries, _requirements([*named, *libraries]))
 
 
@@ -215,7 +223,9 @@ def _with_dependencies(workspace: Workspace, named: list[Service]) -> list[Servi
     return [svc for name, svc in workspace.services.items() if name in wanted]
 
 
-def _libraries(workspace: Workspace, services: list[Service]) -> list[Library]:
+def _libraries(
+    workspace: Workspace, services: list[Service], modules: Mapping[str, Sequence[Module]]
+) -> list[Library]:
     """The libraries the services list, and the libraries those import (a library may
     import another without declaring it)."""
     by_package = {lib.package: lib for lib in workspace.libraries.values()}
@@ -223,28 +233,15 @@ def _libraries(workspace: Workspace, services: list[Service]) -> list[Library]:
     todo = list(wanted)
     while todo:
         library = workspace.libraries[todo.pop()]
-        for top in _imported_packages(library.package_dir):
+        read = modules.get(library.name)
+        if read is None:
+            read = read_package(library.package_dir, library.package)
+        for top in {imp.top for module in read for imp in module.imports}:
             other = by_package.get(top)
             if other is not None and other.name not in wanted:
                 wanted.add(other.name)
                 todo.append(other.name)
     return [lib for name, lib in workspace.libraries.items() if name in wanted]
-
-
-def _imported_packages(folder: Path) -> set[str]:
-    """The top-level names the modules under ``folder`` import (absolute imports)."""
-    found: set[str] = set()
-    for path in sorted(folder.rglob("*.py")):
-        try:
-            tree = ast.parse(path.read_bytes(), filename=str(path))
-        except (OSError, SyntaxError, ValueError):
-            continue  # reported by `check`; here it only means no more libraries
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                found |= {alias.name.partition(".")[0] for alias in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                found.add(node.module.partition(".")[0])
-    return found
 
 
 # -- staging

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from nanobuild import pack, stage, workspace
+from nanobuild import checks, pack, stage, workspace
 from nanobuild.diagnostics import render_text
 from nanobuild.errors import PackError
 from tests.conftest import REPO, Sample
@@ -477,6 +477,24 @@ def test_concurrent_stagings_keep_one_whole_stage(
     assert len({out for out, _ in results}) == 1
     folders = list((tmp_path / "cache" / "stage").iterdir())
     assert len(folders) == 1 and (folders[0] / "site-packages" / "msgspec").is_dir()
+
+
+@pytest.mark.parametrize("read_by_check", [False, True], ids=["read-here", "read-by-check"])
+def test_a_library_that_a_packed_library_imports_is_packed_too(
+    mini: Sample, read_by_check: bool
+) -> None:
+    mini.edit(
+        "nano.toml",
+        '[libraries.units]\npath = "libs/units"',
+        '[libraries.units]\npath = "libs/units"\n\n[libraries.conv]\npath = "libs/conv"',
+    )
+    mini.write("libs/conv/conv/__init__.py", "FACTOR = 100\n")
+    mini.write("libs/units/units/scale.py", "from conv import FACTOR\n")
+    ws = mini.load()
+    modules = checks.Context.read(ws).modules if read_by_check else None
+    contents = pack.plan(ws, ["orders"], modules)
+    assert [lib.name for lib in contents.libraries] == ["units", "conv"]
+    assert [lib.name for lib in pack.plan(ws, ["users"], modules).libraries] == []
 
 
 def test_the_requirement_set(mini: Sample) -> None:
