@@ -19,7 +19,8 @@ import msgspec
 from workload import at_least
 
 from nanobuild.runtime import Contract, call, handler
-from nanobuild.runtime.wiring import AppSpec, ServiceSpec, wire
+from nanobuild.runtime.spec import AppSpec, ServiceSpec
+from nanobuild.runtime.wiring import wire
 
 TARGET = 1.3
 

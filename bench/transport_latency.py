@@ -61,7 +61,8 @@ TARGETS = {"echo": 1.5, "fastapi": 8.0, "concurrency": 5.0}
 NANO_SERVER = """
 import asyncio, sys
 from nanobuild.runtime.transports import TcpServer
-from nanobuild.runtime.wiring import AppSpec, ServiceSpec, wire
+from nanobuild.runtime.spec import AppSpec, ServiceSpec
+from nanobuild.runtime.wiring import wire
 
 spec = AppSpec(name="bench", services=(
     ServiceSpec(name="greeter", package="greeter", handlers={"Greet": "greeter.handlers:greet"}),

@@ -8,6 +8,6 @@ The package has two sides that never mix:
   nothing from the build side.
 """
 
-from nanobuild.runtime.version import __version__
+from nanobuild.runtime.spec import __version__
 
 __all__ = ["__version__"]

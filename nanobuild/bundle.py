@@ -12,10 +12,10 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from nanobuild import checks, codegen, ingress, pack
+from nanobuild import checks, codegen, describe, pack
 from nanobuild.diagnostics import Diagnostic, did_you_mean
 from nanobuild.errors import CheckFailed, WorkspaceError
-from nanobuild.runtime.wiring import AppSpec
+from nanobuild.runtime.spec import AppSpec
 from nanobuild.workspace import Workspace
 
 Progress = Callable[[str, float], None]
@@ -39,7 +39,7 @@ def bundle(
         if found:
             raise CheckFailed(found)
     with _timed("generate", report):
-        spec = subset(ingress.spec(ws, context.modules), names)
+        spec = subset(describe.describe(ws, context.modules), names)
         contents = pack.plan(ws, names, context.modules)
         digest = codegen.inputs_hash(ws, pack.sources(ws, contents))
         source = codegen.render(spec, ws, inputs_hash=digest, only=only)

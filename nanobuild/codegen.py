@@ -18,7 +18,7 @@ import jinja2
 
 from nanobuild import __version__
 from nanobuild.pack import STATIC
-from nanobuild.runtime.wiring import AppSpec
+from nanobuild.runtime.spec import AppSpec
 from nanobuild.workspace import Workspace
 
 

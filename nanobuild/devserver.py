@@ -1,6 +1,6 @@
 """``nanobuild serve``: the workspace fused from source, for the edit-and-reload loop.
 
-It wires the services exactly as the bundled binary does — ``ingress.spec`` gives the
+It wires the services exactly as the bundled binary does — ``describe.describe`` gives the
 same ``AppSpec`` the binary's generated ingress holds — so what works here works there.
 """
 
@@ -10,12 +10,13 @@ import os
 import sys
 from pathlib import Path
 
-from nanobuild import checks, ingress, workspace
+from nanobuild import checks, describe, workspace
 from nanobuild.diagnostics import render_text
 from nanobuild.errors import BuildError, CheckFailed
 from nanobuild.runtime import server
 from nanobuild.runtime.app import App, SettingsError, build_app
-from nanobuild.runtime.wiring import AppSpec, WiringError, wire
+from nanobuild.runtime.spec import AppSpec
+from nanobuild.runtime.wiring import WiringError, wire
 
 _WORKSPACE_ENV = "NANO_WORKSPACE"
 
@@ -25,7 +26,7 @@ def prepare(ws: workspace.Workspace) -> AppSpec:
     for folder in reversed(ws.import_paths()):
         if str(folder) not in sys.path:
             sys.path.insert(0, str(folder))
-    return ingress.spec(ws)
+    return describe.describe(ws)
 
 
 def run(ws: workspace.Workspace, *, host: str, port: int, reload: bool, access_log: bool) -> int:

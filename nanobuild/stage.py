@@ -136,7 +136,7 @@ def key(requirements: Sequence[str], find_links: Sequence[Path], offline: bool) 
     """The cache key of a stage (see the module's docstring for what it covers)."""
     doc = {
         "requirements": list(requirements),
-        "python": python_tag(),
+        "python": interpreter(),
         "platform": sysconfig.get_platform(),
         "offline": offline,
         "find_links": [_listing(folder) for folder in find_links],
@@ -145,7 +145,7 @@ def key(requirements: Sequence[str], find_links: Sequence[Path], offline: bool) 
     return hashlib.sha256(text).hexdigest()[:32]
 
 
-def python_tag() -> str:
+def interpreter() -> str:
     """The Python a stage is for: ``cpython-3.11`` (plus ABI flags, where there are)."""
     major, minor = sys.version_info[:2]
     return f"{sys.implementation.name}-{major}.{minor}{sys.abiflags}"
@@ -326,7 +326,7 @@ def _describe(
 ) -> None:
     doc = {
         "requirements": list(requirements),
-        "python": python_tag(),
+        "python": interpreter(),
         "platform": sysconfig.get_platform(),
         "offline": offline,
         "find_links": [str(folder) for folder in find_links],

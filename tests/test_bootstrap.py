@@ -286,7 +286,7 @@ def test_a_binary_for_another_python_says_so(
         for info in src.infolist():
             data = src.read(info)
             if info.filename == "__main__.py":
-                data = data.replace(bootstrap.python_tag().encode(), b"cpython-399 plan9")
+                data = data.replace(bootstrap.python_binding().encode(), b"cpython-399 plan9")
             dst.writestr(info, data)
     done = run_binary(python, foreign, home=home)
     assert done.returncode == 1

@@ -11,9 +11,9 @@ from types import ModuleType
 
 import pytest
 
-from nanobuild import codegen, ingress, pack
+from nanobuild import codegen, describe, pack
 from nanobuild.runtime import call, router
-from nanobuild.runtime.binary import BuildInfo
+from nanobuild.runtime.spec import BuildInfo
 from nanobuild.runtime.wiring import wire
 from tests.conftest import Sample
 
@@ -29,7 +29,7 @@ def load_module(path: Path, name: str = "nano_ingress") -> ModuleType:
 @pytest.fixture
 def generated(mini: Sample, tmp_path: Path) -> Iterator[tuple[Path, Sample]]:
     ws = mini.load()
-    spec = ingress.spec(ws)
+    spec = describe.describe(ws)
     source = codegen.render(spec, ws, inputs_hash="ab" * 32)
     path = tmp_path / "nano_ingress.py"
     path.write_text(source)
@@ -96,7 +96,7 @@ def test_static_folder_is_found_next_to_the_module(mini: Sample, tmp_path: Path)
     mini.edit("nano.toml", 'name = "mini"', 'name = "mini"\n\n[ingress]\nstatic = "web"')
     ws = mini.load()
     path = tmp_path / "nano_ingress.py"
-    path.write_text(codegen.render(ingress.spec(ws), ws, inputs_hash="0" * 64, only=["users"]))
+    path.write_text(codegen.render(describe.describe(ws), ws, inputs_hash="0" * 64, only=["users"]))
     module = load_module(path, "nano_ingress_static_test")
     assert module.SPEC.static == str(tmp_path / codegen.STATIC)
     assert "# Rebuild with: nanobuild bundle --only users" in path.read_text()
@@ -107,7 +107,7 @@ def test_source_date_epoch_is_recorded(
 ) -> None:
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     ws = mini.load()
-    text = codegen.render(ingress.spec(ws), ws, inputs_hash="0" * 64)
+    text = codegen.render(describe.describe(ws), ws, inputs_hash="0" * 64)
     assert "built_at=1700000000," in text
 
 

@@ -37,6 +37,7 @@ from nanobuild.runtime import (
     call,
     router,
 )
+from nanobuild.runtime.spec import AppSpec, ServiceSpec
 from nanobuild.runtime.transports import (
     AddressError,
     ConfigError,
@@ -53,7 +54,7 @@ from nanobuild.runtime.transports import (
 from nanobuild.runtime.transports.base import Backoff, Deadlines
 from nanobuild.runtime.transports.local import may_suspend
 from nanobuild.runtime.transports.tcp import Outbox
-from nanobuild.runtime.wiring import AppSpec, Node, ServiceSpec, wire
+from nanobuild.runtime.wiring import Node, wire
 
 SECRET = "tcp-test-secret"
 
@@ -167,7 +168,8 @@ import sys
 sys.path.insert(0, sys.argv[1])
 
 from nanobuild.runtime.transports import TcpServer
-from nanobuild.runtime.wiring import AppSpec, ServiceSpec, wire
+from nanobuild.runtime.spec import AppSpec, ServiceSpec
+from nanobuild.runtime.wiring import wire
 
 HANDLERS = {handlers!r}
 SPEC = AppSpec(

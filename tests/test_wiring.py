@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from nanobuild import ingress, workspace
+from nanobuild import describe, workspace
 from nanobuild.runtime import BadRequest, Internal, NotFound, call, router
+from nanobuild.runtime.spec import AppSpec, ServiceSpec
 from nanobuild.runtime.wiring import (
-    AppSpec,
-    ServiceSpec,
     StartupFailed,
     WiringError,
     wire,
@@ -216,7 +215,7 @@ def test_wiring_older_than_the_code_is_refused(modules: Path) -> None:
 
 def test_boutique_order_flows_in_memory() -> None:
     ws = workspace.load(REPO)
-    node = wire(ingress.spec(ws))
+    node = wire(describe.describe(ws))
     from cart.kernel import AddItem, CartItem, GetCart
     from catalog.kernel import ListProducts
     from checkout.kernel import PlaceOrder

@@ -23,7 +23,7 @@ from nanobuild.runtime.errors import (
     UnsupportedMediaType,
 )
 from nanobuild.runtime.router import call
-from nanobuild.runtime.version import __version__
+from nanobuild.runtime.spec import __version__
 
 __all__ = [
     "BadRequest",

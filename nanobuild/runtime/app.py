@@ -36,8 +36,8 @@ from nanobuild.runtime.errors import (
     UnsupportedMediaType,
 )
 from nanobuild.runtime.faults import as_nano_error, log_failure, unknown_contract
+from nanobuild.runtime.spec import __version__
 from nanobuild.runtime.static import Frontend
-from nanobuild.runtime.version import __version__
 from nanobuild.runtime.wiring import Endpoint, Node, StartupFailed, strict_mode
 
 log = logging.getLogger("nanobuild.http")

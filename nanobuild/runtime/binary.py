@@ -21,18 +21,7 @@ from typing import Any
 import msgspec
 
 from nanobuild.runtime.placement import Placement, PlacementError, needed, place
-from nanobuild.runtime.wiring import AppSpec, ServiceSpec
-
-
-class BuildInfo(msgspec.Struct, frozen=True):
-    """What ``nanobuild bundle`` records about a build, for ``info``."""
-
-    workspace: str
-    nanobuild: str
-    inputs: str  # sha256 of nano.toml and every packed workspace file
-    built_at: int | None = None  # SOURCE_DATE_EPOCH, when the build set one
-    host: str = "127.0.0.1"
-    port: int = 8000
+from nanobuild.runtime.spec import AppSpec, BuildInfo, ServiceSpec
 
 
 def main(spec: AppSpec, build: BuildInfo, argv: Sequence[str] | None = None) -> None:

@@ -62,15 +62,19 @@ def boot(name: str, build_id: str, *, entry: str, python: str, pth: bool = False
     raise SystemExit(getattr(sys.modules[module], function)())
 
 
-def python_tag() -> str:
-    """What a build's packages are bound to: ``cpython-311 linux``."""
+def python_binding() -> str:
+    """What a build's packages are bound to: ``cpython-311 linux``.
+
+    The same two lines as ``nanobuild.runtime.spec.python_binding``, which the builder
+    records: this module must run before any package of the binary is importable.
+    """
     return f"{sys.implementation.cache_tag} {sys.platform}"
 
 
 def _check_python(python: str) -> None:
-    if python != python_tag():
+    if python != python_binding():
         raise BootError(
-            f"this binary was built for {python}, but this Python is {python_tag()} "
+            f"this binary was built for {python}, but this Python is {python_binding()} "
             f"({sys.executable}): run it with the Python it was built with"
         )
 

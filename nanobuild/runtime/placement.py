@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 
 import msgspec
 
-from nanobuild.runtime.wiring import AppSpec
+from nanobuild.runtime.spec import AppSpec
 
 # Calls to a remote service may take this long unless told otherwise (kept in step
 # with the transports' own default, which fused processes never need to import).

@@ -20,7 +20,8 @@ import uvicorn
 import uvicorn.config
 
 from nanobuild.runtime.app import App, Settings, SettingsError, build_app
-from nanobuild.runtime.wiring import AppSpec, Node, WiringError, wire
+from nanobuild.runtime.spec import AppSpec
+from nanobuild.runtime.wiring import Node, WiringError, wire
 
 if TYPE_CHECKING:
     from nanobuild.runtime.placement import Placement

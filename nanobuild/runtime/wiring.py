@@ -27,32 +27,10 @@ from nanobuild.runtime.contracts import (
     response_type,
 )
 from nanobuild.runtime.errors import Internal, NanoError
+from nanobuild.runtime.spec import AppSpec, ServiceSpec
 
 if TYPE_CHECKING:
     from nanobuild.runtime.placement import Placement
-
-
-class ServiceSpec(msgspec.Struct, frozen=True):
-    """One service as the runtime needs to know it. Functions are named ``module:function``."""
-
-    name: str
-    package: str
-    handlers: dict[str, str]  # contract name -> its handler
-    hooks: tuple[str, ...] = ()  # its @on_startup and @on_shutdown functions
-    public: tuple[str, ...] = ()
-    depends: tuple[str, ...] = ()
-
-
-class AppSpec(msgspec.Struct, frozen=True):
-    """The whole workspace: services in start-up order (dependencies first)."""
-
-    name: str
-    services: tuple[ServiceSpec, ...]
-    static: str | None = None  # folder of the static frontend, served at /
-    packed: tuple[str, ...] | None = None  # the services whose code is here; None: all
-
-    def service(self, name: str) -> ServiceSpec:
-        return next(s for s in self.services if s.name == name)
 
 
 class WiringError(Exception):

@@ -1,7 +1,8 @@
 """Workspace -> ``AppSpec``: the description of the services the runtime wires.
 
 ``nanobuild serve`` hands it straight to the runtime; ``nanobuild bundle`` renders it
-into the generated ingress module. Either way the runtime wires the same thing.
+into the generated ingress module (``codegen``). Either way the runtime wires the
+same thing.
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ from collections.abc import Mapping
 from nanobuild import graph
 from nanobuild.diagnostics import Diagnostic
 from nanobuild.errors import CheckFailed
-from nanobuild.runtime.wiring import AppSpec, ServiceSpec
+from nanobuild.runtime.spec import AppSpec, ServiceSpec
 from nanobuild.source import Module, read_package
 from nanobuild.workspace import Workspace
 
 
-def spec(workspace: Workspace, modules: Mapping[str, list[Module]] | None = None) -> AppSpec:
+def describe(workspace: Workspace, modules: Mapping[str, list[Module]] | None = None) -> AppSpec:
     """What to wire: each contract's handler, each service's hooks, public contracts, order.
 
     It reads the code with ``ast``, as ``check`` does — or takes ``modules``, what
