@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from nanobuild import checks, codegen, describe, pack
+from nanobuild import checks, codegen, codes, describe, pack
 from nanobuild.diagnostics import Diagnostic, did_you_mean
 from nanobuild.errors import CheckFailed, WorkspaceError
 from nanobuild.runtime.spec import AppSpec
@@ -64,7 +64,7 @@ def chosen(ws: Workspace, only: Sequence[str]) -> list[str]:
             [
                 Diagnostic(
                     "--only",
-                    "E008",
+                    codes.E008,
                     f"--only names {name}, which is not a service of this workspace",
                     hint=did_you_mean(name, ws.services),
                 )

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from nanobuild import __version__, checks, graph, workspace
+from nanobuild import __version__, checks, codes, graph, workspace
 from nanobuild.diagnostics import Diagnostic, render_json, render_text
 from nanobuild.errors import BuildError, WorkspaceError
 
@@ -68,7 +68,7 @@ def _load(location: Path | None) -> workspace.Workspace:
         return workspace.load(workspace.find(Path.cwd()))
     if not location.exists():
         raise WorkspaceError(
-            [Diagnostic(str(location), "E000", "no such workspace folder or nano.toml")]
+            [Diagnostic(str(location), codes.E000, "no such workspace folder or nano.toml")]
         )
     return workspace.load(location)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from nanobuild import graph
+from nanobuild import codes, graph
 from nanobuild.diagnostics import Diagnostic
 from nanobuild.errors import CheckFailed
 from nanobuild.runtime.spec import AppSpec, ServiceSpec
@@ -57,4 +57,4 @@ def describe(workspace: Workspace, modules: Mapping[str, list[Module]] | None = 
 def _unparsable(workspace: Workspace, module: Module) -> Diagnostic:
     assert module.syntax_error is not None
     line, message = module.syntax_error
-    return Diagnostic(workspace.rel(module.path), "E109", f"cannot parse: {message}", line)
+    return Diagnostic(workspace.rel(module.path), codes.E109, f"cannot parse: {message}", line)

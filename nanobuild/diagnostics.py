@@ -9,7 +9,7 @@ A diagnostic reads like a compiler's::
 (one line each in practice; folded here).
 
 Paths are relative to the workspace root. Codes are stable: each names one kind of
-problem, and the README lists them all.
+problem; ``nanobuild.codes`` lists them all, and so does the README.
 """
 
 from __future__ import annotations
@@ -21,15 +21,22 @@ from pathlib import Path
 
 import msgspec
 
+from nanobuild.codes import TITLES, Code
+
 
 class Diagnostic(msgspec.Struct, frozen=True, omit_defaults=True):
     """One problem, at one place."""
 
     path: str
-    code: str
+    code: Code
     message: str
     line: int | None = None
     hint: str | None = None
+
+    def __post_init__(self) -> None:
+        # a code that is not in the registry would be one the README cannot explain
+        if self.code not in TITLES:
+            raise ValueError(f"{self.code!r} is not a diagnostic code of nanobuild.codes")
 
     def sort_key(self) -> tuple[str, int, str, str]:
         return (self.path, self.line or 0, self.code, self.message)

@@ -61,8 +61,8 @@ from packaging.utils import canonicalize_name
 from shiv import builder  # type: ignore[import-untyped]  # shiv ships no type hints
 
 import nanobuild
-from nanobuild import stage
-from nanobuild.diagnostics import Diagnostic
+from nanobuild import codes, stage
+from nanobuild.diagnostics import Diagnostic, did_you_mean
 from nanobuild.errors import PackError
 from nanobuild.requirements import RUNTIME, RUNTIME_REQUIRES
 from nanobuild.runtime.spec import python_binding
@@ -151,11 +151,17 @@ def plan(
     ``modules`` (per library name, as ``check`` read them) saves reading the
     libraries' code again to see which other libraries they import.
     """
+    # ``bundle`` refuses an unknown --only name first (E008); this guards other callers
     unknown = [name for name in services if name not in workspace.services]
     if unknown:
         raise PackError(
             [
-                Diagnostic(FILENAME, "E407", f"{name} is not a service of this workspace")
+                Diagnostic(
+                    FILENAME,
+                    codes.E407,
+                    f"{name} is not a service of this workspace",
+                    hint=did_you_mean(name, workspace.services),
+                )
                 for name in unknown
             ]
         )
@@ -279,7 +285,7 @@ def _install_failure(
         else "check the name and version on the package index"
     )
     hint = where + "; the installer said:\n" + "\n".join(f"        {t}" for t in exc.tail())
-    return workspace.at(keys[0] if keys else "", "E401", message, hint)
+    return workspace.at(keys[0] if keys else "", codes.E401, message, hint)
 
 
 def _what(blamed: list[str], culprit: str | None) -> str:
@@ -321,7 +327,7 @@ def _check_collisions(workspace: Workspace, contents: Contents, staged: dict[str
     problems = [
         workspace.at(
             "",
-            "E402",
+            codes.E402,
             f"a requirement installs {staged[name]}, whose module {name} is {what}",
             "drop that requirement: the binary brings that module itself",
         )
@@ -335,7 +341,7 @@ def _check_collisions(workspace: Workspace, contents: Contents, staged: dict[str
             problems.append(
                 workspace.at(
                     owner.key,
-                    "E402",
+                    codes.E402,
                     f"{owner.label} and {other} both provide the module {owner.package}",
                     f"set `{owner.key}.package` to a name of its own",
                 )
@@ -394,7 +400,7 @@ def _static(workspace: Workspace, folder: Path) -> list[Entry]:
             [
                 workspace.at(
                     "ingress.static",
-                    "E403",
+                    codes.E403,
                     f"the static folder {workspace.rel(folder)} does not exist",
                     "build the frontend first, or remove `ingress.static` from nano.toml",
                 )
@@ -445,7 +451,7 @@ def _read(path: Path, shown: str) -> bytes:
 
 
 def _unreadable(shown: str, why: str) -> Diagnostic:
-    return Diagnostic(shown, "E404", f"cannot pack {shown}: {why}")
+    return Diagnostic(shown, codes.E404, f"cannot pack {shown}: {why}")
 
 
 def _is_executable(path: Path) -> bool:
@@ -461,7 +467,7 @@ def _unique(entries: list[Entry]) -> list[Entry]:
         if entry.arcname in by_name:
             # _check_collisions refuses clashing packages, so this is a clash inside one
             raise PackError(
-                [Diagnostic(entry.arcname, "E402", f"two files would be {entry.arcname}")]
+                [Diagnostic(entry.arcname, codes.E402, f"two files would be {entry.arcname}")]
             )
         by_name[entry.arcname] = entry
     return [by_name[name] for name in sorted(by_name)]
@@ -532,7 +538,11 @@ def zip_timestamp() -> tuple[int, int, int, int, int, int]:
             epoch = max(int(text), _EPOCH_1980)
         except ValueError:
             raise PackError(
-                [Diagnostic("SOURCE_DATE_EPOCH", "E405", f"{text!r} is not a number of seconds")]
+                [
+                    Diagnostic(
+                        "SOURCE_DATE_EPOCH", codes.E405, f"{text!r} is not a number of seconds"
+                    )
+                ]
             ) from None
     year, month, day, hour, minute, second = time.gmtime(epoch)[:6]
     return (year, month, day, hour, minute, second)
@@ -572,7 +582,7 @@ def atomic_output(target: Path) -> Iterator[IO[bytes]]:
 
 
 def _unwritable(target: Path, why: str) -> Diagnostic:
-    return Diagnostic(str(target), "E405", f"cannot write {target}: {why}")
+    return Diagnostic(str(target), codes.E405, f"cannot write {target}: {why}")
 
 
 @contextmanager

@@ -65,12 +65,14 @@ class Request(msgspec.Struct, frozen=True):
 
 
 def _failed(message: str) -> CheckFailed:
-    """The child process itself failed, not one kernel: a kernel crashed the interpreter."""
+    """The child process itself failed (E211), not one kernel's import (E208): a kernel
+    ended or crashed the interpreter, hung it, or garbled its report."""
+    from nanobuild import codes
     from nanobuild.diagnostics import Diagnostic
     from nanobuild.errors import CheckFailed
 
     return CheckFailed(
-        [Diagnostic("nano.toml", "E208", f"importing the kernels failed: {message}")]
+        [Diagnostic("nano.toml", codes.E211, f"importing the kernels failed: {message}")]
     )
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import jinja2
 
+from nanobuild import codes
 from nanobuild.checks.fusion import RESERVED
 from nanobuild.codegen import templates_dir
 from nanobuild.diagnostics import Diagnostic
@@ -70,4 +71,6 @@ def _refuse_bad_names(ws: Workspace, name: str, rel: str, folder: Path) -> None:
     elif folder.exists():
         problem = f"{ws.rel(folder)} already exists"
     if problem:
-        raise WorkspaceError([Diagnostic("nano.toml", "E009", f"cannot create {name}: {problem}")])
+        raise WorkspaceError(
+            [Diagnostic("nano.toml", codes.E009, f"cannot create {name}: {problem}")]
+        )

@@ -44,6 +44,7 @@ import msgspec
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from nanobuild import codes
 from nanobuild.diagnostics import Diagnostic
 from nanobuild.errors import PackError
 
@@ -201,7 +202,7 @@ def _uv() -> str | None:
     found = shutil.which("uv") or shutil.which("uv", path=os.path.dirname(sys.executable))
     if choice == "uv" and not found:
         raise PackError(
-            [Diagnostic("NANO_INSTALLER", "E406", "NANO_INSTALLER=uv, but uv is not installed")]
+            [Diagnostic("NANO_INSTALLER", codes.E406, "NANO_INSTALLER=uv, but uv is not installed")]
         )
     return found
 
@@ -231,7 +232,7 @@ def installer_command(
             [
                 Diagnostic(
                     sys.executable,
-                    "E406",
+                    codes.E406,
                     "no package installer: uv is not on PATH and this Python has no pip",
                     hint=f"install one: `{sys.executable} -m ensurepip`, or put uv on PATH",
                 )
@@ -293,7 +294,9 @@ def _culprit(log: str) -> str | None:
 
 def _find_links_folder(folder: Path) -> Path:
     if not folder.is_dir():
-        raise PackError([Diagnostic(str(folder), "E406", f"--find-links {folder}: no such folder")])
+        raise PackError(
+            [Diagnostic(str(folder), codes.E406, f"--find-links {folder}: no such folder")]
+        )
     return folder.resolve()
 
 
@@ -313,7 +316,7 @@ def _workspace_in(root: Path) -> Path:
             [
                 Diagnostic(
                     str(root),
-                    "E406",
+                    codes.E406,
                     f"cannot use the build cache {root}: {exc.strerror or exc}",
                     hint="set NANO_CACHE_DIR to a writable folder",
                 )
@@ -341,7 +344,7 @@ def _publish(work: Path, final: Path) -> None:
     except OSError as exc:
         if not (final / SITE).is_dir():
             raise PackError(
-                [Diagnostic(str(final), "E406", f"cannot store the stage: {exc.strerror}")]
+                [Diagnostic(str(final), codes.E406, f"cannot store the stage: {exc.strerror}")]
             ) from exc
 
 

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import msgspec
 from packaging.requirements import InvalidRequirement, Requirement
 
+from nanobuild import codes
 from nanobuild.diagnostics import Diagnostic, did_you_mean
 from nanobuild.errors import WorkspaceError
 
@@ -139,7 +140,7 @@ class Workspace(msgspec.Struct, frozen=True):
     def file(self) -> Path:
         return self.root / FILENAME
 
-    def at(self, key: str, code: str, message: str, hint: str | None = None) -> Diagnostic:
+    def at(self, key: str, code: codes.Code, message: str, hint: str | None = None) -> Diagnostic:
         """A diagnostic pointing at ``key`` in nano.toml."""
         return _at(self.lines, key, code, message, hint)
 
@@ -182,7 +183,7 @@ def find(start: Path) -> Path:
         [
             Diagnostic(
                 path=str(start),
-                code="E000",
+                code=codes.E000,
                 message=f"no {FILENAME} here or in any parent folder",
                 hint="run from inside a workspace, or pass --workspace PATH",
             )
@@ -198,7 +199,7 @@ def load(location: Path) -> Workspace:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise WorkspaceError(
-            [Diagnostic(path=FILENAME, code="E001", message=f"cannot read {file}: {exc}")]
+            [Diagnostic(path=FILENAME, code=codes.E001, message=f"cannot read {file}: {exc}")]
         ) from exc
     try:
         raw = tomllib.loads(text)
@@ -211,7 +212,9 @@ def load(location: Path) -> Workspace:
     return workspace
 
 
-def _at(lines: dict[str, int], key: str, code: str, message: str, hint: str | None) -> Diagnostic:
+def _at(
+    lines: dict[str, int], key: str, code: codes.Code, message: str, hint: str | None
+) -> Diagnostic:
     """A diagnostic at the line of ``key`` (or, failing that, of its table) in nano.toml."""
     where = key
     while where and where not in lines:
@@ -225,7 +228,7 @@ def _syntax_error(exc: tomllib.TOMLDecodeError) -> Diagnostic:
     line = int(match.group(1)) if match else None
     message = re.sub(r"\s*\(at line \d+, column \d+\)", "", message)
     return Diagnostic(
-        path=FILENAME, line=line, code="E001", message=f"TOML syntax error: {message}"
+        path=FILENAME, line=line, code=codes.E001, message=f"TOML syntax error: {message}"
     )
 
 
@@ -240,7 +243,7 @@ class _Reader:
         self.lines = _key_lines(text)
         self.problems: list[Diagnostic] = []
 
-    def problem(self, key: str, code: str, message: str, hint: str | None = None) -> None:
+    def problem(self, key: str, code: codes.Code, message: str, hint: str | None = None) -> None:
         self.problems.append(_at(self.lines, key, code, message, hint))
 
     # -- tables
@@ -251,7 +254,7 @@ class _Reader:
         if "workspace" in raw:
             head = self.table(raw["workspace"], "workspace", WorkspaceTable)
         else:
-            self.problem("workspace", "E003", "missing table [workspace] (it names the binary)")
+            self.problem("workspace", codes.E003, "missing table [workspace] (it names the binary)")
         ingress_table = self.table(raw.get("ingress", {}), "ingress", IngressTable)
         services = {
             name: svc
@@ -266,14 +269,14 @@ class _Reader:
         for name in sorted(services.keys() & libraries.keys()):
             self.problem(
                 f"libraries.{name}",
-                "E010",
+                codes.E010,
                 f"`services.{name}` and `libraries.{name}` share one name",
                 "give the library another name: the two are told apart by name",
             )
         if head is not None and not _NAME.match(head.name):
             self.problem(
                 "workspace.name",
-                "E006",
+                codes.E006,
                 f"workspace.name {head.name!r} cannot name a file",
                 "use letters, digits, '.', '_' and '-'",
             )
@@ -298,14 +301,14 @@ class _Reader:
             if not name.isidentifier() or keyword.iskeyword(name):
                 self.problem(
                     key,
-                    "E006",
+                    codes.E006,
                     f"{section[:-1] if section == 'services' else 'library'} name {name!r} "
                     "is not a Python identifier",
                     "use letters, digits and '_', not starting with a digit",
                 )
                 continue
             if not isinstance(table, dict):
-                self.problem(key, "E003", f"`{key}` must be a table")
+                self.problem(key, codes.E003, f"`{key}` must be a table")
                 continue
             yield name, table
 
@@ -316,7 +319,7 @@ class _Reader:
         if table.static is not None:
             static = self.folder("ingress.static", table.static)
         if not 0 <= table.port <= 65535:
-            self.problem("ingress.port", "E003", f"ingress.port {table.port} is not a TCP port")
+            self.problem("ingress.port", codes.E003, f"ingress.port {table.port} is not a TCP port")
         return Ingress(host=table.host, port=table.port, static=static)
 
     def service(self, name: str, raw: dict[str, Any]) -> Service | None:
@@ -331,7 +334,9 @@ class _Reader:
             for item in getattr(table, field):
                 if not item.isidentifier():
                     self.problem(
-                        f"{key}.{field}", "E006", f"{key}.{field}: {item!r} is not an identifier"
+                        f"{key}.{field}",
+                        codes.E006,
+                        f"{key}.{field}: {item!r} is not an identifier",
                     )
         if root is None or package is None:
             return None
@@ -366,26 +371,28 @@ class _Reader:
         table is still checked; ``load`` refuses the workspace either way.
         """
         if not isinstance(raw, dict):
-            self.problem(key, "E003", f"`{key}` must be a table")
+            self.problem(key, codes.E003, f"`{key}` must be a table")
             return None
         fields = _fields(schema)
         ok = True
         for name in raw:
             if name not in fields:
                 where = f"{key}.{name}" if key else name
-                self.problem(where, "E002", f"unknown key `{where}`", did_you_mean(name, fields))
+                self.problem(
+                    where, codes.E002, f"unknown key `{where}`", did_you_mean(name, fields)
+                )
         values: dict[str, Any] = {}
         for name, field in fields.items():
             where = f"{key}.{name}" if key else name
             if name not in raw:
                 if field.required:
-                    self.problem(where, "E003", f"missing key `{where}`")
+                    self.problem(where, codes.E003, f"missing key `{where}`")
                     ok = False
                 continue
             try:
                 values[name] = msgspec.convert(raw[name], field.type)
             except msgspec.ValidationError as exc:
-                self.problem(where, "E003", f"`{where}`: {_type_message(exc)}")
+                self.problem(where, codes.E003, f"`{where}`: {_type_message(exc)}")
                 ok = False
         return schema(**values) if ok else None
 
@@ -393,24 +400,26 @@ class _Reader:
         """A folder inside the workspace, or a problem naming ``key``."""
         given = Path(value)
         if given.is_absolute():
-            self.problem(key, "E005", f"`{key}` = {value!r} is absolute", _RELATIVE_HINT)
+            self.problem(key, codes.E005, f"`{key}` = {value!r} is absolute", _RELATIVE_HINT)
             return None
         if "\0" in value:
-            self.problem(key, "E004", f"`{key}` = {value!r} holds a NUL character")
+            self.problem(key, codes.E004, f"`{key}` = {value!r} holds a NUL character")
             return None
         path = (self.root / given).resolve()
         if not path.is_relative_to(self.root):
-            self.problem(key, "E005", f"`{key}` = {value!r} leaves the workspace", _RELATIVE_HINT)
+            self.problem(
+                key, codes.E005, f"`{key}` = {value!r} leaves the workspace", _RELATIVE_HINT
+            )
             return None
         if not path.is_dir():
-            self.problem(key, "E004", f"`{key}` = {value!r}: no such folder")
+            self.problem(key, codes.E004, f"`{key}` = {value!r}: no such folder")
             return None
         return path
 
     def package(self, key: str, package: str) -> str | None:
         if not package.isidentifier() or keyword.iskeyword(package):
             self.problem(
-                f"{key}.package", "E006", f"package name {package!r} is not a Python identifier"
+                f"{key}.package", codes.E006, f"package name {package!r} is not a Python identifier"
             )
             return None
         return package
@@ -422,7 +431,7 @@ class _Reader:
             except InvalidRequirement as exc:
                 self.problem(
                     f"{key}.requires",
-                    "E007",
+                    codes.E007,
                     f"`{key}.requires`: {text!r} is not a PEP 508 requirement",
                     str(exc).splitlines()[0],
                 )

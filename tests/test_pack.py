@@ -497,6 +497,15 @@ def test_a_library_that_a_packed_library_imports_is_packed_too(
     assert [lib.name for lib in pack.plan(ws, ["users"], modules).libraries] == []
 
 
+def test_packing_a_service_the_workspace_lacks(mini: Sample, tmp_path: Path) -> None:
+    target = tmp_path / "dist" / "mini.pyz"
+    with pytest.raises(PackError) as exc:
+        pack.build(mini.load(), ["users", "ordrs"], stub_ingress(), target)
+    assert "nano.toml: E407 ordrs is not a service of this workspace" in problem(exc)
+    assert [d.hint for d in exc.value.diagnostics] == ["did you mean `orders`?"]
+    assert not target.parent.exists()  # refused before staging or writing anything
+
+
 def test_the_requirement_set(mini: Sample) -> None:
     mini.edit(
         "nano.toml",

@@ -64,7 +64,7 @@ def test_a_kernel_that_ends_the_child_is_reported(mini: Sample) -> None:
     assert failed.value.diagnostics == [
         Diagnostic(
             "nano.toml",
-            "E208",
+            "E211",
             "importing the kernels failed: the child Python exited with status 3",
         )
     ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from nanobuild import graph
+from nanobuild import codes, graph
 from nanobuild.checks.context import Context
 from nanobuild.diagnostics import Diagnostic, did_you_mean
 
@@ -16,7 +16,7 @@ def check(ctx: Context) -> Iterator[Diagnostic]:
             if dep not in ws.services:
                 yield ws.at(
                     f"services.{svc.name}.depends",
-                    "E101",
+                    codes.E101,
                     f"{svc.name} depends on {dep}, which is not a service of this workspace",
                     did_you_mean(dep, ws.services) or f"add a [services.{dep}] table",
                 )
@@ -24,14 +24,14 @@ def check(ctx: Context) -> Iterator[Diagnostic]:
             if lib not in ws.libraries:
                 yield ws.at(
                     f"services.{svc.name}.libraries",
-                    "E107",
+                    codes.E107,
                     f"{svc.name} uses library {lib}, which is not a library of this workspace",
                     did_you_mean(lib, ws.libraries) or f"add a [libraries.{lib}] table",
                 )
     for cycle in graph.cycles(graph.of(ws)):
         yield ws.at(
             f"services.{cycle[0]}.depends",
-            "E102",
+            codes.E102,
             f"dependency cycle: {' -> '.join(cycle)}",
             "services cannot depend on each other in a circle; move the shared contracts "
             "into one of them, or into a new service both depend on",

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from nanobuild import codes
 from nanobuild.checks.context import Context
 from nanobuild.diagnostics import Diagnostic
 from nanobuild.requirements import RUNTIME, RUNTIME_REQUIRES, clashes
@@ -33,7 +34,7 @@ def check(ctx: Context) -> Iterator[Diagnostic]:
             first = claimed[owner.package]
             yield ws.at(
                 key,
-                "E301",
+                codes.E301,
                 f"{owner.label} and {first.label} both claim the module name {owner.package}",
                 f"set `{key}.package` to a name of its own",
             )
@@ -47,7 +48,7 @@ def check(ctx: Context) -> Iterator[Diagnostic]:
         if shadowed:
             yield ws.at(
                 key,
-                "E304",
+                codes.E304,
                 f"{owner.label}'s package {owner.package} would shadow {shadowed}'s "
                 f"module {owner.package}",
                 f'set `{key}.package` to another name, e.g. "{owner.package}_service"',
@@ -59,7 +60,7 @@ def check(ctx: Context) -> Iterator[Diagnostic]:
         blamed = next((o for o in owners if o.label == last.who), None)
         yield ws.at(
             f"{blamed.key}.requires" if blamed else "services",
-            "E302",
+            codes.E302,
             f"no version of {clash.distribution} satisfies "
             + " and ".join(f"{n.who} ({n.text})" for n in clash.needs),
             "fused services share one copy of each package: agree on a version range",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 
+from nanobuild import codes
 from nanobuild.checks.context import Context
 from nanobuild.diagnostics import Diagnostic, did_you_mean
 from nanobuild.probe import KernelInfo
@@ -38,7 +39,7 @@ def _service(ctx: Context, svc: Service, info: KernelInfo) -> Iterator[Diagnosti
             if fn.response is None:
                 yield Diagnostic(
                     here,
-                    "E204",
+                    codes.E204,
                     f"handler {fn.name} does not annotate its return type",
                     line=fn.line,
                     hint=f"{contract} answers {expected}: write `-> {expected}`",
@@ -46,7 +47,7 @@ def _service(ctx: Context, svc: Service, info: KernelInfo) -> Iterator[Diagnosti
             elif fn.response != expected:
                 yield Diagnostic(
                     here,
-                    "E204",
+                    codes.E204,
                     f"handler {fn.name} returns {fn.response}, but {contract} answers {expected}",
                     line=fn.line,
                     hint=f"change the return annotation to `-> {expected}`",
@@ -58,7 +59,7 @@ def _service(ctx: Context, svc: Service, info: KernelInfo) -> Iterator[Diagnosti
         if not handlers:
             yield Diagnostic(
                 ctx.rel(kernel.path),
-                "E202",
+                codes.E202,
                 f"contract {contract} of {svc.name} has no handler",
                 line=kernel.classes.get(contract),
                 hint=f"add `@handler def ...(req: {contract}) -> ...` to {svc.package}/handlers.py",
@@ -67,7 +68,7 @@ def _service(ctx: Context, svc: Service, info: KernelInfo) -> Iterator[Diagnosti
             first_module, first = handlers[0]
             yield Diagnostic(
                 ctx.rel(module.path),
-                "E203",
+                codes.E203,
                 f"contract {contract} has a second handler {fn.name}; the first is "
                 f"{first.name} at {ctx.rel(first_module.path)}:{first.line}",
                 line=fn.line,
@@ -77,7 +78,7 @@ def _service(ctx: Context, svc: Service, info: KernelInfo) -> Iterator[Diagnosti
         if public not in info.contracts:
             yield ctx.workspace.at(
                 f"services.{svc.name}.public",
-                "E205",
+                codes.E205,
                 f"services.{svc.name}.public names {public}, which is not a contract of {svc.name}",
                 did_you_mean(public, info.contracts),
             )
@@ -90,7 +91,7 @@ def _contract_of(
     if fn.request is None:
         return None, Diagnostic(
             here,
-            "E204",
+            codes.E204,
             f"handler {fn.name} does not annotate its request parameter",
             line=fn.line,
             hint="annotate the first parameter with the contract it answers",
@@ -100,7 +101,7 @@ def _contract_of(
     if isinstance(owner, Service) and owner is not svc:
         return None, Diagnostic(
             here,
-            "E209",
+            codes.E209,
             f"handler {fn.name} answers {fn.request}, a contract of {owner.name}",
             line=fn.line,
             hint=f"a service handles only the contracts of its own kernel ({svc.kernel_module})",
@@ -108,7 +109,7 @@ def _contract_of(
     if leaf not in info.contracts:
         return None, Diagnostic(
             here,
-            "E209",
+            codes.E209,
             f"handler {fn.name} takes {leaf}, which is not a contract of {svc.name}'s kernel",
             line=fn.line,
             hint=did_you_mean(leaf, info.contracts)

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from nanobuild import codes
 from nanobuild.diagnostics import Diagnostic
 from nanobuild.source import RUNTIME, Import
 from nanobuild.workspace import Library, Service
@@ -49,7 +50,7 @@ def _service_import(ctx: Context, svc: Service, here: str, imp: Import) -> Itera
         if owner.name not in svc.depends:
             yield Diagnostic(
                 here,
-                "E103",
+                codes.E103,
                 f"{svc.name} imports {imp.module}, but {owner.name} is not in "
                 f"services.{svc.name}.depends",
                 line=imp.line,
@@ -60,7 +61,7 @@ def _service_import(ctx: Context, svc: Service, here: str, imp: Import) -> Itera
             if not _within(target, owner.kernel_module):
                 yield Diagnostic(
                     here,
-                    "E104",
+                    codes.E104,
                     f"{svc.name} imports {target}, which is not the kernel of {owner.name}",
                     line=imp.line,
                     hint=f"use only what {owner.kernel_module} offers; ask {owner.name} to "
@@ -69,7 +70,7 @@ def _service_import(ctx: Context, svc: Service, here: str, imp: Import) -> Itera
     elif isinstance(owner, Library) and owner.name not in svc.libraries:
         yield Diagnostic(
             here,
-            "E105",
+            codes.E105,
             f"{svc.name} imports library {owner.name}, but it is not in "
             f"services.{svc.name}.libraries",
             line=imp.line,
@@ -84,7 +85,7 @@ def _library_import(ctx: Context, lib: Library, here: str, imp: Import) -> Itera
     elif isinstance(owner, Service):
         yield Diagnostic(
             here,
-            "E106",
+            codes.E106,
             f"library {lib.name} imports service {owner.name} ({imp.module})",
             line=imp.line,
             hint="a library is plain shared code: it may not depend on any service",
@@ -96,7 +97,7 @@ def _runtime_only(here: str, who: str, imp: Import) -> Iterator[Diagnostic]:
         if not _within(target, RUNTIME):
             yield Diagnostic(
                 here,
-                "E110",
+                codes.E110,
                 f"{who} imports {target}: service code may use only {RUNTIME}",
                 line=imp.line,
                 hint="the build side of nanobuild does not ship inside the binary",
@@ -128,7 +129,7 @@ def kernel_import_problems(ctx: Context, svc: Service) -> list[Diagnostic]:
                 f"the kernel of {svc.name} imports {imp.module}, "
                 "which is not in the standard library"
             )
-        problems.append(Diagnostic(here, "E207", why, line=imp.line, hint=KERNEL_RULE))
+        problems.append(Diagnostic(here, codes.E207, why, line=imp.line, hint=KERNEL_RULE))
     return problems
 
 

@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from nanobuild import codes
 from nanobuild.checks.context import Context
 from nanobuild.diagnostics import Diagnostic, did_you_mean
 from nanobuild.workspace import Service
@@ -22,7 +23,7 @@ def check(ctx: Context) -> Iterator[Diagnostic]:
             where = ctx.rel(Path(info.error.path)) if info.error.path else here
             yield Diagnostic(
                 where,
-                "E208",
+                codes.E208,
                 f"the kernel of {name} fails to import: {info.error.message}",
                 line=info.error.line,
             )
@@ -32,7 +33,7 @@ def check(ctx: Context) -> Iterator[Diagnostic]:
             if described.response is None:
                 yield Diagnostic(
                     here,
-                    "E210",
+                    codes.E210,
                     f"contract {contract} does not declare its response type",
                     line=line,
                     hint=f"subclass Contract[Response], e.g. class {contract}(Contract[None])",
@@ -40,7 +41,7 @@ def check(ctx: Context) -> Iterator[Diagnostic]:
             elif described.wire_error is not None:
                 yield Diagnostic(
                     here,
-                    "E206",
+                    codes.E206,
                     f"contract {contract} cannot cross the network: {described.wire_error}",
                     line=line,
                     hint="use msgspec Structs, builtin types, datetime, uuid, decimal, enums",
@@ -78,7 +79,7 @@ def _references(
             if rest not in info.names:
                 yield Diagnostic(
                     ctx.rel(module.path),
-                    "E201",
+                    codes.E201,
                     f"{svc.name} uses {kernel_module}.{rest}, which the kernel of {owner.name} "
                     "does not define",
                     line=line,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from nanobuild import codes
 from nanobuild.checks.context import Context
 from nanobuild.diagnostics import Diagnostic
 
@@ -15,14 +16,14 @@ def check(ctx: Context) -> Iterator[Diagnostic]:
         if not svc.package_dir.is_dir():
             yield ws.at(
                 key,
-                "E108",
+                codes.E108,
                 f"service {svc.name} has no package: {ws.rel(svc.package_dir)}/ does not exist",
                 f"create it, or set `{key}.package` to the package's name",
             )
         elif not svc.kernel_file.is_file():
             yield ws.at(
                 key,
-                "E108",
+                codes.E108,
                 f"service {svc.name} has no kernel: {ws.rel(svc.kernel_file)} does not exist",
                 "the kernel holds the service's contracts; every service has one",
             )
@@ -30,7 +31,7 @@ def check(ctx: Context) -> Iterator[Diagnostic]:
         if not lib.package_dir.is_dir():
             yield ws.at(
                 f"libraries.{lib.name}",
-                "E108",
+                codes.E108,
                 f"library {lib.name} has no package: {ws.rel(lib.package_dir)}/ does not exist",
                 f"create it, or set `libraries.{lib.name}.package` to the package's name",
             )
@@ -38,4 +39,4 @@ def check(ctx: Context) -> Iterator[Diagnostic]:
         for module in modules:
             if module.syntax_error is not None:
                 line, message = module.syntax_error
-                yield Diagnostic(ctx.rel(module.path), "E109", f"cannot parse: {message}", line)
+                yield Diagnostic(ctx.rel(module.path), codes.E109, f"cannot parse: {message}", line)

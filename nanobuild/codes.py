@@ -1,0 +1,84 @@
+"""Every diagnostic code the build side reports, each with its title.
+
+A code names one kind of problem and never changes meaning, so that users, CI
+scripts and the README's table (under "``nanobuild check``") can rely on it. Build-side
+modules take their codes from here, never as bare strings: a ``Diagnostic`` refuses
+a code that is not listed (``nanobuild.diagnostics``), and ``tests/test_codes.py``
+holds this list, the README's table and the tests that produce each code in step.
+
+The runtime has no diagnostic codes and never imports this module: a binary ships
+without the build side.
+
+    E0xx  nano.toml and the command line
+    E1xx  packages, the dependency graph, who imports whom
+    E2xx  contracts, kernels and handlers
+    E3xx  can the services share one process
+    E4xx  packing the binary (``bundle``)
+"""
+
+from __future__ import annotations
+
+from typing import NewType
+
+Code = NewType("Code", str)
+
+TITLES: dict[Code, str] = {}  # code -> the problem it names, as the README's table says
+
+
+def _code(code: str, title: str) -> Code:
+    # a code defined twice would give one code two meanings
+    assert code not in TITLES, f"{code} is defined twice"
+    TITLES[Code(code)] = title
+    return Code(code)
+
+
+E000 = _code("E000", "no workspace found")
+E001 = _code("E001", "`nano.toml` unreadable or not TOML")
+E002 = _code("E002", "unknown key")
+E003 = _code("E003", "wrong value type, or missing key")
+E004 = _code("E004", "a path that does not exist")
+E005 = _code("E005", "a path that leaves the workspace")
+E006 = _code("E006", "a name that is not an identifier")
+E007 = _code("E007", "a requirement that is not PEP 508")
+E008 = _code("E008", "`bundle --only` names an unknown service")
+E009 = _code("E009", "`new` cannot create the service")
+E010 = _code("E010", "a service and a library with one name")
+
+E101 = _code("E101", "dependency on a service not in the workspace")
+E102 = _code("E102", "dependency cycle")
+E103 = _code("E103", "import of a service not declared in `depends`")
+E104 = _code("E104", "import of another service's internals")
+E105 = _code("E105", "import of a library not declared in `libraries`")
+E106 = _code("E106", "a library importing a service")
+E107 = _code("E107", "`libraries` names an unknown library")
+E108 = _code("E108", "a service without its package or kernel")
+E109 = _code("E109", "a source file that does not parse")
+E110 = _code("E110", "service code importing nanobuild's build side")
+
+E201 = _code("E201", "a name the dependency's kernel does not define")
+E202 = _code("E202", "a contract with no handler")
+E203 = _code("E203", "a contract with two handlers")
+E204 = _code("E204", "handler annotations that do not match the contract")
+E205 = _code("E205", "a `public` name that is not a contract")
+E206 = _code("E206", "a contract that cannot cross the network")
+E207 = _code("E207", "a kernel importing what a kernel may not")
+E208 = _code("E208", "a kernel that fails to import")
+E209 = _code("E209", "a handler for a contract that is not its service's")
+E210 = _code("E210", "a contract without a response type")
+E211 = _code("E211", "the child process importing the kernels dies, hangs or garbles its report")
+
+E301 = _code("E301", "two packages claiming one module name")
+E302 = _code("E302", "requirements that cannot be met together")
+E304 = _code("E304", "a package shadowing the standard library or the runtime")
+
+E401 = _code("E401", "a requirement that cannot be installed (bundle)")
+E402 = _code("E402", "a package colliding with a staged module (bundle)")
+E403 = _code("E403", "the static folder is missing (bundle)")
+E404 = _code("E404", "a file that cannot be packed (bundle)")
+E405 = _code(
+    "E405", "the binary cannot be written, or `SOURCE_DATE_EPOCH` is not a number (bundle)"
+)
+E406 = _code("E406", "no installer, or an unusable cache or wheel folder (bundle)")
+E407 = _code(
+    "E407", "`pack.plan` or `pack.build` asked for a service not in the workspace (Python API)"
+)
