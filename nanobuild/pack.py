@@ -64,7 +64,7 @@ import nanobuild
 from nanobuild import codes, stage
 from nanobuild.diagnostics import Diagnostic, did_you_mean
 from nanobuild.errors import PackError
-from nanobuild.requirements import RUNTIME, RUNTIME_REQUIRES
+from nanobuild.requirements import RUNTIME_PARTY, RUNTIME_REQUIRES
 from nanobuild.runtime.spec import python_binding
 from nanobuild.source import Module, read_package
 from nanobuild.workspace import FILENAME, Library, Service, Workspace
@@ -210,7 +210,7 @@ def _requirements(owners: list[Service | Library]) -> dict[str, list[tuple[str, 
     not run here, and its kernel needs no third-party package (E207)."""
     parties: dict[str, list[tuple[str, str]]] = {}
     for text in RUNTIME_REQUIRES:
-        parties.setdefault(str(Requirement(text)), []).append((RUNTIME, ""))
+        parties.setdefault(str(Requirement(text)), []).append((RUNTIME_PARTY, ""))
     for owner in owners:
         for text in owner.requires:
             need = (owner.label, f"{owner.key}.requires")

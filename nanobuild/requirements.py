@@ -19,7 +19,7 @@ from packaging.version import InvalidVersion, Version
 
 # What every binary carries for the runtime itself (kept in step with pyproject.toml).
 RUNTIME_REQUIRES = ("msgspec>=0.18", "starlette>=0.37", "uvicorn>=0.29")
-RUNTIME = "the nanobuild runtime"
+RUNTIME_PARTY = "the nanobuild runtime"  # who needs RUNTIME_REQUIRES, in messages
 
 _FAR_END = Version("99999")
 _FLOOR = Version("0")
@@ -28,7 +28,7 @@ _FLOOR = Version("0")
 class Need(msgspec.Struct, frozen=True):
     """One party's requirement on one distribution."""
 
-    who: str  # "service checkout", "library money", RUNTIME
+    who: str  # "service checkout", "library money", RUNTIME_PARTY
     text: str  # the requirement as written
     specifier: str
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import msgspec
 
-RUNTIME = "nanobuild.runtime"
+RUNTIME_PACKAGE = "nanobuild.runtime"  # the one part of nanobuild service code imports
 _TYPING_ALIASES = {
     "List": "list",
     "Dict": "dict",
@@ -194,7 +194,7 @@ class _Reader:
 
     def mark(self, decorator: ast.expr) -> str | None:
         target = self.resolve(decorator)
-        if target is None or not target.startswith(RUNTIME + "."):
+        if target is None or not target.startswith(RUNTIME_PACKAGE + "."):
             return None
         leaf = target.rpartition(".")[2]
         return {"handler": "handler", "on_startup": "startup", "on_shutdown": "shutdown"}.get(leaf)

@@ -15,7 +15,7 @@ from packaging.utils import canonicalize_name
 from nanobuild import codes
 from nanobuild.checks.context import Context
 from nanobuild.diagnostics import Diagnostic
-from nanobuild.requirements import RUNTIME, RUNTIME_REQUIRES, clashes
+from nanobuild.requirements import RUNTIME_PARTY, RUNTIME_REQUIRES, clashes
 from nanobuild.workspace import Library, Service
 
 RESERVED = {"nanobuild": "nanobuild itself"} | {
@@ -53,7 +53,7 @@ def check(ctx: Context) -> Iterator[Diagnostic]:
                 f"module {owner.package}",
                 f'set `{key}.package` to another name, e.g. "{owner.package}_service"',
             )
-    parties: list[tuple[str, tuple[str, ...]]] = [(RUNTIME, RUNTIME_REQUIRES)]
+    parties: list[tuple[str, tuple[str, ...]]] = [(RUNTIME_PARTY, RUNTIME_REQUIRES)]
     parties += [(owner.label, owner.requires) for owner in owners]
     for clash in clashes(parties):
         last = clash.needs[-1]

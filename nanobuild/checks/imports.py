@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from nanobuild import codes
 from nanobuild.diagnostics import Diagnostic
-from nanobuild.source import RUNTIME, Import
+from nanobuild.source import RUNTIME_PACKAGE, Import
 from nanobuild.workspace import Library, Service
 
 if TYPE_CHECKING:
@@ -94,11 +94,11 @@ def _library_import(ctx: Context, lib: Library, here: str, imp: Import) -> Itera
 
 def _runtime_only(here: str, who: str, imp: Import) -> Iterator[Diagnostic]:
     for target in imp.targets():
-        if not _within(target, RUNTIME):
+        if not _within(target, RUNTIME_PACKAGE):
             yield Diagnostic(
                 here,
                 codes.E110,
-                f"{who} imports {target}: service code may use only {RUNTIME}",
+                f"{who} imports {target}: service code may use only {RUNTIME_PACKAGE}",
                 line=imp.line,
                 hint="the build side of nanobuild does not ship inside the binary",
             )
