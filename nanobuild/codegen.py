@@ -62,14 +62,24 @@ def inputs_hash(workspace: Workspace, files: Iterable[Path]) -> str:
 
 @cache
 def _template() -> jinja2.Template:
+    return environment(templates_dir()).get_template("ingress.py.j2")
+
+
+def environment(folder: Path) -> jinja2.Environment:
+    """The Jinja environment for the templates in ``folder``; every template of
+    nanobuild (the ingress, ``nanobuild new``'s service) is rendered through one.
+
+    A misspelt variable fails the render rather than writing an empty string into
+    the generated code, and nothing is HTML-escaped: the output is Python.
+    """
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(templates_dir()),
+        loader=jinja2.FileSystemLoader(folder),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
-        autoescape=False,  # the output is Python, not HTML
+        autoescape=False,
     )
     env.filters["py"] = literal
-    return env.get_template("ingress.py.j2")
+    return env
 
 
 def literal(value: object) -> str:

@@ -13,11 +13,9 @@ import shutil
 import sys
 from pathlib import Path
 
-import jinja2
-
 from nanobuild import codes
 from nanobuild.checks.fusion import RESERVED
-from nanobuild.codegen import templates_dir
+from nanobuild.codegen import environment, templates_dir
 from nanobuild.diagnostics import Diagnostic
 from nanobuild.errors import WorkspaceError
 from nanobuild.workspace import Workspace
@@ -37,11 +35,7 @@ def new_service(ws: Workspace, name: str, path: str | None = None) -> Path:
     rel = path or f"services/{name}"
     folder = (ws.root / rel).resolve()
     _refuse_bad_names(ws, name, rel, folder)
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(templates_dir() / "service"),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-    )
+    env = environment(templates_dir() / "service")
     try:
         for template, target in FILES.items():
             out = folder / target.format(package=name)
