@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import enum
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -84,18 +86,14 @@ def check(
 
     Exit 0 when clean, 1 when problems were found, 2 when nano.toml cannot be used.
     """
-    root = None
-    try:
+    with _reported(format=format):
         ws = _load(workspace_path)
-        root = ws.root
+    with _reported(ws.root, format):
         found = checks.run(ws)
-    except BuildError as exc:
-        _report(exc.diagnostics, root, format, exc.exit_code)
-        return
     if format is CheckFormat.json:
         typer.echo(render_json(found))
     elif found:
-        typer.echo(render_text(found, root))
+        typer.echo(render_text(found, ws.root))
     if found:
         if format is CheckFormat.text:
             typer.echo(f"\n{ws.name}: {_count(len(found), 'problem')} found", err=True)
@@ -129,17 +127,14 @@ def serve(
     """
     from nanobuild import devserver
 
-    try:
+    with _reported():
         ws = _load(workspace_path)
         found = checks.run(ws)
-    except BuildError as exc:
-        _report(exc.diagnostics, None, CheckFormat.text, exc.exit_code)
-        return
     if found:
         typer.echo(render_text(found, ws.root), err=True)
         typer.echo(f"\n{ws.name}: {_count(len(found), 'problem')} found: not serving", err=True)
         raise typer.Exit(1)
-    try:
+    with _reported(ws.root):
         code = devserver.run(
             ws,
             host=host or ws.ingress.host,
@@ -147,9 +142,6 @@ def serve(
             reload=reload,
             access_log=access_log,
         )
-    except BuildError as exc:
-        _report(exc.diagnostics, ws.root, CheckFormat.text, exc.exit_code)
-        return
     raise typer.Exit(code)
 
 
@@ -192,7 +184,7 @@ def bundle_command(
         console.print(f"  [green]done[/green] {step:<15} {seconds:6.2f} s")
 
     names = [name.strip() for name in (only or "").split(",") if name.strip()]
-    try:
+    with _reported():
         ws = _load(workspace_path)
         out = bundle.bundle(
             ws,
@@ -202,9 +194,6 @@ def bundle_command(
             verbose=verbose,
             progress=progress,
         )
-    except BuildError as exc:
-        _report(exc.diagnostics, None, CheckFormat.text, exc.exit_code)
-        return
     size = out.stat().st_size / 2**20
     rel = os.path.relpath(out)
     console.print(f"[bold]{rel}[/bold] ({size:.1f} MiB): run it with `python {rel}`")
@@ -223,11 +212,9 @@ def new(
     from nanobuild.scaffold import new_service
 
     try:
-        ws = _load(workspace_path)
-        folder = new_service(ws, name, path)
-    except BuildError as exc:
-        _report(exc.diagnostics, None, CheckFormat.text, exc.exit_code)
-        return
+        with _reported():
+            ws = _load(workspace_path)
+            folder = new_service(ws, name, path)
     except OSError as exc:
         typer.echo(f"nanobuild: cannot create {name}: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -242,11 +229,8 @@ def graph_command(
     ] = GraphFormat.text,
 ) -> None:
     """Print the service dependency graph (an edge goes from a service to what it calls)."""
-    try:
+    with _reported():
         ws = _load(workspace_path)
-    except BuildError as exc:
-        _report(exc.diagnostics, None, CheckFormat.text, exc.exit_code)
-        return
     edges = graph.of(ws)
     if format is GraphFormat.mermaid:
         typer.echo(graph.render_mermaid(edges))
@@ -256,14 +240,19 @@ def graph_command(
         typer.echo(graph.render_text(edges, ws.name))
 
 
-def _report(
-    diagnostics: list[Diagnostic], root: Path | None, format: CheckFormat, code: int
-) -> None:
-    if format is CheckFormat.json:
-        typer.echo(render_json(diagnostics))
-    else:
-        typer.echo(render_text(diagnostics, root), err=True)
-    raise typer.Exit(code)
+@contextmanager
+def _reported(root: Path | None = None, format: CheckFormat = CheckFormat.text) -> Iterator[None]:
+    """A ``BuildError`` raised in the block ends the command: its diagnostics are
+    printed (JSON on stdout, or text on stderr with paths shown from ``root``) and the
+    process exits with the error's exit code. Library code never exits itself."""
+    try:
+        yield
+    except BuildError as exc:
+        if format is CheckFormat.json:
+            typer.echo(render_json(exc.diagnostics))
+        else:
+            typer.echo(render_text(exc.diagnostics, root), err=True)
+        raise typer.Exit(exc.exit_code) from None
 
 
 def _count(n: int, word: str, plural: str | None = None) -> str:

@@ -61,6 +61,20 @@ def test_check_json_for_ci(mini: Sample) -> None:
     assert doc["diagnostics"][0]["line"] == 11
 
 
+def test_a_kernel_that_ends_the_checker_is_reported_in_the_format_asked(mini: Sample) -> None:
+    kernel = "services/users/users/kernel.py"
+    mini.edit(kernel, "import msgspec", "import os\nimport msgspec\nos._exit(3)")
+    done = nanobuild("check", "--format", "json", "-w", str(mini.root))
+    assert done.returncode == 1
+    assert json.loads(done.stdout)["diagnostics"] == [
+        {
+            "path": "nano.toml",
+            "code": "E211",
+            "message": "importing the kernels failed: the child Python exited with status 3",
+        }
+    ]
+
+
 def test_invalid_config_exits_2(mini: Sample) -> None:
     mini.edit("nano.toml", 'depends = ["users"]', 'depend = ["users"]')
     done = nanobuild("check", "-w", str(mini.root))
