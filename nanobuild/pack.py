@@ -321,7 +321,8 @@ def _join(names: list[str]) -> str:
 
 def _check_collisions(workspace: Workspace, contents: Contents, staged: dict[str, str]) -> None:
     """No packed package may share a top-level name with a staged module, nor with what
-    the binary adds itself (DESIGN §6.9)."""
+    the binary adds itself: ``site-packages/`` holds one module per name, so one of the
+    two would silently replace the other and the binary would import the wrong code."""
     ours = {"nanobuild": "the nanobuild runtime", INGRESS: "the generated ingress"}
     ours[STATIC] = "the static frontend"
     problems = [

@@ -1,4 +1,5 @@
-"""Everything ``nanobuild check`` proves (DESIGN §6), one module per family of checks.
+"""Everything ``nanobuild check`` proves, one module per family of checks. The README's
+table under "``nanobuild check``" lists every problem they report, by its code.
 
 ``run`` reads the workspace's code once (``Context``) and hands it to each family in
 turn; each family yields ``Diagnostic``s and never stops at the first problem.
