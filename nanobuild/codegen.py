@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterable, Sequence
 from functools import cache
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import jinja2
 
 from nanobuild import __version__
-from nanobuild.pack import STATIC
+from nanobuild.pack import STATIC, source_date_epoch
 from nanobuild.runtime.spec import AppSpec
 from nanobuild.workspace import Workspace
 
@@ -30,13 +29,12 @@ def render(
     only: Sequence[str] = (),
 ) -> str:
     """The ingress module's source for ``spec`` (the services of this binary)."""
-    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
     return _template().render(
         version=__version__,
         name=spec.name,
         inputs_hash=inputs_hash,
         rebuild_options=f" --only {','.join(only)}" if only else "",
-        built_at=int(epoch) if epoch.isdigit() else None,
+        built_at=source_date_epoch(),  # refuses a value that is not a number (E405)
         host=workspace.ingress.host,
         port=workspace.ingress.port,
         static=STATIC if spec.static else None,  # packed next to the ingress module

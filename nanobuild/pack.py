@@ -532,21 +532,36 @@ def bootstrap_source() -> bytes:
 
 
 def zip_timestamp() -> tuple[int, int, int, int, int, int]:
-    """Every entry's time: ``SOURCE_DATE_EPOCH`` if set, else the zip format's first day."""
-    epoch = _EPOCH_1980
-    if text := os.environ.get("SOURCE_DATE_EPOCH", "").strip():
-        try:
-            epoch = max(int(text), _EPOCH_1980)
-        except ValueError:
-            raise PackError(
-                [
-                    Diagnostic(
-                        "SOURCE_DATE_EPOCH", codes.E405, f"{text!r} is not a number of seconds"
-                    )
-                ]
-            ) from None
-    year, month, day, hour, minute, second = time.gmtime(epoch)[:6]
+    """Every entry's time: ``SOURCE_DATE_EPOCH`` if set, else the zip format's first day
+    (also the earliest time a zip entry can carry)."""
+    epoch = source_date_epoch()
+    stamp = _EPOCH_1980 if epoch is None else max(epoch, _EPOCH_1980)
+    year, month, day, hour, minute, second = time.gmtime(stamp)[:6]
     return (year, month, day, hour, minute, second)
+
+
+def source_date_epoch() -> int | None:
+    """``SOURCE_DATE_EPOCH``, the build's time in seconds since 1970, or None if unset.
+
+    Both the archive's timestamps and the ingress's ``built_at`` come from here, so a
+    value is used by both or refused by both: anything but decimal digits, as
+    ``date +%s`` prints them, is a ``PackError``.
+    """
+    text = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if not text:
+        return None
+    if not (text.isascii() and text.isdigit()):
+        raise PackError(
+            [
+                Diagnostic(
+                    "SOURCE_DATE_EPOCH",
+                    codes.E405,
+                    f"{text!r} is not a number of seconds",
+                    hint="set it to the build's time as `date +%s` prints it, or unset it",
+                )
+            ]
+        )
+    return int(text)
 
 
 def _mode(executable: bool) -> os.stat_result:

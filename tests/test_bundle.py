@@ -97,3 +97,14 @@ def test_a_requirement_that_cannot_be_installed(mini: Sample, wheelhouse: Path) 
     assert "E401" in done.stderr and "no-such-package-anywhere" in done.stderr
     assert "service orders" in done.stderr
     assert not (mini.root / "dist").exists()
+
+
+def test_a_source_date_epoch_that_is_not_a_number(
+    mini: Sample, wheelhouse: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "abc")
+    done = bundle(mini, wheelhouse)  # the helper also asserts there is no traceback
+    assert done.returncode == 1
+    assert "SOURCE_DATE_EPOCH: E405 'abc' is not a number of seconds" in done.stderr
+    assert "done generate" not in done.stderr  # the ingress is never rendered with it
+    assert not (mini.root / "dist").exists()

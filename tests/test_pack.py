@@ -227,6 +227,24 @@ def test_source_date_epoch_sets_every_timestamp(
         assert {i.date_time for i in zf.infolist()} == {(2023, 11, 14, 22, 13, 20)}
 
 
+@pytest.mark.parametrize(("value", "epoch"), [("", None), (" 1700000000 ", 1700000000), ("0", 0)])
+def test_source_date_epoch_is_read_once_for_everything(
+    monkeypatch: pytest.MonkeyPatch, value: str, epoch: int | None
+) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", value)
+    assert pack.source_date_epoch() == epoch
+
+
+@pytest.mark.parametrize("value", ["abc", "-5", "1.5", "1_700_000_000", "\u0661\u0662"])
+def test_a_source_date_epoch_that_is_not_a_number_is_refused(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", value)
+    with pytest.raises(PackError) as exc:
+        pack.zip_timestamp()
+    assert f"SOURCE_DATE_EPOCH: E405 {value!r} is not a number of seconds" in problem(exc)
+
+
 def test_the_build_id_follows_the_contents(mini: Sample, wheelhouse: Path) -> None:
     def main_py() -> str:
         with zipfile.ZipFile(mini.root / "dist" / "mini.pyz") as zf:
