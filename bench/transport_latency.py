@@ -60,7 +60,7 @@ TARGETS = {"echo": 1.5, "fastapi": 8.0, "concurrency": 5.0}
 
 NANO_SERVER = """
 import asyncio, sys
-from nanobuild.runtime.transports import TcpServer
+from nanobuild.runtime.transports.tcp import TcpServer
 from nanobuild.runtime.spec import AppSpec, ServiceSpec
 from nanobuild.runtime.wiring import wire
 
@@ -184,7 +184,8 @@ async def rounds_of(loops: Mapping[str, tuple[Loop, int]], rounds: int) -> list[
 async def measure(root: Path, ports: dict[str, int], calls: int, rounds: int) -> list[Round]:
     import httpx
 
-    from nanobuild.runtime.transports import TcpTransport, remote_route
+    from nanobuild.runtime.transports.base import remote_route
+    from nanobuild.runtime.transports.tcp import TcpTransport
 
     sys.path.insert(0, str(root / "services" / "greeter"))
     from greeter.kernel import Greet  # type: ignore[import-not-found]

@@ -1,72 +1,187 @@
 """``nanobuild serve``: the workspace fused from source, for the edit-and-reload loop.
 
-It wires the services exactly as the bundled binary does — ``describe.describe`` gives the
-same ``AppSpec`` the binary's generated ingress holds — so what works here works there.
+It runs the services exactly as the bundled binary does: ``describe`` gives the same
+``AppSpec`` the binary's generated ingress holds, and a child Python runs the
+runtime's own command line on it (``python -m nanobuild.runtime serve``, the spec on
+its standard input, the workspace's folders on its ``PYTHONPATH``). So what works
+here works there, and the build side imports no more of the runtime than its data.
+
+With ``--reload`` this process watches the services' and libraries' ``.py`` files;
+on a change it stops the child, checks the workspace again, and starts a new child
+if the check passes (else it shows the problems and waits for the next change).
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
+
+import msgspec
 
 from nanobuild import checks, describe, workspace
 from nanobuild.diagnostics import render_text
-from nanobuild.errors import BuildError, CheckFailed
-from nanobuild.runtime import server
-from nanobuild.runtime.app import App, SettingsError, build_app
-from nanobuild.runtime.spec import AppSpec
-from nanobuild.runtime.wiring import WiringError, wire
+from nanobuild.errors import BuildError
+from nanobuild.runtime.spec import AppSpec, BuildInfo, __version__
 
-_WORKSPACE_ENV = "NANO_WORKSPACE"
-
-
-def prepare(ws: workspace.Workspace) -> AppSpec:
-    """Make the workspace's packages importable, and describe what to wire."""
-    for folder in reversed(ws.import_paths()):
-        if str(folder) not in sys.path:
-            sys.path.insert(0, str(folder))
-    return describe.describe(ws)
+POLL = 0.5  # seconds between two looks at the sources, with --reload
+STOP_TIMEOUT = 15.0  # seconds a child may take to shut down before it is killed
 
 
 def run(ws: workspace.Workspace, *, host: str, port: int, reload: bool, access_log: bool) -> int:
     """Serve until stopped; the process's exit code."""
-    spec = prepare(ws)
-    if not reload:
-        return server.run(spec, host=host, port=port, access_log=access_log)
-    import uvicorn  # only the reloading loop needs uvicorn's own runner
-
-    # The reloader re-imports the app in a fresh process on every change, so it
-    # needs an import string; the workspace travels in the environment.
-    os.environ[_WORKSPACE_ENV] = str(ws.root)
-    uvicorn.run(
-        f"{__name__}:reloading_app",
-        factory=True,
-        host=host,
-        port=port,
-        reload=True,
-        reload_dirs=[str(folder) for folder in ws.import_paths()],
-        access_log=access_log,
-        log_config=server.log_config(),
-    )
-    return 0
+    argv = ["serve", "--host", host, "--port", str(port), *(["--access-log"] if access_log else [])]
+    child = _Child(ws, argv)
+    with _forwarding(child):
+        child.start(describe.describe(ws))
+        if not reload:
+            return child.wait()
+        return _reloading(ws, child)
 
 
-def reloading_app() -> App:
-    """The app factory the reloader imports in each fresh process.
+class _Child:
+    """The child Python that serves the workspace; at most one runs at a time."""
 
-    Each reload checks the workspace again; a problem is shown as ``check`` shows it,
-    and this round of the reloader ends there until the next edit.
-    """
-    ws_root = Path(os.environ[_WORKSPACE_ENV])
+    def __init__(self, ws: workspace.Workspace, argv: list[str]) -> None:
+        self.ws = ws
+        self.argv = argv
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.stopping = False  # this process was told to stop
+
+    def start(self, spec: AppSpec) -> None:
+        build = BuildInfo(
+            workspace=self.ws.name,
+            nanobuild=__version__,
+            inputs="source",
+            host=self.ws.ingress.host,
+            port=self.ws.ingress.port,
+        )
+        launch = msgspec.json.encode({"spec": spec, "build": build})
+        paths = [str(folder) for folder in self.ws.import_paths()]
+        inherited = os.environ.get("PYTHONPATH")
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([*paths, *filter(None, [inherited])])}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "nanobuild.runtime", *self.argv],
+            stdin=subprocess.PIPE,
+            env=env,
+            start_new_session=True,  # a Ctrl-C reaches it once, through this process
+            preexec_fn=_end_with_parent,
+        )
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(launch)
+            self.proc.stdin.close()
+        except BrokenPipeError:  # it died at once; wait() tells how
+            pass
+
+    def signal(self, signum: int) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signum)
+
+    def wait(self) -> int:
+        """The child's exit code, once it has ended (1 if a signal killed it)."""
+        if self.proc is None:
+            return 1
+        while True:
+            try:
+                code = self.proc.wait()
+                break
+            except KeyboardInterrupt:  # forwarded already; keep waiting for its shutdown
+                continue
+        return code if code >= 0 else 1
+
+    def stop(self) -> None:
+        """Stop the child as a signal would, killing it if it will not end."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class _forwarding:
+    """While serving, SIGINT and SIGTERM go on to the child, which shuts down cleanly."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, child: _Child) -> None:
+        self.child = child
+        self.previous = {signum: signal.getsignal(signum) for signum in self.SIGNALS}
+
+    def __enter__(self) -> None:
+        for signum in self.SIGNALS:
+            signal.signal(signum, self._forward)
+
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        self.child.stop()
+
+    def _forward(self, signum: int, frame: FrameType | None) -> None:
+        self.child.stopping = True
+        self.child.signal(signum)
+
+
+def _end_with_parent() -> None:
+    """In the child, before it runs: end it if this process dies without stopping it."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def _reloading(ws: workspace.Workspace, child: _Child) -> int:
+    """Restart the child on every change of a source file, until told to stop."""
+    seen = _snapshot(ws)
+    while not child.stopping:
+        time.sleep(POLL)
+        now = _snapshot(ws)
+        if now == seen:
+            continue
+        seen = now
+        print("nanobuild: a source file changed; checking and restarting", file=sys.stderr)
+        child.stop()
+        spec = _checked(ws.root)
+        if spec is not None and not child.stopping:
+            child.start(spec)
+    return child.wait()
+
+
+def _checked(root: Path) -> AppSpec | None:
+    """The workspace's spec, if it passes ``check``; else its problems are shown."""
     try:
-        ws = workspace.load(ws_root)
+        ws = workspace.load(root)
         found = checks.run(ws)
-        if found:
-            raise CheckFailed(found)
-        return build_app(wire(prepare(ws)))
     except BuildError as exc:
-        print(render_text(exc.diagnostics, ws_root), file=sys.stderr)
-    except (WiringError, SettingsError) as exc:
-        print(f"nanobuild: {exc}", file=sys.stderr)
-    raise SystemExit(1)
+        print(render_text(exc.diagnostics, root), file=sys.stderr)
+        return None
+    if found:
+        print(render_text(found, root), file=sys.stderr)
+        print("nanobuild: not serving until the next change", file=sys.stderr)
+        return None
+    return describe.describe(ws)
+
+
+def _snapshot(ws: workspace.Workspace) -> dict[Path, float]:
+    """The modification time of every ``.py`` file under the workspace's import folders."""
+    return {path: mtime for path, mtime in _sources(ws)}
+
+
+def _sources(ws: workspace.Workspace) -> Iterator[tuple[Path, float]]:
+    for folder in ws.import_paths():
+        for path in folder.rglob("*.py"):
+            try:
+                yield path, path.stat().st_mtime
+            except OSError:  # removed meanwhile: the next look sees it gone
+                continue

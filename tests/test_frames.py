@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import struct
+from typing import Any
 from unittest import mock
 
 import msgspec
@@ -63,11 +64,34 @@ def test_a_frame_is_a_length_then_msgpack() -> None:
 
 
 def test_call_frames_carry_the_request_inline() -> None:
-    data = frames.call_frame(7, "geo", "Locate", Point(1, 2))
+    data = frames.call_frame(7, "geo", "Locate", {"trace": "t1"}, Point(1, 2))
     [call] = decode_all(data)
     assert isinstance(call, Call)
     assert (call.id, call.service, call.contract) == (7, "geo", "Locate")
+    assert call.context == {"trace": "t1"}
     assert msgspec.msgpack.decode(call.body, type=Point) == Point(1, 2)
+
+
+@pytest.mark.parametrize(
+    ("context", "why"),
+    [
+        ({f"k{i}": "v" for i in range(33)}, "length <= 32"),
+        ({"": "v"}, "length >= 1"),
+        ({"k" * 65: "v"}, "length <= 64"),
+        ({"k": "v" * 1025}, "length <= 1024"),
+        ({"k": 1}, "Expected `str`"),
+    ],
+)
+def test_a_call_context_over_the_limits_is_a_protocol_error(context: Any, why: str) -> None:
+    with pytest.raises(ProtocolError, match=why):
+        decode_all(frames.call_frame(1, "s", "C", context, Point(1, 2)))
+
+
+def test_a_version_1_call_frame_is_not_misread_as_a_version_2_one() -> None:
+    # version 1's CALL had no context: its request would be read as the context
+    old = frames.frame((frames.CALL, 1, "s", "C", Point(1, 2)))
+    with pytest.raises(ProtocolError):
+        decode_all(old)
 
 
 def test_reply_and_failure_frames() -> None:
@@ -94,7 +118,7 @@ def test_handshake_messages_round_trip() -> None:
 
 
 def test_a_stream_split_anywhere_gives_the_same_messages() -> None:
-    data = b"".join(frames.call_frame(i, "s", "C", Point(i, i)) for i in range(5))
+    data = b"".join(frames.call_frame(i, "s", "C", {}, Point(i, i)) for i in range(5))
     for cut in range(len(data) + 1):
         decoder = FrameDecoder()
         got = decoder.feed(data[:cut]) + decoder.feed(data[cut:])
@@ -103,7 +127,7 @@ def test_a_stream_split_anywhere_gives_the_same_messages() -> None:
 
 
 def test_byte_by_byte() -> None:
-    data = frames.call_frame(1, "s", "C", Point(1, 2))
+    data = frames.call_frame(1, "s", "C", {}, Point(1, 2))
     decoder = FrameDecoder()
     got = [m for byte in data for m in decoder.feed(bytes([byte]))]
     assert len(got) == 1
@@ -111,7 +135,7 @@ def test_byte_by_byte() -> None:
 
 
 def test_a_half_frame_is_kept_and_counted() -> None:
-    data = frames.call_frame(1, "s", "C", Point(1, 2))
+    data = frames.call_frame(1, "s", "C", {}, Point(1, 2))
     decoder = FrameDecoder()
     assert decoder.feed(data[:-3]) == []
     assert decoder.buffered == len(data) - 3
@@ -173,7 +197,7 @@ def test_http_on_the_internal_port_is_refused_at_once() -> None:
         (msgspec.msgpack.encode({"kind": 5}), "Expected `array`"),
         (msgspec.msgpack.encode([frames.CALL, 1, "s"]), "at least length"),
         (msgspec.msgpack.encode([frames.HELLO, 1, b"short"]), "length >= 32"),
-        (msgspec.msgpack.encode([frames.CALL, "id", "s", "C", {}]), "Expected `int`"),
+        (msgspec.msgpack.encode([frames.CALL, "id", "s", "C", {}, {}]), "Expected `int`"),
     ],
 )
 def test_garbage_is_a_protocol_error(body: bytes, why: str) -> None:
@@ -208,6 +232,7 @@ messages = st.one_of(
         st.integers(0, 2**63),
         st.text(max_size=20),
         st.text(max_size=20),
+        st.dictionaries(st.text(min_size=1, max_size=64), st.text(max_size=50), max_size=32),
         st.builds(raw, st.dictionaries(st.text(max_size=5), ints)),
     ),
     st.builds(Reply, st.integers(0, 2**63), st.builds(raw, st.lists(ints))),

@@ -25,7 +25,6 @@ import httpx
 import msgspec
 import pytest
 
-from nanobuild.runtime.app import DEFAULT_MAX_BODY, Settings, SettingsError
 from tests.conftest import REPO, SAMPLES
 from tests.servers import PLACEMENTS, Binary, Server, order, serve, start, start_placement
 
@@ -803,25 +802,6 @@ def test_a_signal_shuts_down_cleanly(tmp_path: Path, sig: int) -> None:
 
 
 # -- settings
-
-
-def test_settings_come_from_the_environment() -> None:
-    assert Settings.from_env({}) == Settings(secret=None, max_body=DEFAULT_MAX_BODY)
-    assert DEFAULT_MAX_BODY == 1024 * 1024
-    environ = {"NANO_SECRET": "s", "NANO_MAX_BODY": "10"}
-    assert Settings.from_env(environ) == Settings(secret="s", max_body=10)
-    assert Settings.from_env(environ, max_body=20).max_body == 20  # the parameter wins
-    assert Settings.from_env({"NANO_SECRET": ""}).secret is None  # "Bearer " opens nothing
-
-
-@pytest.mark.parametrize("value", ["ten", "1.5", "0", "-1"])
-def test_an_unusable_body_limit_is_refused(value: str) -> None:
-    with pytest.raises(
-        SettingsError, match=f"NANO_MAX_BODY must be a positive number of bytes, not '{value}'"
-    ):
-        Settings.from_env({"NANO_MAX_BODY": value})
-    with pytest.raises(SettingsError, match="not 0"):
-        Settings.from_env({}, max_body=0)
 
 
 def test_the_server_refuses_an_unusable_body_limit_in_one_line(tmp_path: Path) -> None:

@@ -27,7 +27,8 @@ from nanobuild.runtime import (
     Unavailable,
     UnknownContract,
 )
-from nanobuild.runtime.transports import HttpTransport, remote_route
+from nanobuild.runtime.transports.base import remote_route
+from nanobuild.runtime.transports.http import HttpTransport
 from tests.conftest import SAMPLES
 from tests.servers import Server, start
 
@@ -238,7 +239,7 @@ def test_a_dropped_connection_reruns_only_idempotent_calls(contract: type) -> No
             assert (await route(contract(id="x"))).name == "Grace"
             assert len(seen) == 2
         else:
-            with pytest.raises(Unavailable, match="not idempotent, so it was not sent again"):
+            with pytest.raises(Unavailable, match="not idempotent, so not sent again"):
                 await route(contract(id="x"))
             assert len(seen) == 1
         await transport.aclose()

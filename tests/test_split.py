@@ -61,7 +61,7 @@ def test_a_process_missing_an_address_refuses_to_start(boutique_binary: Binary) 
         ),
         (
             ["--only", "ad", "--timeout", "ad=soon"],
-            "the timeout of ad must be a positive number of seconds",
+            "--timeout ad must be a positive number of seconds",
         ),
         (["--port", "70000"], "--port 70000 is not a TCP port"),
     ],

@@ -37,24 +37,19 @@ from nanobuild.runtime import (
     call,
     router,
 )
+from nanobuild.runtime.addresses import AddressError, parse_address
+from nanobuild.runtime.errors import SettingsError
+from nanobuild.runtime.node import Node
+from nanobuild.runtime.placement import Placement
+from nanobuild.runtime.serving import may_suspend
+from nanobuild.runtime.settings import Settings
 from nanobuild.runtime.spec import AppSpec, ServiceSpec
-from nanobuild.runtime.transports import (
-    AddressError,
-    ConfigError,
-    HttpTransport,
-    LocalTransport,
-    TcpServer,
-    TcpTransport,
-    Transports,
-    frames,
-    parse_address,
-    remote_route,
-    remote_routes,
-)
-from nanobuild.runtime.transports.base import Backoff, Deadlines
-from nanobuild.runtime.transports.local import may_suspend
-from nanobuild.runtime.transports.tcp import Outbox
-from nanobuild.runtime.wiring import Node, wire
+from nanobuild.runtime.transports import frames
+from nanobuild.runtime.transports.base import Backoff, Deadlines, remote_route, remote_routes
+from nanobuild.runtime.transports.http import HttpTransport
+from nanobuild.runtime.transports.local import LocalTransport
+from nanobuild.runtime.transports.tcp import Outbox, TcpServer, TcpTransport
+from nanobuild.runtime.wiring import wire
 
 SECRET = "tcp-test-secret"
 
@@ -167,7 +162,7 @@ import sys
 
 sys.path.insert(0, sys.argv[1])
 
-from nanobuild.runtime.transports import TcpServer
+from nanobuild.runtime.transports.tcp import TcpServer
 from nanobuild.runtime.spec import AppSpec, ServiceSpec
 from nanobuild.runtime.wiring import wire
 
@@ -493,9 +488,9 @@ def test_a_client_without_the_secret_is_refused_by_the_server(
 
 def test_the_secret_is_required_on_both_sides(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NANO_SECRET", raising=False)
-    with pytest.raises(ConfigError, match="need NANO_SECRET"):
+    with pytest.raises(SettingsError, match="need NANO_SECRET"):
         TcpTransport("tcp://127.0.0.1:9")
-    with pytest.raises(ConfigError, match="need NANO_SECRET"):
+    with pytest.raises(SettingsError, match="need NANO_SECRET"):
         TcpServer(node)
     monkeypatch.setenv("NANO_SECRET", "from the environment")
     assert TcpServer(node).secret == b"from the environment"
@@ -568,7 +563,7 @@ async def http_request(peer: Peer) -> None:
 
 async def half_frame(peer: Peer) -> None:
     await peer.shake_hands()
-    data = frames.call_frame(1, "faults", "Say", {"text": "x"})
+    data = frames.call_frame(1, "faults", "Say", {}, {"text": "x"})
     await peer.send_raw(data[: len(data) // 2])
     await peer.close()
 
@@ -578,13 +573,13 @@ async def stalled_handshake(peer: Peer) -> None:
 
 
 async def call_first(peer: Peer) -> None:
-    await peer.send_raw(frames.call_frame(1, "faults", "Say", {"text": "x"}))
+    await peer.send_raw(frames.call_frame(1, "faults", "Say", {}, {"text": "x"}))
 
 
 async def call_before_auth(peer: Peer) -> None:
     await peer.send(frames.Hello(frames.VERSION, frames.nonce()))
     await peer.receive()
-    await peer.send_raw(frames.call_frame(1, "faults", "Say", {"text": "x"}))
+    await peer.send_raw(frames.call_frame(1, "faults", "Say", {}, {"text": "x"}))
 
 
 async def wrong_version(peer: Peer) -> None:
@@ -816,7 +811,7 @@ def test_a_dropped_connection_reruns_only_idempotent_calls(
                 assert process.executions(name) == 2
                 assert transport.connections == 2
             else:
-                with pytest.raises(Unavailable, match="not idempotent, so it was not sent again"):
+                with pytest.raises(Unavailable, match="not idempotent, so not sent again"):
                     await pending
                 await asyncio.sleep(0.5)
                 assert process.executions(name) == 1
@@ -879,13 +874,27 @@ def test_remote_routes_make_a_table_for_a_service(node: Node, faults: Any) -> No
     run(scenario())
 
 
-def test_transports_share_one_per_address() -> None:
-    pool = Transports(secret=SECRET)
-    tcp = pool.get("tcp://127.0.0.1:9100")
-    assert pool.get("tcp://127.0.0.1:9100/") is tcp
-    assert isinstance(tcp, TcpTransport)
-    assert isinstance(pool.get("http://127.0.0.1:9100"), HttpTransport)
-    run(pool.aclose())
+def test_wiring_makes_one_transport_per_address(workdir: Path) -> None:
+    kernel = workdir / "pooled" / "kernel.py"
+    kernel.parent.mkdir()
+    kernel.write_text(
+        "from nanobuild.runtime import Contract\n"
+        "class Ping(Contract[str], frozen=True): pass\n"
+        "class Pong(Contract[str], frozen=True): pass\n"
+    )
+    (workdir / "pooled" / "__init__.py").write_text("")
+    handlers = {"Ping": "pooled.handlers:ping", "Pong": "pooled.handlers:pong"}
+    services = tuple(ServiceSpec(name, "pooled", handlers) for name in ("a", "b", "c"))
+    addresses = {"a": "tcp://127.0.0.1:9100", "b": "tcp://127.0.0.1:9100/", "c": "http://h:1"}
+    node = wire(
+        AppSpec("pool", services, packed=()),
+        Placement(local=(), remotes=addresses),
+        settings=Settings(secret=SECRET),
+    )
+    tcp, http = node.closables  # a and b share one connection
+    assert isinstance(tcp, TcpTransport) and isinstance(http, HttpTransport)
+    assert {e.via for e in node.remote.values()} == {"tcp", "http"}
+    run(node.shutdown())
 
 
 def test_backoff_doubles_up_to_its_cap_and_resets() -> None:

@@ -12,12 +12,9 @@ import pytest
 
 from nanobuild import describe, workspace
 from nanobuild.runtime import BadRequest, Internal, NotFound, call, router
+from nanobuild.runtime.errors import StartupFailed, WiringError
 from nanobuild.runtime.spec import AppSpec, ServiceSpec
-from nanobuild.runtime.wiring import (
-    StartupFailed,
-    WiringError,
-    wire,
-)
+from nanobuild.runtime.wiring import wire
 from tests.conftest import REPO
 
 SERVICE = """
@@ -145,9 +142,9 @@ def test_strict_mode_maps_stray_exceptions_and_wrong_returns_to_internal(
     monkeypatch.setenv("NANO_STRICT", "1")
     wire(spec_of(write_service(modules, "alpha")))
     alpha = sys.modules["alpha"]
-    with pytest.raises(Internal, match="KeyError: 'boom'"):
+    with pytest.raises(Internal, match="unexpected KeyError in the handler"):
         asyncio.run(call(alpha.Fail(kind="other")))
-    with pytest.raises(Internal, match="returned a value that is not a Echo"):
+    with pytest.raises(Internal, match="returned a str, not the contract's response type Echo"):
         asyncio.run(call(alpha.Lie()))
 
 

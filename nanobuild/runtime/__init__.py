@@ -7,12 +7,15 @@ Service code imports from here alone::
 This package imports nothing from nanobuild's build side.
 """
 
+from nanobuild.runtime import context
 from nanobuild.runtime.contracts import Contract, handler, on_shutdown, on_startup
 from nanobuild.runtime.errors import (
     BadRequest,
     Conflict,
     Forbidden,
     Internal,
+    Interrupted,
+    MethodNotAllowed,
     NanoError,
     NotFound,
     PayloadTooLarge,
@@ -20,27 +23,38 @@ from nanobuild.runtime.errors import (
     Unauthorized,
     Unavailable,
     UnknownContract,
+    Unsent,
     UnsupportedMediaType,
+    WrongResponse,
 )
 from nanobuild.runtime.router import call
+from nanobuild.runtime.seam import CallInfo, Interceptor, Proceed
 from nanobuild.runtime.spec import __version__
 
 __all__ = [
     "BadRequest",
+    "CallInfo",
     "Conflict",
     "Contract",
     "Forbidden",
+    "Interceptor",
     "Internal",
+    "Interrupted",
+    "MethodNotAllowed",
     "NanoError",
     "NotFound",
     "PayloadTooLarge",
+    "Proceed",
     "Timeout",
     "Unauthorized",
     "Unavailable",
     "UnknownContract",
+    "Unsent",
     "UnsupportedMediaType",
+    "WrongResponse",
     "__version__",
     "call",
+    "context",
     "handler",
     "on_shutdown",
     "on_startup",

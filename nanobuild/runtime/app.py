@@ -1,4 +1,4 @@
-"""The HTTP face of a node (DESIGN §7), as one ASGI app.
+"""The HTTP face of a node, as one ASGI app (the README's "The HTTP face").
 
     POST /api/<service>/<Contract>    the fast path, answered here at the ASGI level
     GET  /healthz, /openapi.json, /   a small Starlette app (openapi.py, static.py)
@@ -13,11 +13,9 @@ and contract calls are the traffic that matters.
 from __future__ import annotations
 
 import hmac
-import inspect
 import logging
-import os
-from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Protocol
 
 import msgspec
 from starlette.applications import Starlette
@@ -26,61 +24,25 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from nanobuild.runtime import openapi
-from nanobuild.runtime.codecs import JSON, MSGPACK, Codec, Format, format_of
+from nanobuild.runtime import context, openapi
+from nanobuild.runtime.codecs import JSON, Format, format_of
 from nanobuild.runtime.errors import (
     BadRequest,
+    MethodNotAllowed,
     NanoError,
     PayloadTooLarge,
+    SetupError,
     UnknownContract,
     UnsupportedMediaType,
 )
-from nanobuild.runtime.faults import as_nano_error, log_failure, unknown_contract
+from nanobuild.runtime.faults import log_failure, unknown_contract
+from nanobuild.runtime.node import Node
+from nanobuild.runtime.serving import Served, served_endpoints
+from nanobuild.runtime.settings import Settings
 from nanobuild.runtime.spec import __version__
 from nanobuild.runtime.static import Frontend
-from nanobuild.runtime.wiring import Endpoint, Node, StartupFailed, strict_mode
 
 log = logging.getLogger("nanobuild.http")
-
-DEFAULT_MAX_BODY = 1024 * 1024
-
-
-class SettingsError(ValueError):
-    """An environment variable the HTTP face reads has a value it cannot use."""
-
-
-class Settings(msgspec.Struct, frozen=True):
-    """What the HTTP face takes from its environment; ``from_env`` reads it."""
-
-    secret: str | None = None  # NANO_SECRET: opens the contracts that are not public
-    max_body: int = DEFAULT_MAX_BODY  # NANO_MAX_BODY: the largest request body, in bytes
-
-    @classmethod
-    def from_env(
-        cls, environ: Mapping[str, str] = os.environ, *, max_body: int | None = None
-    ) -> Settings:
-        """Settings from ``environ``; an explicit ``max_body`` wins over NANO_MAX_BODY."""
-        # an empty secret would make "Bearer " a valid credential: treat it as unset
-        secret = environ.get("NANO_SECRET") or None
-        if max_body is None:
-            max_body = _byte_count(environ.get("NANO_MAX_BODY", ""))
-        elif max_body <= 0:
-            raise SettingsError(
-                f"the body limit must be a positive number of bytes, not {max_body}"
-            )
-        return cls(secret=secret, max_body=max_body)
-
-
-def _byte_count(text: str) -> int:
-    if not text.strip():
-        return DEFAULT_MAX_BODY
-    try:
-        count = int(text)
-    except ValueError:
-        count = 0
-    if count <= 0:
-        raise SettingsError(f"NANO_MAX_BODY must be a positive number of bytes, not {text!r}")
-    return count
 
 
 class Companion(Protocol):
@@ -91,49 +53,27 @@ class Companion(Protocol):
     async def close(self) -> None: ...
 
 
-class MethodNotAllowed(BadRequest):
-    """A contract was called with another method than POST (a BadRequest to callers)."""
+class _Failed(Exception):
+    """A call failed; ``error`` is what its caller is told (and the log was told already)."""
 
-    status = 405
+    def __init__(self, error: NanoError) -> None:
+        self.error = error
 
 
 class _ClientGone(Exception):
     """The client disconnected before its request body arrived: nobody to answer."""
 
 
-class Served:
-    """One endpoint as the HTTP face serves it: its handler and a codec per format."""
-
-    __slots__ = ("codecs", "handler", "is_async", "name", "public", "service")
-
-    def __init__(self, endpoint: Endpoint, *, thorough: bool) -> None:
-        self.service = endpoint.service
-        self.name = endpoint.name
-        self.public = endpoint.public
-        # a service that runs elsewhere is answered through its route (the transport)
-        self.handler = endpoint.route if endpoint.handler is None else endpoint.handler
-        self.is_async = inspect.iscoroutinefunction(self.handler)
-        self.codecs = {
-            fmt: Codec(fmt, endpoint.request, endpoint.response, thorough=thorough)
-            for fmt in (JSON, MSGPACK)
-        }
-
-
 class App:
     """The ASGI app serving one wired ``Node``; ``build_app`` makes one."""
 
-    def __init__(
-        self, node: Node, settings: Settings, companions: Sequence[Companion] = ()
-    ) -> None:
+    def __init__(self, node: Node, companions: Sequence[Companion] = ()) -> None:
         self.node = node
-        self.settings = settings
+        self.settings: Settings = node.settings
         self.companions = list(companions)
-        thorough = strict_mode()  # NANO_STRICT also checks every field of Struct responses
-        endpoints = [*node.endpoints.values(), *node.remote.values()]
-        self.routes = {
-            f"/api/{e.service}/{e.name}": Served(e, thorough=thorough) for e in endpoints
-        }
-        self._secret = settings.secret.encode() if settings.secret else None
+        served = served_endpoints(node, remote=True)
+        self.routes = {f"/api/{service}/{name}": s for (service, name), s in served.items()}
+        self._secret = self.settings.secret.encode() if self.settings.secret else None
         self._site = site(node)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -148,7 +88,7 @@ class App:
 
     async def api(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer one ``/api/`` request: find, check, decode, run, encode."""
-        content_type = content_length = authorization = None
+        content_type = content_length = authorization = values = None
         for name, value in scope["headers"]:
             if name == b"content-type":
                 content_type = value
@@ -156,6 +96,8 @@ class App:
                 content_length = value
             elif name == b"authorization":
                 authorization = value
+            elif name == context.HEADER:
+                values = value
         fmt = None if content_type is None else format_of(content_type)
         path: str = scope["path"]
         served = self.routes.get(path)
@@ -167,16 +109,40 @@ class App:
             if fmt is None:
                 raise UnsupportedMediaType(_media_type_message(content_type))
             body = await self._body(receive, content_length)
-            codec = served.codecs[fmt]
-            payload = codec.encode(await _run(served, codec.decode(body)))
-        except NanoError as exc:
+            payload = await self._answer(served, body, fmt, values, authorization)
+        except _Failed as failed:
+            await _fail(send, failed.error, fmt or JSON)
+            return
+        except NanoError as exc:  # refused before it ran
             if served is not None:
                 exc.located(served.service, served.name)
+            log_failure(log, exc)
             await _fail(send, exc, fmt or JSON)
             return
         except _ClientGone:
             return
         await _respond(send, 200, fmt.media_type, payload)
+
+    async def _answer(
+        self,
+        served: Served,
+        body: bytes,
+        fmt: Format,
+        values: bytes | None,
+        authorization: bytes | None,
+    ) -> bytes:
+        """The encoded answer; ``_Failed`` with what the caller is told if the call failed."""
+        token = None
+        if values is not None and self._authorized(authorization):
+            # only a trusted caller (another nanobuild process) sets the call's context
+            token = context.bind(context.from_header(values))
+        try:
+            return await served.answer(body, fmt)
+        except Exception as exc:
+            raise _Failed(served.failure(exc)) from exc
+        finally:
+            if token is not None:
+                context.unbind(token)
 
     def _authorized(self, authorization: bytes | None) -> bool:
         """Whether the call carries ``Bearer <NANO_SECRET>`` (compared in constant time)."""
@@ -231,7 +197,7 @@ class App:
             await self.node.startup()
             for companion in self.companions:
                 await companion.start()
-        except StartupFailed as exc:
+        except SetupError as exc:
             await self._stop()  # the services that did start release what they hold
             return str(exc)
         except OSError as exc:  # a companion's port is taken
@@ -251,25 +217,12 @@ class App:
         return ""
 
 
-def build_app(
-    node: Node, settings: Settings | None = None, companions: Sequence[Companion] = ()
-) -> App:
-    """The ASGI app for an already wired ``node`` (settings from the environment by default).
+def build_app(node: Node, companions: Sequence[Companion] = ()) -> App:
+    """The ASGI app for an already wired ``node``, with the node's settings.
 
     ``companions`` start after the services and stop before them (the internal TCP server).
     """
-    return App(node, Settings.from_env() if settings is None else settings, companions)
-
-
-async def _run(served: Served, request: Any) -> Any:
-    """The handler's result; anything it raises that is not a NanoError becomes Internal."""
-    try:
-        result = served.handler(request)
-        if served.is_async:
-            result = await result
-    except Exception as exc:
-        raise as_nano_error(exc) from exc
-    return result
+    return App(node, companions)
 
 
 def _declared(content_length: bytes) -> int:
@@ -298,8 +251,7 @@ def _media_type_message(content_type: bytes | None) -> str:
 
 
 async def _fail(send: Send, exc: NanoError, fmt: Format) -> None:
-    """Answer with ``exc`` in the request's format; only server faults reach the log."""
-    log_failure(log, exc)
+    """Answer with ``exc`` in the request's format (what the log is told is told already)."""
     extra = [(b"allow", b"POST")] if exc.status == 405 else []
     await _respond(send, exc.status, fmt.media_type, fmt.encode({"error": exc.to_wire()}), extra)
 
@@ -324,7 +276,7 @@ async def _respond(
 def site(node: Node) -> ASGIApp:
     """Health, the OpenAPI document and the static frontend, as a Starlette app."""
     # what this process answers for: its own services, and those it reaches elsewhere
-    answered = {e.service for e in [*node.endpoints.values(), *node.remote.values()]}
+    answered = {e.service for e in node.every_endpoint()}
     services = [s.name for s in node.spec.services if s.name in answered]
     remote = sorted({e.service for e in node.remote.values()})
     health = msgspec.json.encode({"status": "ok", "services": services, "remote": remote})
@@ -335,8 +287,7 @@ def site(node: Node) -> ASGIApp:
 
     async def openapi_json(request: Request) -> Response:
         if not document:
-            endpoints = [*node.endpoints.values(), *node.remote.values()]
-            spec = openapi.document(node.spec.name, __version__, endpoints)
+            spec = openapi.document(node.spec.name, __version__, node.every_endpoint())
             document.append(msgspec.json.encode(spec))
         return Response(document[0], media_type="application/json")
 

@@ -20,7 +20,9 @@ from typing import Any
 
 import msgspec
 
-from nanobuild.runtime.placement import Placement, PlacementError, needed, place
+from nanobuild.runtime.errors import NanoError, PlacementError, SettingsError
+from nanobuild.runtime.placement import Placement, needed, place
+from nanobuild.runtime.settings import Settings, remote_variable, timeout_variable
 from nanobuild.runtime.spec import AppSpec, BuildInfo, ServiceSpec
 
 
@@ -29,12 +31,17 @@ def main(spec: AppSpec, build: BuildInfo, argv: Sequence[str] | None = None) -> 
     args = _parser(spec, build).parse_args(argv)
     command = args.command or "serve"
     try:
+        settings = Settings.from_env()  # once, for the whole process
+    except SettingsError as exc:
+        print(f"{_prog()}: {exc}", file=sys.stderr)
+        sys.exit(2)
+    try:
         if command == "serve":
-            code = _serve(spec, build, args)
+            code = _serve(spec, build, args, settings)
         elif command == "services":
-            code = _services(spec, args)
+            code = _services(spec, args, settings)
         elif command == "call":
-            code = _call(spec, args.contract, args.body)
+            code = _call(spec, args.contract, args.body, settings)
         else:
             code = _info(spec, build, as_json=args.json)
     except BrokenPipeError:  # `app.pyz call ... | head`: the reader left, nothing to say
@@ -81,14 +88,15 @@ def _placement_options(parser: argparse.ArgumentParser, *, keep_parent: bool = F
         default=unset if keep_parent else [],
         metavar="NAME=ADDRESS",
         help="where a service that does not run here is: tcp://host:port or "
-        "http://host:port (repeatable; or NANO_REMOTE_<NAME>)",
+        f"http://host:port (repeatable; or {remote_variable('<name>')})",
     )
     parser.add_argument(
         "--timeout",
         action="append",
         default=unset if keep_parent else [],
         metavar="NAME=SECONDS",
-        help="how long a call to a remote service may take (default 5; or NANO_TIMEOUT_<NAME>)",
+        help="how long a call to a remote service may take "
+        f"(default 5; or {timeout_variable('<name>')})",
     )
 
 
@@ -128,29 +136,33 @@ def _prog() -> str:
     return f"python {argv0}" if argv0.endswith(".pyz") else argv0
 
 
-def _serve(spec: AppSpec, build: BuildInfo, args: argparse.Namespace) -> int:
+def _serve(spec: AppSpec, build: BuildInfo, args: argparse.Namespace, settings: Settings) -> int:
     from nanobuild.runtime import server  # the HTTP stack loads only when serving
 
     for option, port in (("--port", args.port), ("--internal-port", args.internal_port)):
         if port is not None and not 0 <= port <= 65535:
             print(f"{_prog()}: {option} {port} is not a TCP port", file=sys.stderr)
             return 2
-    placement = _placement(spec, args)
+    placement = _placement(spec, args, settings)
     if placement is None:
         return 2
     return server.run(
-        spec, host=args.host, port=args.port, access_log=args.access_log, placement=placement
+        spec,
+        host=args.host,
+        port=args.port,
+        access_log=args.access_log,
+        placement=placement,
+        settings=settings,
     )
 
 
 def _placement(
-    spec: AppSpec, args: argparse.Namespace, *, complete: bool = True
+    spec: AppSpec, args: argparse.Namespace, settings: Settings, *, complete: bool = True
 ) -> Placement | None:
     """The placement the options ask for; None (after saying why) if there is none."""
     only = [name.strip() for name in args.only.split(",") if name.strip()]
     internal = getattr(args, "internal_port", None)
-    packed = spec.packed or [s.name for s in spec.services]
-    if internal is None and (only or len(packed) < len(spec.services)):
+    if internal is None and (only or len(spec.carried) < len(spec.services)):
         # split: other processes must reach this one; next to the HTTP port by default
         internal = args.port + 1 if 0 < args.port < 65535 else 0
     try:
@@ -160,6 +172,7 @@ def _placement(
             remotes=args.remote,
             timeouts=args.timeout,
             internal_port=internal,
+            settings=settings,
             complete=complete,
         )
     except PlacementError as exc:
@@ -167,9 +180,9 @@ def _placement(
         return None
 
 
-def _services(spec: AppSpec, args: argparse.Namespace) -> int:
+def _services(spec: AppSpec, args: argparse.Namespace, settings: Settings) -> int:
     args.port, args.internal_port = 0, None
-    placement = _placement(spec, args, complete=False)
+    placement = _placement(spec, args, settings, complete=False)
     if placement is None:
         return 2
     width = max((len(s.name) for s in spec.services), default=7)
@@ -216,16 +229,16 @@ def _built_at(build: BuildInfo) -> str:
     return datetime.datetime.fromtimestamp(when, datetime.timezone.utc).isoformat()
 
 
-def _call(spec: AppSpec, name: str, body: str) -> int:
+def _call(spec: AppSpec, name: str, body: str, settings: Settings) -> int:
     service, contract = _find(spec, name)
     if service is None:
         return 2
     raw = sys.stdin.read() if body == "-" else body
-    return asyncio.run(_call_once(spec, service, contract, raw))
+    return asyncio.run(_call_once(spec, service, contract, raw, settings))
 
 
 def _find(spec: AppSpec, name: str) -> tuple[ServiceSpec | None, str]:
-    packed = spec.packed or [s.name for s in spec.services]
+    packed = spec.carried
     known = {f"{s.name}.{c}": s for s in spec.services if s.name in packed for c in s.handlers}
     if name in known:
         return known[name], name.partition(".")[2]
@@ -235,40 +248,39 @@ def _find(spec: AppSpec, name: str) -> tuple[ServiceSpec | None, str]:
     return None, ""
 
 
-async def _call_once(spec: AppSpec, service: ServiceSpec, contract: str, raw: str) -> int:
+async def _call_once(
+    spec: AppSpec, service: ServiceSpec, contract: str, raw: str, settings: Settings
+) -> int:
     """Wire only ``service``, run its start-up hooks, call, print the answer as JSON."""
-    from nanobuild.runtime.codecs import JSON, Codec
-    from nanobuild.runtime.errors import Internal, NanoError
-    from nanobuild.runtime.placement import Placement
-    from nanobuild.runtime.router import call
-    from nanobuild.runtime.wiring import StartupFailed, WiringError, wire
+    import logging
 
+    from nanobuild.runtime.codecs import JSON
+    from nanobuild.runtime.errors import SetupError, WiringError
+    from nanobuild.runtime.serving import Served
+    from nanobuild.runtime.wiring import wire
+
+    logging.basicConfig(format="%(message)s")  # a handler's traceback goes to stderr
     try:
         # the whole packed placement: the contract may call the other services
-        node = wire(spec, Placement(local=tuple(spec.packed or [s.name for s in spec.services])))
+        node = wire(spec, Placement(local=spec.carried), settings=settings)
     except WiringError as exc:
         print(f"{_prog()}: cannot wire {spec.name}: {exc}", file=sys.stderr)
         return 1
-    endpoint = node.endpoints[(service.name, contract)]
-    codec = Codec(JSON, endpoint.request, endpoint.response, thorough=True)
+    served = Served(node.endpoints[(service.name, contract)], thorough=True)
     try:
-        request = codec.decode(raw.encode())
+        served.codec(JSON).decode(raw.encode())
     except NanoError as exc:
         print(f"{_prog()}: bad request for {service.name}.{contract}: {exc}", file=sys.stderr)
         return 2
     try:
         await node.startup()
-    except StartupFailed as exc:
+    except SetupError as exc:
         print(f"{_prog()}: {exc}", file=sys.stderr)
         return 1
     try:
-        answer = codec.encode(await call(request))
-    except NanoError as exc:
-        return _failed(exc.located(service.name, contract))
-    except Exception as exc:  # the handler's own bug: say what, as the HTTP face would
-        return _failed(
-            Internal(f"{type(exc).__name__}: {exc}", service=service.name, contract=contract)
-        )
+        answer = await served.answer(raw.encode(), JSON)
+    except Exception as exc:
+        return _failed(served.failure(exc))
     finally:
         try:
             await node.shutdown()
@@ -280,6 +292,6 @@ async def _call_once(spec: AppSpec, service: ServiceSpec, contract: str, raw: st
     return 0
 
 
-def _failed(exc: Any) -> int:
+def _failed(exc: NanoError) -> int:
     print(f"{_prog()}: {exc.service}.{exc.contract}: {exc.kind}: {exc.message}", file=sys.stderr)
     return 1

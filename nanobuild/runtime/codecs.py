@@ -24,7 +24,7 @@ from typing import Any
 
 import msgspec
 
-from nanobuild.runtime.errors import BadRequest, Internal
+from nanobuild.runtime.errors import BadRequest, Internal, WrongResponse
 
 Encode = Callable[[Any], bytes]
 
@@ -60,14 +60,6 @@ def format_of(content_type: bytes) -> Format | None:
     if found is None:
         found = MEDIA_TYPES.get(content_type.split(b";", 1)[0].strip().lower())
     return found
-
-
-class WrongResponse(Internal):
-    """A handler returned a value of another type than its contract's response.
-
-    Callers see an ``Internal`` error; the log gets one line, as a traceback would
-    show only the codec that noticed.
-    """
 
 
 class Codec:

@@ -1,7 +1,8 @@
-"""The runtime's exception tree: what a handler raises and what a caller catches.
+"""The runtime's exception trees: what a call can raise, and what stops a process starting.
 
     NanoError                     any failure of a contract call
      ├── BadRequest               400  the request does not validate
+     │    ├── MethodNotAllowed    405  a contract called over HTTP with another method than POST
      │    ├── UnsupportedMediaType 415 the body is neither JSON nor MessagePack
      │    └── PayloadTooLarge     413  the body is over the size limit
      ├── Unauthorized             401  no valid credentials
@@ -10,13 +11,31 @@
      │    └── UnknownContract     404  no such service or contract here
      ├── Conflict                 409  the request clashes with current state
      ├── Internal                 500  a handler failed unexpectedly
-     ├── Unavailable              503  the service that runs the contract cannot be reached
-     └── Timeout                  504  the service did not answer in time
+     │    └── WrongResponse       500  a handler returned another type than its contract's
+     ├── Unavailable              503  the service cannot be reached, or the call was cut off
+     │    ├── Unsent              503  the call never left this process: it did not run
+     │    └── Interrupted         503  sent, then the connection dropped: it may have run
+     └── Timeout                  504  no answer in time: the call may still run
 
 A handler raises one of these; the caller catches the same class, whether the call
 ran in memory or crossed the network. Anything else a handler raises reaches the
 caller as ``Internal``. Each class carries its wire ``kind`` and HTTP ``status``, so
 the mapping lives here and nowhere else.
+
+Whether a retry is safe is a fact about one hop, known only to the caller's own
+transport: ``Unsent`` says so, ``Interrupted`` and ``Timeout`` say the call may have
+run, a plain ``Unavailable`` promises neither. On the wire the two subclasses are
+``unavailable``, so an ``Unsent`` that escapes a handler (whose own call did run)
+reaches that handler's caller as a plain ``Unavailable``.
+
+    SetupError                    this process cannot start as configured
+     ├── SettingsError            a NANO_* variable (or option) has a value it cannot use
+     ├── PlacementError           the command line and environment make no placement
+     ├── WiringError              a handler is missing, doubled or mistyped
+     └── StartupFailed            a service's start-up hook raised
+
+Every entry point (``serve``, the binary) catches ``SetupError`` once and prints its
+message as one line.
 """
 
 from __future__ import annotations
@@ -46,7 +65,7 @@ class NanoError(Exception):
         return self
 
     def to_wire(self) -> dict[str, str]:
-        """The error body's ``error`` object (DESIGN §7)."""
+        """The error body's ``error`` object: ``{kind, message, service, contract}``."""
         return {
             "kind": self.kind,
             "message": self.message,
@@ -70,6 +89,12 @@ class BadRequest(NanoError):
 
     kind = "bad_request"
     status = 400
+
+
+class MethodNotAllowed(BadRequest):
+    """A contract was called over HTTP with another method than POST."""
+
+    status = 405
 
 
 class UnsupportedMediaType(BadRequest):
@@ -128,15 +153,34 @@ class Internal(NanoError):
     status = 500
 
 
+class WrongResponse(Internal):
+    """A handler returned a value of another type than its contract's response.
+
+    Callers see an ``Internal`` error; the log gets one line, as a traceback would
+    show only the codec that noticed.
+    """
+
+
 class Unavailable(NanoError):
-    """The service that runs the contract cannot be reached."""
+    """The service that runs the contract cannot be reached, or the call was cut off."""
 
     kind = "unavailable"
     status = 503
 
 
+class Unsent(Unavailable):
+    """The call never left this process (no connection, or none in time): it did not run.
+
+    Sending it again, here or elsewhere, is safe.
+    """
+
+
+class Interrupted(Unavailable):
+    """The call was sent, then its connection dropped before the answer: it may have run."""
+
+
 class Timeout(NanoError):
-    """The service did not answer within the call's timeout."""
+    """No answer came within the call's timeout; the call may still be running."""
 
     kind = "timeout"
     status = 504
@@ -158,3 +202,30 @@ ERROR_KINDS: dict[str, type[NanoError]] = {
         Timeout,
     )
 }
+
+
+# -- the process cannot start
+
+
+class SetupError(Exception):
+    """This process cannot start as configured; the message says what to fix."""
+
+
+class SettingsError(SetupError, ValueError):
+    """A setting (an environment variable or option) has a value that cannot be used."""
+
+
+class PlacementError(SetupError, ValueError):
+    """The command line or environment does not make a placement that can run."""
+
+
+class WiringError(SetupError):
+    """The services cannot be wired: a handler is missing, doubled or mistyped."""
+
+
+class StartupFailed(SetupError):
+    """A service's start-up hook raised; the process must not serve."""
+
+    def __init__(self, service: str, cause: BaseException) -> None:
+        super().__init__(f"service {service} failed to start: {type(cause).__name__}: {cause}")
+        self.service = service

@@ -1,16 +1,15 @@
 """How a serving process treats failures, whichever face the call came in by.
 
-The HTTP face (``app.py``) and the internal transport (``transports/``) both answer
-calls to the services of this process; they tell callers and the log the same
-things through these three functions.
+Every face that answers calls — the HTTP face, the TCP server, strict mode's
+in-memory round trip, the binary's ``call`` command — tells callers and the log the
+same things through these three functions (``serving.Served.failure`` uses them).
 """
 
 from __future__ import annotations
 
 import logging
 
-from nanobuild.runtime.codecs import WrongResponse
-from nanobuild.runtime.errors import Internal, NanoError, UnknownContract
+from nanobuild.runtime.errors import Internal, NanoError, UnknownContract, WrongResponse
 
 
 def unknown_contract(service: str, contract: str) -> UnknownContract:
@@ -20,7 +19,7 @@ def unknown_contract(service: str, contract: str) -> UnknownContract:
     )
 
 
-def as_nano_error(exc: Exception) -> NanoError:
+def as_nano_error(exc: BaseException) -> NanoError:
     """What a caller is told about ``exc``: itself if it is a NanoError, else Internal.
 
     The details of an unexpected exception stay in this process's log.

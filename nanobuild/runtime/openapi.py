@@ -1,7 +1,8 @@
 """OpenAPI 3.1 for the public contracts, built from their msgspec JSON Schemas.
 
 Only public contracts appear: the others answer only to the workspace secret, and to
-everyone else look absent (DESIGN §7), so the document does not name them either.
+everyone else look absent (see the README's "The HTTP face"), so the document does
+not name them either.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from nanobuild.runtime.wiring import Endpoint
+from nanobuild.runtime.node import Endpoint
 
 REF = "#/components/schemas/{name}"
 MEDIA_TYPES = ("application/json", "application/msgpack")

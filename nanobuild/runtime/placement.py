@@ -1,4 +1,4 @@
-"""Placement: which services run in this process, and where the others are (DESIGN §8).
+"""Placement: which services run in this process, and where the others are.
 
 Fused, every service a binary carries runs here. Split (``serve --only a,b``), the
 named services run here, serve each other in memory and serve the rest of the world
@@ -11,20 +11,19 @@ lacks one refuses to start and says which. Service code never knows the differen
 from __future__ import annotations
 
 import difflib
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import msgspec
 
+from nanobuild.runtime.addresses import AddressError, parse_address
+from nanobuild.runtime.errors import PlacementError, SettingsError
+from nanobuild.runtime.settings import (
+    DEFAULT_TIMEOUT,
+    Settings,
+    remote_variable,
+    seconds,
+)
 from nanobuild.runtime.spec import AppSpec
-
-# Calls to a remote service may take this long unless told otherwise (kept in step
-# with the transports' own default, which fused processes never need to import).
-DEFAULT_TIMEOUT = 5.0
-
-
-class PlacementError(ValueError):
-    """The command line or environment does not make a placement that can run."""
 
 
 class Placement(msgspec.Struct, frozen=True):
@@ -46,25 +45,26 @@ def place(
     remotes: Sequence[str] = (),
     timeouts: Sequence[str] = (),
     internal_port: int | None = None,
-    environ: Mapping[str, str] = os.environ,
+    settings: Settings | None = None,
     complete: bool = True,
 ) -> Placement:
-    """The placement the options and ``environ`` describe, or ``PlacementError`` saying why not.
+    """The placement the options and ``settings`` describe, or ``PlacementError`` saying why not.
 
     ``complete=False`` accepts a placement that could not start yet (a called service
     without an address, no secret): enough to show what is where.
     """
-    packed = spec.packed or tuple(s.name for s in spec.services)
+    settings = Settings.from_env() if settings is None else settings
+    packed = spec.carried
     local = tuple(name for name in packed if not only or name in only)
     for name in only:
         if name not in packed:
             raise PlacementError(f"--only names {name}, {_not_here(name, packed)}")
-    addresses = _addresses(spec, local, remotes, environ)
+    addresses = _addresses(spec, local, remotes, settings)
     missing = [name for name in needed(spec, local) if name not in addresses]
     if missing and complete:
         raise PlacementError(_missing_message(local, missing))
     split = bool(addresses) or internal_port is not None
-    if split and complete and not environ.get("NANO_SECRET"):
+    if split and complete and not settings.secret:
         raise PlacementError(
             "split services prove to each other that they belong together with NANO_SECRET: "
             "set it, to the same value, in every process"
@@ -72,7 +72,7 @@ def place(
     return Placement(
         local=local,
         remotes=addresses,
-        timeouts=_timeouts(spec, timeouts, environ),
+        timeouts=_timeouts(spec, timeouts, settings),
         internal_port=internal_port,
     )
 
@@ -84,13 +84,13 @@ def needed(spec: AppSpec, local: Sequence[str]) -> list[str]:
 
 
 def _addresses(
-    spec: AppSpec, local: Sequence[str], remotes: Sequence[str], environ: Mapping[str, str]
+    spec: AppSpec, local: Sequence[str], remotes: Sequence[str], settings: Settings
 ) -> dict[str, str]:
     names = [s.name for s in spec.services]
     found = {
-        name: environ[_env(name)]
+        name: address
         for name in names
-        if name not in local and environ.get(_env(name), "").strip()
+        if name not in local and (address := settings.remote(name)) is not None
     }
     for given in remotes:
         name, sep, address = given.partition("=")
@@ -101,11 +101,6 @@ def _addresses(
         if name in local:
             raise PlacementError(f"--remote {name}: {name} runs in this process")
         found[name] = address
-    if not found:
-        return found
-    # only a split process pays for importing the transports
-    from nanobuild.runtime.transports.base import AddressError, parse_address
-
     for name, address in found.items():
         try:
             parse_address(address)
@@ -114,29 +109,18 @@ def _addresses(
     return found
 
 
-def _timeouts(spec: AppSpec, given: Sequence[str], environ: Mapping[str, str]) -> dict[str, float]:
+def _timeouts(spec: AppSpec, given: Sequence[str], settings: Settings) -> dict[str, float]:
     names = [s.name for s in spec.services]
-    pairs = [(name, environ.get(f"NANO_TIMEOUT_{name.upper()}", "")) for name in names]
-    pairs = [(name, text) for name, text in pairs if text.strip()]
+    timeouts = {name: t for name in names if (t := settings.timeout(name)) is not None}
     for item in given:
         name, _, text = item.partition("=")
-        pairs.append((name, text))
-    timeouts = {}
-    for name, text in pairs:
         if name not in names:
             raise PlacementError(f"--timeout names {name}, {_not_here(name, names)}")
         try:
-            seconds = float(text)
-        except ValueError:
-            seconds = -1.0
-        if not seconds > 0:
-            raise PlacementError(f"the timeout of {name} must be a positive number of seconds")
-        timeouts[name] = seconds
+            timeouts[name] = seconds(text, f"--timeout {name}")
+        except SettingsError as exc:
+            raise PlacementError(str(exc)) from None
     return timeouts
-
-
-def _env(service: str) -> str:
-    return f"NANO_REMOTE_{service.upper()}"
 
 
 def _not_here(name: str, known: Sequence[str]) -> str:
@@ -148,7 +132,7 @@ def _not_here(name: str, known: Sequence[str]) -> str:
 def _missing_message(local: Sequence[str], missing: Sequence[str]) -> str:
     them = ", ".join(missing)
     flags = " ".join(f"--remote {name}=tcp://HOST:PORT" for name in missing)
-    env = ", ".join(_env(name) for name in missing)
+    env = ", ".join(remote_variable(name) for name in missing)
     return (
         f"cannot start {', '.join(local)}: {'they call' if len(local) > 1 else 'it calls'} "
         f"{them}, which {'do' if len(missing) > 1 else 'does'} not run here; "

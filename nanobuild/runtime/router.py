@@ -23,6 +23,7 @@ R = TypeVar("R")
 
 Route = Callable[[Any], Awaitable[Any]]
 
+_table: dict[type, Route] = {}  # what ``install`` was last given
 _installed: list[type] = []  # the classes that hold a route now, to take them back
 
 
@@ -32,6 +33,8 @@ def install(routes: Mapping[type, Route]) -> None:
         if ROUTE in vars(cls):
             delattr(cls, ROUTE)
     _installed.clear()
+    _table.clear()
+    _table.update(routes)
     for cls, route in routes.items():
         setattr(cls, ROUTE, _as_method(route))
         _installed.append(cls)
@@ -42,6 +45,11 @@ def install(routes: Mapping[type, Route]) -> None:
             if sub not in routes:
                 setattr(sub, ROUTE, Contract.__dict__[ROUTE])
                 _installed.append(sub)
+
+
+def installed() -> dict[type, Route]:
+    """The table ``install`` was last given (a copy)."""
+    return dict(_table)
 
 
 def _subclasses(cls: type) -> list[type]:

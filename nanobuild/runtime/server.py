@@ -19,15 +19,18 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 import uvicorn.config
 
-from nanobuild.runtime.app import App, Settings, SettingsError, build_app
+from nanobuild.runtime.app import App, build_app
+from nanobuild.runtime.errors import SettingsError, WiringError
+from nanobuild.runtime.node import Node
+from nanobuild.runtime.placement import Placement
+from nanobuild.runtime.settings import Settings
 from nanobuild.runtime.spec import AppSpec
-from nanobuild.runtime.wiring import Node, WiringError, wire
+from nanobuild.runtime.wiring import wire
 
 if TYPE_CHECKING:
-    from nanobuild.runtime.placement import Placement
-    from nanobuild.runtime.transports import TcpServer
+    from nanobuild.runtime.transports.tcp import TcpServer
 
-# exit codes, as DESIGN §5 uses them
+# exit codes, as the README's commands use them
 OK = 0
 FAILED = 1  # the services could not be wired or started, or the port could not be bound
 BAD_INPUT = 2  # a setting (environment variable) has a value that cannot be used
@@ -39,26 +42,25 @@ def run(
     host: str = "127.0.0.1",
     port: int = 8000,
     access_log: bool = False,
-    max_body: int | None = None,
     placement: Placement | None = None,
+    settings: Settings | None = None,
 ) -> int:
     """Serve ``spec`` until SIGINT or SIGTERM; the exit code for the process.
 
-    ``max_body`` (bytes) overrides NANO_MAX_BODY; NANO_SECRET opens the contracts
-    that are not public. With a ``placement``, only its local services run here, the
-    others are reached where it says, and with an ``internal_port`` the local ones also
-    answer other nanobuild processes over TCP. Problems are reported in one line,
-    never a traceback.
+    ``settings`` default to the environment's. With a ``placement``, only its local
+    services run here, the others are reached where it says, and with an
+    ``internal_port`` the local ones also answer other nanobuild processes over TCP.
+    Problems are reported in one line, never a traceback.
     """
     try:
-        settings = Settings.from_env(max_body=max_body)
-        node = wire(spec, placement)
+        settings = Settings.from_env() if settings is None else settings
+        node = wire(spec, placement, settings=settings)
     except SettingsError as exc:
         return _complain(str(exc), BAD_INPUT)
     except WiringError as exc:
         return _complain(f"cannot wire {spec.name}: {exc}", FAILED)
     internal = _internal(node, host, placement)
-    app = build_app(node, settings, companions=[internal] if internal else [])
+    app = build_app(node, companions=[internal] if internal else [])
     label = spec.name
     if placement is not None and placement.remotes:
         label += f" ({', '.join(placement.local)})"
@@ -75,9 +77,9 @@ def _internal(node: Node, host: str, placement: Placement | None) -> TcpServer |
     """The TCP server through which other processes call this one's services, if asked."""
     if placement is None or placement.internal_port is None:
         return None
-    from nanobuild.runtime.transports import TcpServer
+    from nanobuild.runtime.transports.tcp import TcpServer  # split processes only
 
-    return TcpServer(node, host=host, port=placement.internal_port)
+    return TcpServer(node, host=host, port=placement.internal_port, secret=node.settings.secret)
 
 
 def _config(app: App, host: str, port: int, *, access_log: bool) -> uvicorn.Config:

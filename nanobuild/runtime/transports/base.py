@@ -21,7 +21,6 @@ from __future__ import annotations
 import abc
 import asyncio
 import heapq
-import os
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -30,68 +29,29 @@ from typing import Any
 
 import msgspec
 
+from nanobuild.runtime.addresses import Address
 from nanobuild.runtime.codecs import type_name
 from nanobuild.runtime.contracts import response_type as declared_response
-from nanobuild.runtime.errors import Internal, Timeout, Unavailable
-
-DEFAULT_TIMEOUT = 5.0  # seconds a call may take, connecting included, unless wiring says
-SCHEMES = ("tcp", "http")
+from nanobuild.runtime.errors import Internal, Interrupted, SettingsError, Timeout, Unsent
+from nanobuild.runtime.settings import DEFAULT_TIMEOUT, Settings
 
 
-class ConfigError(ValueError):
-    """A transport cannot be built from what it was given; the message says what to fix."""
+class NotSent(Exception):
+    """Nothing of the call left this process: no connection, or none in time."""
 
 
-class AddressError(ConfigError):
-    """A remote address is not ``tcp://host:port`` or ``http://host:port``."""
+class ConnectionDropped(Exception):
+    """The connection a call was sent on closed before its answer came."""
 
 
-# -- addresses and the secret
-
-
-class Address(msgspec.Struct, frozen=True):
-    """Where a remote process listens: ``scheme://host:port``."""
-
-    scheme: str
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}"
-
-
-def parse_address(text: str, schemes: tuple[str, ...] = SCHEMES) -> Address:
-    """``text`` as an Address, or ``AddressError`` naming it and saying what is wrong."""
-    scheme, sep, rest = text.partition("://")
-    if not sep or scheme not in schemes:
-        wanted = " or ".join(f"{s}://host:port" for s in schemes)
-        raise AddressError(f"bad remote address {text!r}: write {wanted}")
-    host, port = _host_and_port(text, rest.rstrip("/"))
-    return Address(scheme, host, port)
-
-
-def _host_and_port(text: str, rest: str) -> tuple[str, int]:
-    bracketed = rest.startswith("[")  # an IPv6 host: [::1]:9000
-    if bracketed:
-        host, _, tail = rest[1:].partition("]")
-        port_text = tail[1:] if tail.startswith(":") else ""
-    elif ":" not in rest:
-        raise AddressError(f"bad remote address {text!r}: it names no port (host:port)")
-    else:
-        host, _, port_text = rest.rpartition(":")
-    if not host or "/" in host or "@" in host or (":" in host and not bracketed):
-        raise AddressError(f"bad remote address {text!r}: it names no host (host:port)")
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise AddressError(f"bad remote address {text!r}: the port must be 1-65535")
-    return host, int(port_text)
+# -- the secret
 
 
 def secret_from(secret: str | None) -> bytes:
-    """The shared secret: ``secret`` if given, else NANO_SECRET; never empty."""
-    value = secret if secret is not None else os.environ.get("NANO_SECRET", "")
+    """The shared secret: ``secret`` if given, else NANO_SECRET's; never empty."""
+    value = secret if secret is not None else Settings.from_env().secret
     if not value:
-        raise ConfigError(
+        raise SettingsError(
             "calls between nanobuild processes need NANO_SECRET: "
             "set it to the same value in every process"
         )
@@ -116,7 +76,7 @@ class Target:
         idempotent: bool = False,
     ) -> None:
         if not timeout > 0:
-            raise ConfigError(f"the timeout of {service}.{contract.__name__} must be positive")
+            raise SettingsError(f"the timeout of {service}.{contract.__name__} must be positive")
         self.service = service
         self.name = contract.__name__
         self.response = response
@@ -142,17 +102,38 @@ class Target:
             contract=self.name,
         )
 
-    def unavailable(self, reason: str) -> Unavailable:
-        """``Unavailable`` for this contract, saying why."""
-        return Unavailable(reason, service=self.service, contract=self.name)
+    # The one mapping from what went wrong in a transport to what the caller catches,
+    # as httpx's ``map_httpcore_exceptions``: every transport raises through these.
+
+    def unsent(self, reason: str) -> Unsent:
+        """``Unsent``: the call did not leave this process, for ``reason``."""
+        return Unsent(
+            f"{reason}; {self.name} was not sent (it did not run)",
+            service=self.service,
+            contract=self.name,
+        )
+
+    def interrupted(self, reason: str) -> Interrupted:
+        """``Interrupted``: the call was sent, then cut off for ``reason``."""
+        return Interrupted(
+            f"{reason}; {self.name} was sent and may have run",
+            service=self.service,
+            contract=self.name,
+        )
 
     def timed_out(self, timeout: float) -> Timeout:
         """``Timeout`` for this contract, after ``timeout`` seconds."""
         return Timeout(
-            f"{self.service} did not answer {self.name} within {timeout:g} s",
+            f"{self.service} did not answer {self.name} within {timeout:g} s; it may still run",
             service=self.service,
             contract=self.name,
         )
+
+    def failed(self, exc: NotSent | ConnectionDropped) -> Unsent | Interrupted:
+        """The caller's error for a transport's own failure ``exc``."""
+        if isinstance(exc, NotSent):
+            return self.unsent(str(exc))
+        return self.interrupted(str(exc))
 
 
 class Transport(abc.ABC):
@@ -165,9 +146,10 @@ class Transport(abc.ABC):
         """Run ``request`` remotely and return the response, decoded.
 
         Raises what the remote handler raised (the same ``NanoError`` class, located
-        at its service and contract); ``Unavailable`` if the remote cannot be
-        reached, or the connection dropped mid-call and ``target`` is not idempotent;
-        ``Timeout`` if no answer came within ``target.timeout`` seconds. Never hangs.
+        at its service and contract); ``Unsent`` if the remote cannot be reached (the
+        call did not run); ``Interrupted`` if the connection dropped mid-call and
+        ``target`` is not idempotent (it may have run); ``Timeout`` if no answer came
+        within ``target.timeout`` seconds. Never hangs.
         """
 
     def route(self, target: Target) -> Callable[[Any], Awaitable[Any]]:
@@ -184,7 +166,7 @@ class Transport(abc.ABC):
         return route
 
     async def aclose(self) -> None:
-        """Close connections; calls still in flight get ``Unavailable``."""
+        """Close connections; calls still in flight get ``Interrupted``."""
         return None  # a transport without connections has nothing to close
 
     async def __aenter__(self) -> Transport:

@@ -33,13 +33,18 @@ label keeps a server's proof from being reflected back as a client's.
 Calls. Once welcomed, the client sends calls and the server answers each one,
 in any order, matched by the id the client chose (many calls share one connection)::
 
-    client -> server   CALL     [5, id, service, contract, request]
+    client -> server   CALL     [5, id, service, contract, context, request]
     server -> client   REPLY    [6, id, response]
     server -> client   FAILURE  [7, id, {kind, message, service, contract}]
 
 ``request`` and ``response`` are the contract's own MessagePack encodings, nested
-as they are; FAILURE carries ``NanoError.to_wire()``, so the caller raises the
-same error class the handler did.
+as they are; ``context`` is the per-call context, a map of strings (at most 32
+entries, keys up to 64 characters, values up to 1024). FAILURE carries
+``NanoError.to_wire()``, so the caller raises the same error class the handler did.
+
+Versions. HELLO names the version the client speaks; a server that speaks another
+answers DENIED naming both, so two builds of different protocols never misread each
+other's frames. Version 2 added CALL's context.
 """
 
 from __future__ import annotations
@@ -47,12 +52,13 @@ from __future__ import annotations
 import hmac
 import os
 import struct
+from collections.abc import Mapping
 from hashlib import sha256
 from typing import Annotated, Any, Union
 
 import msgspec
 
-VERSION = 1
+VERSION = 2
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024
 NONCE_SIZE = 32
 HEADER = struct.Struct(">I")
@@ -60,6 +66,9 @@ HEADER = struct.Struct(">I")
 Nonce = Annotated[bytes, msgspec.Meta(min_length=NONCE_SIZE, max_length=NONCE_SIZE)]
 Proof = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
 Name = Annotated[str, msgspec.Meta(max_length=255)]
+ContextKey = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+ContextValue = Annotated[str, msgspec.Meta(max_length=1024)]
+CallContext = Annotated[dict[ContextKey, ContextValue], msgspec.Meta(max_length=32)]
 
 
 class ProtocolError(Exception):
@@ -104,11 +113,12 @@ class Denied(msgspec.Struct, array_like=True, tag=4, frozen=True):
 
 
 class Call(msgspec.Struct, array_like=True, tag=5, frozen=True):
-    """Client: run ``service.contract`` on ``body``, answer under ``id``."""
+    """Client: run ``service.contract`` on ``body`` in ``context``, answer under ``id``."""
 
     id: int
     service: Name
     contract: Name
+    context: CallContext
     body: msgspec.Raw  # decoded later, with the endpoint's own request type
 
 
@@ -147,9 +157,11 @@ def frame(message: Any) -> bytes:
     return _pack_length(len(body)) + body
 
 
-def call_frame(call_id: int, service: str, contract: str, request: Any) -> bytes:
+def call_frame(
+    call_id: int, service: str, contract: str, context: Mapping[str, str], request: Any
+) -> bytes:
     """A CALL frame; the request is encoded in place, with no intermediate bytes."""
-    body = _encode((CALL, call_id, service, contract, request))
+    body = _encode((CALL, call_id, service, contract, context, request))
     return _pack_length(len(body)) + body
 
 

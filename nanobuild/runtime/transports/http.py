@@ -2,41 +2,45 @@
 
 Each call is ``POST /api/<service>/<Contract>`` with a MessagePack body and
 ``Authorization: Bearer <NANO_SECRET>`` (when a secret is set), the very request any
-HTTP client would send (DESIGN §7), so the remote may be anything that speaks it.
+HTTP client would send (see the README's "The HTTP face"), so the remote may be
+anything that speaks it; the per-call context goes as the ``nano-context`` header.
 An error answer's body names its kind, and the caller raises the same
 ``NanoError`` class; an answer without one is mapped by its status code.
 
 HTTP/1.1 is spoken with h11 (already shipped, as uvicorn's) over asyncio streams,
 through a small pool of keep-alive connections: one call per connection at a time,
 idle connections reused, and retired before the server's keep-alive timeout.
-Reachability, timeouts and retries follow the TCP transport's rules: ``Unavailable``
+Reachability, timeouts and retries follow the TCP transport's rules: ``Unsent``
 when the remote cannot be reached, ``Timeout`` after the call's timeout, and a call
-whose connection drops mid-call is sent again once only if it is idempotent.
+whose connection drops mid-call is sent again once if it is idempotent, and is
+otherwise ``Interrupted``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import select
 from typing import Any
 
 import h11
 import msgspec
 
+from nanobuild.runtime import context
+from nanobuild.runtime.addresses import Address, parse_address
 from nanobuild.runtime.errors import (
     ERROR_KINDS,
     BadRequest,
     Internal,
     NanoError,
 )
+from nanobuild.runtime.settings import Settings
 from nanobuild.runtime.transports.base import (
-    Address,
     Backoff,
+    ConnectionDropped,
     Deadline,
+    NotSent,
     Target,
     Transport,
-    parse_address,
 )
 from nanobuild.runtime.transports.frames import DEFAULT_MAX_FRAME
 
@@ -47,10 +51,6 @@ READ_SIZE = 65536
 
 MEDIA_TYPE = b"application/msgpack"
 STATUS_KINDS = {cls.status: cls for cls in reversed(ERROR_KINDS.values())}
-
-
-class _Dropped(Exception):
-    """The connection closed (or broke HTTP) before the whole answer came."""
 
 
 class _ErrorBody(msgspec.Struct):
@@ -84,29 +84,39 @@ class HttpTransport(Transport):
         self.max_idle = max_idle
         self.backoff = backoff or Backoff()
         self.connections = 0  # connections opened so far
-        secret = secret if secret is not None else os.environ.get("NANO_SECRET", "")
+        secret = secret if secret is not None else Settings.from_env().secret
         self._headers = [(b"host", f"{self.address.host}:{self.address.port}".encode())]
         self._headers.append((b"content-type", MEDIA_TYPE))
         if secret:
             self._headers.append((b"authorization", b"Bearer " + secret.encode()))
-        self._idle: list[_Connection] = []
+        self._idle: list[_HttpConnection] = []
         self._closed = False
 
     async def handle_call(self, target: Target, request: Any) -> Any:
         body = _encode(target, request)
         path = f"/api/{target.service}/{target.name}".encode()
         headers = [*self._headers, (b"content-length", str(len(body)).encode())]
+        if values := context.current():
+            headers.append((context.HEADER, context.to_header(values)))
         message = h11.Request(method=b"POST", target=path, headers=headers)
         async with Deadline(target.timeout, lambda: target.timed_out(target.timeout)):
             try:
                 status, answer = await self._exchange(target, message, body)
-            except _Dropped as exc:
+            except NotSent as exc:
+                raise target.failed(exc) from None
+            except ConnectionDropped as exc:
                 if not target.idempotent:
-                    raise target.unavailable(
-                        f"the connection to {self.address} dropped mid-call ({exc}); "
-                        f"{target.name} is not idempotent, so it was not sent again"
+                    raise target.interrupted(
+                        f"the connection to {self.address} dropped mid-call ({exc}; "
+                        "not idempotent, so not sent again)"
                     ) from None
-                status, answer = await self._exchange(target, message, body, retry=True)
+                try:
+                    status, answer = await self._exchange(target, message, body, retry=True)
+                except NotSent as again:  # the first attempt was sent: it may have run
+                    raise target.interrupted(
+                        f"the connection to {self.address} dropped mid-call ({exc}), and "
+                        f"sending it again failed: {again}"
+                    ) from None
         if status == 200:
             return target.decode(answer)
         raise _error(target, status, answer, self.address)
@@ -120,11 +130,11 @@ class HttpTransport(Transport):
             connection = await self._open(target)
         try:
             status, answer = await connection.post(message, body)
-        except _Dropped:
+        except ConnectionDropped:
             connection.close()
             if retry:
-                raise target.unavailable(
-                    f"the connection to {self.address} dropped mid-call"
+                raise target.interrupted(
+                    f"the connection to {self.address} dropped mid-call, twice"
                 ) from None
             raise
         except BaseException as exc:  # cancelled (a timeout), too large: the answer is cut off
@@ -135,7 +145,7 @@ class HttpTransport(Transport):
         self._release(connection)
         return status, answer
 
-    def _reusable(self) -> _Connection | None:
+    def _reusable(self) -> _HttpConnection | None:
         """An idle connection the server has not closed and will not close soon."""
         now = asyncio.get_running_loop().time()
         while self._idle:
@@ -145,30 +155,30 @@ class HttpTransport(Transport):
             connection.close()
         return None
 
-    def _release(self, connection: _Connection) -> None:
+    def _release(self, connection: _HttpConnection) -> None:
         if self._closed or not connection.ready() or len(self._idle) >= self.max_idle:
             connection.close()
             return
         connection.idle_since = asyncio.get_running_loop().time()
         self._idle.append(connection)
 
-    async def _open(self, target: Target) -> _Connection:
-        """A new connection, or ``Unavailable`` (failed attempts back off, as over TCP)."""
+    async def _open(self, target: Target) -> _HttpConnection:
+        """A new connection, or ``NotSent`` (failed attempts back off, as over TCP)."""
         if self._closed:
-            raise target.unavailable(f"the transport to {self.address} is closed")
+            raise NotSent(f"the transport to {self.address} is closed")
         loop = asyncio.get_running_loop()
         if self.backoff.next_attempt > loop.time() + target.timeout:
-            raise target.unavailable(f"cannot reach {self.address}: {self.backoff.reason}")
+            raise NotSent(f"cannot reach {self.address}: {self.backoff.reason}")
         await self.backoff.pause(loop)
         try:
             connection = await asyncio.wait_for(
-                _Connection.open(self.address, self.max_body), self.connect_timeout
+                _HttpConnection.open(self.address, self.max_body), self.connect_timeout
             )
         except (OSError, asyncio.TimeoutError) as exc:
             reason = "connection refused" if isinstance(exc, ConnectionRefusedError) else str(exc)
             reason = reason or f"no connection within {self.connect_timeout:g} s"
             self.backoff.failed(reason, loop.time())
-            raise target.unavailable(f"cannot reach {self.address}: {reason}") from None
+            raise NotSent(f"cannot reach {self.address}: {reason}") from None
         self.backoff.succeeded()
         self.connections += 1
         return connection
@@ -203,7 +213,7 @@ def _error(target: Target, status: int, answer: bytes, address: Address) -> Nano
     return NanoError.from_wire(wire)
 
 
-class _Connection:
+class _HttpConnection:
     """One HTTP/1.1 keep-alive connection, one exchange at a time."""
 
     def __init__(
@@ -216,7 +226,7 @@ class _Connection:
         self.idle_since = 0.0
 
     @classmethod
-    async def open(cls, address: Address, max_body: int) -> _Connection:
+    async def open(cls, address: Address, max_body: int) -> _HttpConnection:
         reader, writer = await asyncio.open_connection(address.host, address.port)
         return cls(reader, writer, max_body)
 
@@ -233,7 +243,7 @@ class _Connection:
             await self._writer.drain()
             status, answer = await self._read()
         except (OSError, h11.ProtocolError) as exc:
-            raise _Dropped(str(exc) or type(exc).__name__) from None
+            raise ConnectionDropped(str(exc) or type(exc).__name__) from None
         if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
             conn.start_next_cycle()
         return status, answer
@@ -246,7 +256,7 @@ class _Connection:
             if event is h11.NEED_DATA:
                 data = await self._reader.read(READ_SIZE)
                 if not data:
-                    raise _Dropped("the server closed the connection before answering")
+                    raise ConnectionDropped("the server closed the connection before answering")
                 conn.receive_data(data)
             elif isinstance(event, h11.Response):
                 status = event.status_code
@@ -258,7 +268,7 @@ class _Connection:
             elif isinstance(event, h11.EndOfMessage):
                 return status, b"".join(chunks)
             elif isinstance(event, h11.ConnectionClosed):
-                raise _Dropped("the server closed the connection")
+                raise ConnectionDropped("the server closed the connection")
 
     def ready(self) -> bool:
         """Whether another request may be sent on this connection."""

@@ -6,9 +6,10 @@ id, and answers may come back in any order. A call costs one frame each way, a
 future and an entry in the connection's heap of deadlines (``Deadlines``: one loop
 timer for all the calls in flight) — no task, no lock. When the connection
 drops, the calls in flight fail at once (an idempotent one is sent again, once,
-on a fresh connection; any other gets ``Unavailable``, as it may have run), and
+on a fresh connection; any other gets ``Interrupted``, as it may have run), and
 the next call reconnects. Failed connection attempts back off (``Backoff``), so a
-dead remote is not hammered, and callers get ``Unavailable`` within their timeout.
+dead remote is not hammered, and callers get ``Unsent`` within their timeout.
+Each CALL frame carries the caller's per-call context (``runtime.context``).
 
 Server. ``TcpServer(node)`` serves a wired node's endpoints on the internal port, in
 the event loop that starts it — uvicorn's, next to the HTTP face::
@@ -27,24 +28,28 @@ on. A call to an unknown contract is answered ``unknown_contract``.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import itertools
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
 
+from nanobuild.runtime import context
+from nanobuild.runtime.addresses import Address, parse_address
 from nanobuild.runtime.errors import BadRequest, Internal, NanoError, PayloadTooLarge, Unavailable
 from nanobuild.runtime.faults import unknown_contract
+from nanobuild.runtime.node import Node
+from nanobuild.runtime.serving import Served, served_endpoints
 from nanobuild.runtime.transports import frames
 from nanobuild.runtime.transports.base import (
-    Address,
     Backoff,
+    ConnectionDropped,
     Deadlines,
     Target,
     Transport,
-    parse_address,
     secret_from,
 )
 from nanobuild.runtime.transports.frames import (
@@ -62,11 +67,10 @@ from nanobuild.runtime.transports.frames import (
     Reply,
     Welcome,
 )
-from nanobuild.runtime.transports.local import Served, served_endpoints
-from nanobuild.runtime.wiring import Node
 
 log = logging.getLogger("nanobuild.tcp")
 Future = asyncio.Future
+_context = context.current
 
 DEFAULT_CONNECT_TIMEOUT = 3.0  # seconds to connect and shake hands, at most
 DEFAULT_HANDSHAKE_TIMEOUT = 5.0  # seconds a server waits for a new peer to prove itself
@@ -74,10 +78,6 @@ DEFAULT_GRACE = 5.0  # seconds a closing server lets calls in flight finish
 
 
 HANDSHAKE_FRAME = 1024  # bytes: plenty for HELLO and AUTH, nothing to hoard
-
-
-class ConnectionDropped(Exception):
-    """The connection a call was sent on closed before its answer came."""
 
 
 class HandshakeFailed(Exception):
@@ -135,7 +135,7 @@ class Outbox:
         self.flush()
 
 
-class _Connection(asyncio.BufferedProtocol):
+class _FramedProtocol(asyncio.BufferedProtocol):
     """A connection whose reads land in its frame decoder's buffer.
 
     A plain ``asyncio.Protocol`` is handed a fresh 256 KiB bytes object for every
@@ -230,26 +230,24 @@ class TcpTransport(Transport):
 
     async def _call_again(self, target: Target, request: Any, deadline: float) -> Any:
         """After a drop: send an idempotent call once more, on a fresh connection."""
+        dropped = f"the connection to {self.address} dropped mid-call"
         if not target.idempotent:
-            raise target.unavailable(
-                f"the connection to {self.address} dropped mid-call; {target.name} is not "
-                "idempotent, so it was not sent again (it may or may not have run)"
-            )
-        connection = await self._connect(target, deadline)
+            raise target.interrupted(f"{dropped} (not idempotent, so not sent again)")
         try:
+            connection = await self._connect(target, deadline)
             return await connection.call(target, request, deadline)
+        except NanoError as exc:  # the first attempt was sent: it may have run all the same
+            raise target.interrupted(f"{dropped}, and sending it again failed: {exc}") from None
         except ConnectionDropped:
-            raise target.unavailable(
-                f"the connection to {self.address} dropped mid-call, twice"
-            ) from None
+            raise target.interrupted(f"{dropped}, twice") from None
 
     async def _connect(self, target: Target, deadline: float) -> _ClientConnection:
         """The connection, once open; every caller waiting meanwhile shares one attempt."""
         if self._closed:
-            raise target.unavailable(f"the transport to {self.address} is closed")
+            raise target.unsent(f"the transport to {self.address} is closed")
         loop = asyncio.get_running_loop()
         if self.backoff.next_attempt > deadline:
-            raise target.unavailable(self._unreachable(self.backoff.reason))
+            raise target.unsent(self._unreachable(self.backoff.reason))
         if self._opening is None:
             self._opening = loop.create_task(self._open())
             self._opening.add_done_callback(_retrieve)
@@ -258,13 +256,13 @@ class TcpTransport(Transport):
                 asyncio.shield(self._opening), deadline - loop.time()
             )
         except asyncio.TimeoutError:
-            raise target.unavailable(
+            raise target.unsent(
                 f"{self.address} did not accept a connection within {target.timeout:g} s"
             ) from None
         except HandshakeFailed as exc:
-            raise target.unavailable(self._unreachable(str(exc))) from None
+            raise target.unsent(self._unreachable(str(exc))) from None
         if connection.lost:  # between the handshake and this caller's turn
-            raise target.unavailable(f"the connection to {self.address} closed as it opened")
+            raise target.unsent(f"the connection to {self.address} closed as it opened")
         return connection
 
     async def _open(self) -> _ClientConnection:
@@ -320,7 +318,7 @@ class TcpTransport(Transport):
             await connection.closed
 
 
-class _ClientConnection(_Connection):
+class _ClientConnection(_FramedProtocol):
     """One connection to a remote process: the handshake, then calls matched to answers."""
 
     def __init__(self, owner: TcpTransport, loop: asyncio.AbstractEventLoop) -> None:
@@ -346,7 +344,7 @@ class _ClientConnection(_Connection):
         """Send ``request``; the future gets the raw answer, its error, or ``Timeout``."""
         call_id = next(self._ids)
         try:
-            data = frames.call_frame(call_id, target.service, target.name, request)
+            data = frames.call_frame(call_id, target.service, target.name, _context(), request)
         except (TypeError, ValueError, OverflowError) as exc:
             raise BadRequest(
                 f"the request cannot be encoded: {exc}",
@@ -441,6 +439,7 @@ class _ClientConnection(_Connection):
                 self.welcomed.set_result(None)
         elif isinstance(message, Denied):
             self._fail_handshake(f"it refused the connection: {message.reason}")
+            self.close()
         else:
             self._drop(f"unexpected {type(message).__name__} message")
 
@@ -557,7 +556,7 @@ def _names(endpoints: dict[tuple[str, str], Served]) -> str:
     return ", ".join(sorted({service for service, _ in endpoints})) or "no services"
 
 
-class _ServerConnection(_Connection):
+class _ServerConnection(_FramedProtocol):
     """One peer: the handshake under a deadline, then its calls, each answered by id."""
 
     def __init__(self, server: TcpServer, loop: asyncio.AbstractEventLoop) -> None:
@@ -630,32 +629,36 @@ class _ServerConnection(_Connection):
             return
         try:
             if served.waits:
-                request = served.codec.decode(call.body)
-                self._start(self._finish(call.id, served, served.handler(request)))
+                request = served.msgpack.decode(call.body)
+                self._start(call, served, request)
                 return
-            data = self._reply(call.id, served, served.respond(call.body))
+            data = self._reply(call.id, served, served.respond(call.body, call.context))
         except Exception as exc:
-            data = frames.failure_frame(call.id, served.wire_error(exc))
+            data = frames.failure_frame(call.id, served.failure(exc).to_wire())
         self._outbox.send(data, batch=batch or bool(self.tasks))
 
-    def _start(self, finish: Coroutine[Any, Any, None]) -> None:
+    def _start(self, call: Call, served: Served, request: object) -> None:
         """Run a handler that may wait to its answer, in a task of its own."""
+        scope = contextvars.copy_context()  # the task's: the call's context is set in it
+        if call.context:
+            scope.run(context.bind, call.context)
+        finish = self._finish(call.id, served, served.run(request))
         if sys.version_info >= (3, 12):
             # runs at once, up to the handler's first real wait; if it does not have to
             # wait this time, it is answered here and no task is ever scheduled
-            task = asyncio.eager_task_factory(self._loop, finish)
+            task = scope.run(asyncio.eager_task_factory, self._loop, finish)
             if task.done():
                 return
         else:
-            task = self._loop.create_task(finish)
+            task = scope.run(self._loop.create_task, finish)
         self.tasks.add(task)
 
     async def _finish(self, call_id: int, served: Served, pending: Any) -> None:
         """Await an async handler's result and send the answer."""
         try:
-            payload = served.codec.encode(await pending)
+            payload = served.msgpack.encode(await pending)
         except Exception as exc:
-            data = frames.failure_frame(call_id, served.wire_error(exc))
+            data = frames.failure_frame(call_id, served.failure(exc).to_wire())
         else:
             data = self._reply(call_id, served, payload)
         # no done-callback for this: it would cost every call another turn of the loop
@@ -669,7 +672,7 @@ class _ServerConnection(_Connection):
             return data
         limit = self._server.max_frame
         error = Internal(f"the answer is {len(payload)} bytes, over the frame limit of {limit}")
-        return frames.failure_frame(call_id, served.wire_error(error))
+        return frames.failure_frame(call_id, served.failure(error).to_wire())
 
     def _refuse(self, call: Call) -> None:
         """Answer a call that will not run here (the connection stays)."""

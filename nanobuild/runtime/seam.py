@@ -1,0 +1,162 @@
+"""The call seam: the one place every call passes, where interceptors may be installed.
+
+Every call passes it once in each process it touches: where ``call()`` is made
+(``outbound``, to a service here or elsewhere) and, when it arrived from outside —
+the HTTP face, another process over TCP — where it is served (``inbound``). An
+interceptor is an async function of the call and the rest of the chain::
+
+    async def timed(call: CallInfo, proceed: Proceed) -> object:
+        call.context["caller"] = "checkout"        # travels with the call
+        try:
+            return await proceed()
+        finally:
+            log.info("%s.%s %s in %.3f ms", call.service, call.contract,
+                     call.outcome, call.duration * 1000)
+
+    node = wire(spec, interceptors=[timed])          # or NANO_INTERCEPTORS=module:timed
+
+``proceed()`` runs the next interceptor, or the call itself; when it returns (or
+raises), ``outcome`` and ``duration`` describe the call as it ran. What an
+interceptor puts in ``call.context`` is the per-call context of the callee.
+
+With no interceptor the seam is not there at all: an in-memory route stays the
+handler's own coroutine, and the faces skip it with one test of a list.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Literal
+
+from nanobuild.runtime import context
+from nanobuild.runtime.errors import NanoError
+
+Placement = Literal["local", "remote"]
+Direction = Literal["outbound", "inbound"]
+Route = Callable[[object], Awaitable[object]]
+Proceed = Callable[[], Awaitable[object]]
+
+
+class CallInfo:
+    """One call as interceptors see it.
+
+    ``via`` says how the call travels: ``memory``, ``strict`` (in memory, through the
+    wire form), ``tcp`` or ``http``. ``outcome`` is ``None`` until the call is done,
+    then ``"ok"`` or the error's kind (``"internal"`` for an exception that is not a
+    ``NanoError``); ``duration`` is its time in seconds, interceptors not counted.
+    """
+
+    __slots__ = (
+        "context",
+        "contract",
+        "direction",
+        "duration",
+        "error",
+        "outcome",
+        "placement",
+        "request",
+        "service",
+        "via",
+    )
+
+    def __init__(
+        self,
+        service: str,
+        contract: str,
+        placement: Placement,
+        direction: Direction,
+        via: str,
+        request: object,
+        values: context.Context,
+    ) -> None:
+        self.service = service
+        self.contract = contract
+        self.placement: Placement = placement
+        self.direction: Direction = direction
+        self.via = via
+        self.request = request
+        self.context: dict[str, str] = dict(values)
+        self.outcome: str | None = None
+        self.error: BaseException | None = None
+        self.duration: float | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"CallInfo({self.direction} {self.service}.{self.contract}, {self.placement} "
+            f"via {self.via}, outcome={self.outcome!r})"
+        )
+
+
+Interceptor = Callable[[CallInfo, Proceed], Awaitable[object]]
+
+
+class Seam:
+    """Where calls of one endpoint pass: its identity, and the interceptors to run."""
+
+    __slots__ = ("contract", "interceptors", "placement", "service", "via")
+
+    def __init__(
+        self,
+        service: str,
+        contract: str,
+        placement: Placement,
+        via: str,
+        interceptors: Sequence[Interceptor],
+    ) -> None:
+        self.service = service
+        self.contract = contract
+        self.placement: Placement = placement
+        self.via = via
+        self.interceptors = tuple(interceptors)
+
+    async def run(self, route: Route, request: object, direction: Direction) -> object:
+        """``route(request)`` through every interceptor, in order."""
+        call = CallInfo(
+            self.service,
+            self.contract,
+            self.placement,
+            direction,
+            self.via,
+            request,
+            context.current(),
+        )
+
+        async def innermost() -> object:
+            context.check(call.context)  # an interceptor's additions must cross the wire too
+            token = context.bind(dict(call.context))
+            started = time.perf_counter()
+            try:
+                result = await route(request)
+            except BaseException as exc:
+                call.outcome = exc.kind if isinstance(exc, NanoError) else "internal"
+                call.error = exc
+                raise
+            else:
+                call.outcome = "ok"
+                return result
+            finally:
+                call.duration = time.perf_counter() - started
+                context.unbind(token)
+
+        proceed: Proceed = innermost
+        for interceptor in reversed(self.interceptors):
+            proceed = _link(interceptor, call, proceed)
+        return await proceed()
+
+    def route(self, route: Route) -> Route:
+        """``route`` as the outbound route ``call()`` takes: through the interceptors."""
+        run = self.run
+
+        async def intercepted(request: object) -> object:
+            return await run(route, request, "outbound")
+
+        intercepted.__qualname__ = f"intercepted.<{self.service}.{self.contract}>"
+        return intercepted
+
+
+def _link(interceptor: Interceptor, call: CallInfo, proceed: Proceed) -> Proceed:
+    def next_link() -> Awaitable[object]:
+        return interceptor(call, proceed)
+
+    return next_link

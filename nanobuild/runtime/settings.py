@@ -1,0 +1,170 @@
+"""Every ``NANO_*`` variable the runtime reads, parsed once into one ``Settings``.
+
+Like shiv's ``Environment``: the entry point (the binary's command line, ``serve``)
+calls ``Settings.from_env()`` once and passes the object down; nothing below it
+reads the environment. A value that cannot be used is one ``SettingsError`` naming
+the variable. ``VARIABLES`` is the table of them all, which the README shows and a
+deployment generator reads, so no copy of a variable's name lives anywhere else.
+
+The bootstrap is the exception that proves the rule: it runs before any package of
+the binary can be imported, so it reads its one variable (``NANO_APP_CACHE``) itself,
+with the standard library; the table still lists it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import NamedTuple
+
+import msgspec
+
+from nanobuild.runtime.errors import SettingsError
+
+DEFAULT_MAX_BODY = 1024 * 1024  # bytes
+DEFAULT_TIMEOUT = 5.0  # seconds a call to a remote service may take, connecting included
+
+REMOTE_PREFIX = "NANO_REMOTE_"
+TIMEOUT_PREFIX = "NANO_TIMEOUT_"
+
+
+class Variable(NamedTuple):
+    """One environment variable: its name, what it is, and its default."""
+
+    name: str
+    meaning: str
+    default: str
+    reader: str = "runtime"  # "runtime", or "bootstrap" (before any package is importable)
+
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable(
+        "NANO_SECRET",
+        "the workspace secret: opens non-public contracts over HTTP "
+        "(`Authorization: Bearer`), and split processes prove it to each other",
+        "unset",
+    ),
+    Variable(
+        f"{REMOTE_PREFIX}<SERVICE>",
+        "where a service that does not run here is: `tcp://host:port` or "
+        "`http://host:port` (as `--remote`)",
+        "unset",
+    ),
+    Variable(
+        f"{TIMEOUT_PREFIX}<SERVICE>",
+        "seconds a call to that remote service may take (as `--timeout`)",
+        f"{DEFAULT_TIMEOUT:g}",
+    ),
+    Variable("NANO_MAX_BODY", "the largest HTTP request body, in bytes", str(DEFAULT_MAX_BODY)),
+    Variable(
+        "NANO_STRICT",
+        "`1`: every in-memory call crosses the wire encoding, as if split",
+        "0",
+    ),
+    Variable(
+        "NANO_INTERCEPTORS",
+        "interceptors to install, `module:name` separated by commas",
+        "none",
+    ),
+    Variable(
+        "NANO_APP_CACHE",
+        "where the binary unpacks itself",
+        "`$XDG_CACHE_HOME/nanobuild/apps`",
+        reader="bootstrap",
+    ),
+)
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
+
+
+def remote_variable(service: str) -> str:
+    """The variable that gives the address of ``service``: ``NANO_REMOTE_CATALOG``."""
+    return f"{REMOTE_PREFIX}{service.upper()}"
+
+
+def timeout_variable(service: str) -> str:
+    """The variable that bounds calls to ``service``: ``NANO_TIMEOUT_CATALOG``."""
+    return f"{TIMEOUT_PREFIX}{service.upper()}"
+
+
+class Settings(msgspec.Struct, frozen=True):
+    """What the runtime takes from its environment; ``from_env`` reads it."""
+
+    secret: str | None = None  # never empty: an empty secret is no secret
+    max_body: int = DEFAULT_MAX_BODY
+    strict: bool = False
+    remotes: dict[str, str] = {}  # NANO_REMOTE_<SERVICE>: by the upper-case service name
+    timeouts: dict[str, float] = {}  # NANO_TIMEOUT_<SERVICE>: likewise
+    interceptors: tuple[str, ...] = ()  # module:name of each, in order
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        """The settings ``environ`` gives; ``SettingsError`` naming a variable it cannot use."""
+        return cls(
+            # an empty secret would make "Bearer " a valid credential: treat it as unset
+            secret=environ.get("NANO_SECRET") or None,
+            max_body=_positive_int(environ, "NANO_MAX_BODY", DEFAULT_MAX_BODY),
+            strict=_flag(environ, "NANO_STRICT"),
+            remotes={
+                name[len(REMOTE_PREFIX) :]: value.strip()
+                for name, value in environ.items()
+                if name.startswith(REMOTE_PREFIX) and value.strip()
+            },
+            timeouts={
+                name[len(TIMEOUT_PREFIX) :]: seconds(value, name)
+                for name, value in environ.items()
+                if name.startswith(TIMEOUT_PREFIX) and value.strip()
+            },
+            interceptors=_targets(environ, "NANO_INTERCEPTORS"),
+        )
+
+    def remote(self, service: str) -> str | None:
+        """The address ``NANO_REMOTE_<SERVICE>`` gives, if any."""
+        return self.remotes.get(service.upper())
+
+    def timeout(self, service: str) -> float | None:
+        """The seconds ``NANO_TIMEOUT_<SERVICE>`` gives, if any."""
+        return self.timeouts.get(service.upper())
+
+
+def seconds(text: str, what: str) -> float:
+    """``text`` as a positive number of seconds; ``SettingsError`` naming ``what`` if not."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise SettingsError(f"{what} must be a positive number of seconds, not {text!r}")
+    return value
+
+
+def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
+    text = environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise SettingsError(f"{name} must be a positive number of bytes, not {text!r}")
+    return value
+
+
+def _flag(environ: Mapping[str, str], name: str) -> bool:
+    text = environ.get(name, "").strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise SettingsError(f"{name} must be 1 or 0, not {environ[name]!r}")
+
+
+def _targets(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
+    targets = tuple(t.strip() for t in environ.get(name, "").split(",") if t.strip())
+    for target in targets:
+        module, sep, attribute = target.partition(":")
+        if not (sep and module and attribute.isidentifier()):
+            raise SettingsError(f"{name}: {target!r} is not module:name")
+    return targets
