@@ -13,7 +13,8 @@ from money import Money, convert
 from payment.kernel import Charge, ChargeResult, CreditCardInfo
 from shipping.kernel import Address, GetQuote, ShipmentItem, ShipOrder, ShipOrderResult
 
-from nanobuild.runtime import BadRequest, NotFound, Unavailable, router
+from nanobuild.runtime import BadRequest, NotFound, Unavailable
+from nanobuild.runtime.testing import fake
 
 ADDRESS = Address(
     street_address="1600 Amphitheatre Parkway",
@@ -44,15 +45,17 @@ class World:
         self.calls: list[object] = []
         self.failing: dict[type, Exception] = {}
 
-    def routes(self):
+    def answers(self):
+        """What each faked contract answers, for ``fake``: record the call, then answer."""
+
         def route(contract, answer):
-            async def fake(req):
+            def recorded(req):
                 self.calls.append(req)
                 if contract in self.failing:
                     raise self.failing[contract]
                 return answer(req)
 
-            return fake
+            return recorded
 
         return {
             GetCart: route(GetCart, lambda r: Cart(r.user_id, list(self.carts.get(r.user_id, [])))),
@@ -83,9 +86,8 @@ class World:
 @pytest.fixture
 def world():
     w = World()
-    router.install(w.routes())
-    yield w
-    router.install({})
+    with fake(w.answers()):
+        yield w
 
 
 def order(user: str = "u1", currency: str = "EUR", email: str = "someone@example.com"):

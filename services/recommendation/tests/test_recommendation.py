@@ -6,7 +6,8 @@ from money import Money
 from recommendation.handlers import list_recommendations
 from recommendation.kernel import ListRecommendations
 
-from nanobuild.runtime import Unavailable, router
+from nanobuild.runtime import Unavailable
+from nanobuild.runtime.testing import fake
 
 IDS = [f"P{n}" for n in range(8)]
 
@@ -24,19 +25,20 @@ def product(product_id: str) -> Product:
 
 @pytest.fixture
 def catalog_of():
-    """Install a fake catalog holding the given ids; restore an empty table after."""
-    calls = []
+    """Fake a catalog, for the whole test, holding the ids it is given; return its calls."""
+    calls: list[ListProducts] = []
+    stock: list[str] = []
 
-    def install(ids):
-        async def list_products(req: ListProducts) -> list[Product]:
-            calls.append(req)
-            return [product(i) for i in ids]
+    async def list_products(req: ListProducts) -> list[Product]:
+        calls.append(req)
+        return [product(i) for i in stock]
 
-        router.install({ListProducts: list_products})
+    def holding(ids: list[str]) -> list[ListProducts]:
+        stock[:] = ids
         return calls
 
-    yield install
-    router.install({})
+    with fake({ListProducts: list_products}):
+        yield holding
 
 
 def recommend(*exclude: str) -> list[str]:
@@ -68,10 +70,9 @@ def test_fewer_candidates_than_five(catalog_of):
     assert recommend(*IDS[:4]) == []
 
 
-def test_catalog_errors_reach_the_caller(catalog_of):
+def test_catalog_errors_reach_the_caller():
     async def down(req: ListProducts) -> list[Product]:
         raise Unavailable("catalog is down")
 
-    router.install({ListProducts: down})
-    with pytest.raises(Unavailable):
+    with fake({ListProducts: down}), pytest.raises(Unavailable, match="catalog is down"):
         recommend()
