@@ -71,7 +71,7 @@ class App:
         self.node = node
         self.settings: Settings = node.settings
         self.companions = list(companions)
-        served = served_endpoints(node, remote=True)
+        served = served_endpoints(node, "http")
         self.routes = {f"/api/{service}/{name}": s for (service, name), s in served.items()}
         self._secret = self.settings.secret.encode() if self.settings.secret else None
         self._site = site(node)

@@ -110,14 +110,20 @@ class Seam:
         self.via = via
         self.interceptors = tuple(interceptors)
 
-    async def run(self, route: Route, request: object, direction: Direction) -> object:
-        """``route(request)`` through every interceptor, in order."""
+    async def run(
+        self, route: Route, request: object, direction: Direction, via: str | None = None
+    ) -> object:
+        """``route(request)`` through every interceptor, in order.
+
+        ``via`` is how an inbound call arrived (``http``, ``tcp``); an outbound one
+        travels the endpoint's own way.
+        """
         call = CallInfo(
             self.service,
             self.contract,
             self.placement,
             direction,
-            self.via,
+            via or self.via,
             request,
             context.current(),
         )

@@ -34,7 +34,8 @@ class Served:
 
     ``run`` takes the decoded request: the handler itself for a service of this
     process, the transport's route for one that runs elsewhere, or — with
-    interceptors installed — the seam around either. ``waits`` says whether it may
+    interceptors installed — the seam around either, which sees an inbound call
+    arrived by ``face``. ``waits`` says whether it may
     suspend: an ``async def`` with an await (or ``async for``/``async with``) in its
     body. One without is a plain function in disguise, and ``respond`` runs it to
     its end like a ``def`` handler, with no task; a server runs the others as tasks.
@@ -42,7 +43,7 @@ class Served:
 
     __slots__ = ("codecs", "is_async", "msgpack", "name", "public", "run", "service", "waits")
 
-    def __init__(self, endpoint: Endpoint, *, thorough: bool) -> None:
+    def __init__(self, endpoint: Endpoint, *, thorough: bool, face: str = "memory") -> None:
         self.service = endpoint.service
         self.name = endpoint.name
         self.public = endpoint.public
@@ -57,7 +58,7 @@ class Served:
         if seam is not None:
 
             def run(request: object) -> object:
-                return seam.run(target, request, "inbound")
+                return seam.run(target, request, "inbound", face)
 
             self.run: Callable[[object], object] = run
             self.is_async = self.waits = True
@@ -126,12 +127,12 @@ def may_suspend(fn: Callable[..., object]) -> bool:
     return any(instruction.opname in _SUSPENDING for instruction in dis.get_instructions(code))
 
 
-def served_endpoints(node: Node, *, remote: bool = False) -> dict[tuple[str, str], Served]:
-    """Every endpoint of ``node`` this face serves, by (service, contract name).
+def served_endpoints(node: Node, face: str) -> dict[tuple[str, str], Served]:
+    """Every endpoint of ``node`` the ``face`` serves, by (service, contract name).
 
-    The TCP server serves the services of this process; the HTTP face (``remote``)
-    also those it reaches elsewhere.
+    The TCP server (``tcp``) serves the services of this process; the HTTP face
+    (``http``) also those it reaches elsewhere.
     """
     thorough = node.settings.strict  # NANO_STRICT also checks every field of Struct responses
-    endpoints = node.every_endpoint() if remote else list(node.endpoints.values())
-    return {(e.service, e.name): Served(e, thorough=thorough) for e in endpoints}
+    endpoints = node.every_endpoint() if face == "http" else list(node.endpoints.values())
+    return {(e.service, e.name): Served(e, thorough=thorough, face=face) for e in endpoints}

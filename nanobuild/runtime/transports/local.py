@@ -27,7 +27,7 @@ class LocalTransport(Transport):
 
     def __init__(self, node: Node) -> None:
         self.address = Address("local", "localhost", 0)
-        self._served = served_endpoints(node)
+        self._served = served_endpoints(node, "local")
 
     async def handle_call(self, target: Target, request: Any) -> Any:
         served = self._served.get((target.service, target.name))

@@ -509,7 +509,7 @@ class TcpServer:
         self.grace = grace
         self.accepted = 0  # connections accepted so far
         self.secret = secret_from(secret)
-        self.endpoints = served_endpoints(node)
+        self.endpoints = served_endpoints(node, "tcp")
         self.peers: set[_ServerConnection] = set()
         self.closing = False
         self._server: asyncio.Server | None = None
