@@ -29,11 +29,13 @@ import pytest
 from nanobuild.runtime import (
     BadRequest,
     Internal,
+    Interrupted,
     NotFound,
     PayloadTooLarge,
     Timeout,
     Unavailable,
     UnknownContract,
+    Unsent,
     call,
     router,
 )
@@ -391,10 +393,12 @@ def test_a_dead_address_is_unavailable_at_once(faults: Any) -> None:
         say = remote_route(transport, "faults", faults.Say, timeout=5)
         for _ in range(3):  # the first attempt fails, the others fall in the back-off
             started = time.monotonic()
-            with pytest.raises(Unavailable, match="connection refused") as unavailable:
+            with pytest.raises(Unsent, match="connection refused") as unavailable:
                 await say(faults.Say("x"))
             assert time.monotonic() - started < 1.5
             assert unavailable.value.service == "faults"
+            assert "was not sent (it did not run)" in unavailable.value.message
+            assert not isinstance(unavailable.value, Interrupted)
         await transport.aclose()
 
     run(scenario())
@@ -811,8 +815,11 @@ def test_a_dropped_connection_reruns_only_idempotent_calls(
                 assert process.executions(name) == 2
                 assert transport.connections == 2
             else:
-                with pytest.raises(Unavailable, match="not idempotent, so not sent again"):
+                with pytest.raises(Interrupted, match="not idempotent, so not sent again") as cut:
                     await pending
+                assert "Nap was sent and may have run" in cut.value.message
+                assert not isinstance(cut.value, Unsent)
+                assert isinstance(cut.value, Unavailable)  # what callers caught before
                 await asyncio.sleep(0.5)
                 assert process.executions(name) == 1
         finally:

@@ -11,7 +11,8 @@ A service's unit tests fake what it calls, by construction rather than by patchi
 Inside the block, ``call(ListProducts(...))`` runs the fake (a function of the
 request, ``def`` or ``async def``, returning the response or raising a ``NanoError``);
 every other contract is routed as it was before, and the routes in place before the
-block are back after it, however it ends.
+block are back after it, however it ends. The route table is one per process, so
+``fake`` blocks nest as ``with`` blocks do: one test (or task) fakes at a time.
 """
 
 from __future__ import annotations
@@ -42,10 +43,8 @@ def fake(answers: Mapping[type, Fake]) -> Iterator[None]:
 
 
 def _route(fn: Fake) -> Callable[[Any], Awaitable[Any]]:
-    if inspect.iscoroutinefunction(fn):
-        return fn
-
     async def answer(request: Any) -> Any:
-        return fn(request)
+        result = fn(request)  # a def, an async def, or an object with an async __call__
+        return await result if inspect.isawaitable(result) else result
 
     return answer
