@@ -90,7 +90,7 @@ class InstallFailed(Exception):
         return (errors or said)[-lines:]
 
 
-def cache_root() -> Path:
+def build_cache() -> Path:
     """Where nanobuild keeps its build cache (stages live under ``stage/``)."""
     if override := os.environ.get("NANO_CACHE_DIR"):
         return Path(override).expanduser()
@@ -118,7 +118,7 @@ def stage(
     """
     wanted = normalize(requirements)
     folders = [_find_links_folder(folder) for folder in find_links]
-    root = cache_root() / "stage"
+    root = build_cache() / "stage"
     final = root / key(wanted, folders, offline)
     if (final / SITE).is_dir():
         return Staged(final / SITE, reused=True)

@@ -86,7 +86,7 @@ def locate(name: str, build_id: str) -> str:
     """The ``site-packages`` folder of this build, extracting it first if needed."""
     folder = f"{name}-{build_id[:_ID_LENGTH]}"
     problems = []
-    for root in (cache_root, fallback_root):
+    for root in (app_cache, fallback_root):
         try:
             where = root()
             target = os.path.join(where, folder)
@@ -98,7 +98,7 @@ def locate(name: str, build_id: str) -> str:
     raise BootError("cannot unpack the app's packages: " + "; ".join(problems))
 
 
-def cache_root() -> str:
+def app_cache() -> str:
     """``$NANO_APP_CACHE``, else ``$XDG_CACHE_HOME/nanobuild/apps``, else ``~/.cache/...``."""
     override = os.environ.get("NANO_APP_CACHE")
     if override:
