@@ -13,8 +13,8 @@ import contextvars
 import dis
 import inspect
 import logging
-from collections.abc import Callable, Coroutine
-from typing import cast
+from collections.abc import Callable
+from typing import Any
 
 import msgspec
 
@@ -25,6 +25,7 @@ from nanobuild.runtime.faults import as_nano_error, log_failure
 from nanobuild.runtime.node import Endpoint, Node, local_route
 
 log = logging.getLogger("nanobuild.serving")
+_copy_context = contextvars.copy_context
 
 Body = bytes | msgspec.Raw
 
@@ -60,7 +61,7 @@ class Served:
             def run(request: object) -> object:
                 return seam.run(target, request, "inbound", face)
 
-            self.run: Callable[[object], object] = run
+            self.run: Callable[[object], Any] = run  # Any: a value, or a coroutine of one
             self.is_async = self.waits = True
         elif handler is not None:
             self.run = handler
@@ -78,7 +79,7 @@ class Served:
         codec = self.codecs[fmt]
         result = self.run(codec.decode(body))
         if self.is_async:
-            result = await cast(Coroutine[object, None, object], result)
+            result = await result
         return codec.encode(result)
 
     def respond(self, body: Body, values: context.Context = context.EMPTY) -> bytes:
@@ -91,12 +92,12 @@ class Served:
         """
         codec = self.msgpack
         request = codec.decode(body)
-        scope = contextvars.copy_context()
+        scope = _copy_context()
         if values:
             scope.run(context.bind, values)
         if not self.is_async:
             return codec.encode(scope.run(self.run, request))
-        running = cast(Coroutine[object, None, object], self.run(request))
+        running = self.run(request)
         try:
             scope.run(running.send, None)
         except StopIteration as done:
