@@ -288,3 +288,74 @@ def test_an_interceptor_follows_place_order_through_every_placement(
     for c in inbound:
         assert any(name(r) == name(c) and r["pid"] != c["pid"] for r in remote), c
     assert bool(remote) == (placement in ("split", "mixed"))  # the context crossed processes
+
+
+# -- the context over the HTTP transport, through a real HTTP face
+
+ECHO_KERNEL = """
+from nanobuild.runtime import Contract
+
+
+class Echo(Contract[dict[str, str]], frozen=True):
+    pass
+"""
+
+ECHO_HANDLERS = """
+from nanobuild.runtime import context, handler
+
+from .kernel import Echo
+
+
+@handler
+async def echo(req: Echo) -> dict[str, str]:
+    return dict(context.current())
+"""
+
+
+@pytest.fixture(scope="module")
+def echo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    root = tmp_path_factory.mktemp("echo")
+    (root / "nano.toml").write_text(
+        '[workspace]\nname = "echo"\n\n[services.back]\npath = "back"\npublic = ["Echo"]\n'
+    )
+    package = root / "back" / "back"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "kernel.py").write_text(ECHO_KERNEL)
+    (package / "handlers.py").write_text(ECHO_HANDLERS)
+    server = start(serve(root), root / "server.log", NANO_SECRET=SECRET)
+    sys.path.insert(0, str(root / "back"))
+    import back.kernel
+
+    yield server, back.kernel.Echo
+    sys.path.remove(str(root / "back"))
+    del sys.modules["back.kernel"], sys.modules["back"]
+    assert server.stop() == 0, server.log()
+
+
+def test_the_http_transport_carries_the_context_to_a_trusted_face(echo_server: Any) -> None:
+    from nanobuild.runtime.transports.base import remote_route
+    from nanobuild.runtime.transports.http import HttpTransport
+
+    server, echo = echo_server
+
+    async def scenario(secret: str) -> object:
+        transport = HttpTransport(server.url, secret=secret)
+        try:
+            with context.extended({"trace": "t-2", "who": "a b,c=d%"}):
+                return await remote_route(transport, "back", echo)(echo())
+        finally:
+            await transport.aclose()
+
+    assert asyncio.run(scenario(SECRET)) == {"trace": "t-2", "who": "a b,c=d%"}
+    assert asyncio.run(scenario("")) == {}  # without the secret the face ignores it
+
+
+def test_the_face_refuses_a_malformed_context_from_a_trusted_caller(echo_server: Any) -> None:
+    server, _ = echo_server
+    trusted = {"authorization": f"Bearer {SECRET}"}
+    response = server.call("back", "Echo", headers={**trusted, "nano-context": "no-equals-sign"})
+    assert response.status_code == 400
+    assert "has no '='" in response.json()["error"]["message"]
+    stranger = server.call("back", "Echo", headers={"nano-context": "k=v"})
+    assert (stranger.status_code, stranger.json()) == (200, {})

@@ -590,6 +590,10 @@ async def wrong_version(peer: Peer) -> None:
     await peer.send(frames.Hello(99, frames.nonce()))
 
 
+async def version_1(peer: Peer) -> None:  # a process built before the call context
+    await peer.send(frames.Hello(1, frames.nonce()))
+
+
 async def second_hello(peer: Peer) -> None:
     await peer.shake_hands()
     await peer.send(frames.Hello(frames.VERSION, frames.nonce()))
@@ -604,6 +608,7 @@ BAD_PEERS = {
     call_first: "sent a call before completing the handshake",
     call_before_auth: "sent a call before completing the handshake",
     wrong_version: "protocol version 99 is not spoken here",
+    version_1: "protocol version 1 is not spoken here (only 2): the two processes come from",
     second_hello: "unexpected Hello message",
 }
 
@@ -1060,3 +1065,22 @@ def test_a_stranger_cannot_make_the_server_hold_a_big_frame() -> None:
     decoder = FrameDecoder(HANDSHAKE_FRAME)
     with pytest.raises(FrameTooLarge):
         decoder.feed((HANDSHAKE_FRAME + 1).to_bytes(4, "big"))
+
+
+def test_a_server_that_speaks_another_version_is_refused_by_name(faults: Any) -> None:
+    async def old_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(100)  # HELLO [0, 2, nonce]: a version 1 server denies it
+        writer.write(frames.frame(frames.Denied("protocol version 2 is not spoken here (only 1)")))
+        await writer.drain()
+        writer.close()
+
+    async def scenario() -> None:
+        server = await asyncio.start_server(old_server, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        transport = TcpTransport(f"tcp://127.0.0.1:{port}", secret=SECRET)
+        with pytest.raises(Unsent, match="refused the connection: protocol version 2 is not"):
+            await remote_route(transport, "faults", faults.Say)(faults.Say("x"))
+        await transport.aclose()
+        server.close()
+
+    run(scenario())

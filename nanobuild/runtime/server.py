@@ -20,7 +20,7 @@ import uvicorn
 import uvicorn.config
 
 from nanobuild.runtime.app import App, build_app
-from nanobuild.runtime.errors import SettingsError, WiringError
+from nanobuild.runtime.errors import SettingsError, SetupError
 from nanobuild.runtime.node import Node
 from nanobuild.runtime.placement import Placement
 from nanobuild.runtime.settings import Settings
@@ -55,9 +55,9 @@ def run(
     try:
         settings = Settings.from_env() if settings is None else settings
         node = wire(spec, placement, settings=settings)
-    except SettingsError as exc:
-        return _complain(str(exc), BAD_INPUT)
-    except WiringError as exc:
+    except SetupError as exc:
+        if isinstance(exc, SettingsError):
+            return _complain(str(exc), BAD_INPUT)
         return _complain(f"cannot wire {spec.name}: {exc}", FAILED)
     internal = _internal(node, host, placement)
     app = build_app(node, companions=[internal] if internal else [])

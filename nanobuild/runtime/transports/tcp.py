@@ -703,7 +703,10 @@ class _ServerConnection(_FramedProtocol):
 
     def _greet(self, hello: Hello) -> None:
         if hello.version != VERSION:
-            self._deny(f"protocol version {hello.version} is not spoken here (only {VERSION})")
+            self._deny(
+                f"protocol version {hello.version} is not spoken here (only {VERSION}): "
+                "the two processes come from different nanobuild releases; run one build"
+            )
             return
         self._client_nonce = hello.nonce
         self._server_nonce = frames.nonce()
