@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from nanobuild import checks, codegen, codes, describe, pack
-from nanobuild.diagnostics import Diagnostic, did_you_mean
+from nanobuild.diagnostics import Diagnostic, did_you_mean, errors
 from nanobuild.errors import CheckFailed, WorkspaceError
 from nanobuild.runtime.spec import AppSpec
 from nanobuild.workspace import Workspace
@@ -36,7 +36,7 @@ def bundle(
     with _timed("check", report):
         context = checks.Context.read(ws)
         found = checks.check(context)
-        if found:
+        if errors(found):  # the warnings come along, to be shown with the errors
             raise CheckFailed(found)
     with _timed("generate", report):
         spec = subset(describe.describe(ws, context.modules), names)

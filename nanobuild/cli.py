@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from nanobuild import __version__, checks, codes, graph, workspace
-from nanobuild.diagnostics import Diagnostic, render_json, render_text
+from nanobuild.diagnostics import Diagnostic, errors, render_json, render_text
 from nanobuild.errors import BuildError, WorkspaceError
 
 app = typer.Typer(
@@ -84,24 +84,27 @@ def check(
 ) -> None:
     """Prove the workspace sound: dependencies, imports, contracts, handlers, fusion.
 
-    Exit 0 when clean, 1 when problems were found, 2 when nano.toml cannot be used.
+    Exit 0 when clean (warnings, if any, are shown), 1 when problems were found, 2
+    when nano.toml cannot be used.
     """
     with _reported(format=format):
         ws = _load(workspace_path)
     with _reported(ws.root, format):
         found = checks.run(ws)
+    problems = errors(found)
+    warned = _warned(len(found) - len(problems))
     if format is CheckFormat.json:
         typer.echo(render_json(found))
     elif found:
         typer.echo(render_text(found, ws.root))
-    if found:
+    if problems:
         if format is CheckFormat.text:
-            typer.echo(f"\n{ws.name}: {_count(len(found), 'problem')} found", err=True)
+            typer.echo(f"\n{ws.name}: {_count(len(problems), 'problem')} found{warned}", err=True)
         raise typer.Exit(1)
     if format is CheckFormat.text:
         typer.echo(
             f"{ws.name}: {_count(len(ws.services), 'service')}, "
-            f"{_count(len(ws.libraries), 'library', 'libraries')}: all checks passed"
+            f"{_count(len(ws.libraries), 'library', 'libraries')}: all checks passed{warned}"
         )
 
 
@@ -132,7 +135,9 @@ def serve(
         found = checks.run(ws)
     if found:
         typer.echo(render_text(found, ws.root), err=True)
-        typer.echo(f"\n{ws.name}: {_count(len(found), 'problem')} found: not serving", err=True)
+    if errors(found):
+        problems = _count(len(errors(found)), "problem")
+        typer.echo(f"\n{ws.name}: {problems} found: not serving", err=True)
         raise typer.Exit(1)
     with _reported(ws.root):
         code = devserver.run(
@@ -257,6 +262,11 @@ def _reported(root: Path | None = None, format: CheckFormat = CheckFormat.text) 
 
 def _count(n: int, word: str, plural: str | None = None) -> str:
     return f"{n} {word if n == 1 else plural or word + 's'}"
+
+
+def _warned(n: int) -> str:
+    """What the summary line adds for ``n`` warnings (they never count as problems)."""
+    return f" ({_count(n, 'warning')})" if n else ""
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ from types import FrameType
 import msgspec
 
 from nanobuild import checks, describe, workspace
-from nanobuild.diagnostics import render_text
+from nanobuild.diagnostics import errors, render_text
 from nanobuild.errors import BuildError
 from nanobuild.runtime.spec import AppSpec, BuildInfo, __version__
 
@@ -168,6 +168,7 @@ def _checked(root: Path) -> AppSpec | None:
         return None
     if found:
         print(render_text(found, root), file=sys.stderr)
+    if errors(found):  # warnings are shown, and serving goes on
         print("nanobuild: not serving until the next change", file=sys.stderr)
         return None
     return describe.describe(ws)
