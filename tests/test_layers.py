@@ -20,7 +20,7 @@ RUNTIME = "nanobuild.runtime"
 LAYERS = [
     ["spec", "errors"],
     ["settings", "addresses", "context", "contracts", "codecs", "static", "bootstrap"],
-    ["router", "seam", "faults"],
+    ["router", "seam", "faults", "shapes"],
     ["node", "openapi", "testing"],
     ["serving"],
     ["transports", "transports.frames", "transports.base", "transports.local"],

@@ -279,10 +279,18 @@ def site(node: Node) -> ASGIApp:
     answered = {e.service for e in node.every_endpoint()}
     services = [s.name for s in node.spec.services if s.name in answered]
     remote = sorted({e.service for e in node.remote.values()})
-    health = msgspec.json.encode({"status": "ok", "services": services, "remote": remote})
+    facts = {"status": "ok", "services": services, "remote": remote}
+    health = msgspec.json.encode(facts)
     document: list[bytes] = []  # built on first request: most processes never serve it
+    # the TCP transports, which find at each handshake the contracts their remote's
+    # build disagrees on
+    checked = [c for c in node.closables if hasattr(c, "disagreements")]
 
     async def healthz(request: Request) -> Response:
+        found = [d for transport in checked for d in transport.disagreements]
+        if found:
+            body = msgspec.json.encode({**facts, "disagree": found})
+            return Response(body, media_type="application/json")
         return Response(health, media_type="application/json")
 
     async def openapi_json(request: Request) -> Response:

@@ -8,6 +8,7 @@ module of the runtime that the build side imports, so it imports nothing but msg
 
 from __future__ import annotations
 
+import hashlib
 import sys
 
 import msgspec
@@ -52,6 +53,8 @@ class BuildInfo(msgspec.Struct, frozen=True):
     built_at: int | None = None  # SOURCE_DATE_EPOCH, when the build set one
     host: str = "127.0.0.1"
     port: int = 8000
+    # the third-party distributions it carries, (name, version), from nano.lock
+    distributions: tuple[tuple[str, str], ...] = ()
 
 
 def python_binding() -> str:
@@ -62,3 +65,373 @@ def python_binding() -> str:
     two lines and refuses to start on another Python (a test keeps them equal).
     """
     return f"{sys.implementation.cache_tag} {sys.platform}"
+
+
+# -- contract shapes: what two builds compare before they call each other
+#
+# A contract's *shape* is its request and response types as they travel: every
+# field's wire name, type and whether it is required, the nested records, tags and
+# layout. ``nanobuild.runtime.shapes`` computes it from the classes; two builds
+# exchange shapes (``nanobuild check --against``, the TCP handshake) and ``compare``
+# tells whether one build can call the other. Names of classes are kept for
+# messages, never compared: only what crosses the wire is.
+
+Scalar = str | int | float | bool | None
+
+
+class TypeShape(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One type: ``kind`` (``int``, ``str``, ``list``, ``union``, ``record``, ...),
+    its element types, the record it names, its literal or enum values, its
+    constraints (``max_length``, ``ge``, ``tz``, ...)."""
+
+    kind: str
+    args: tuple[TypeShape, ...] = ()
+    ref: str = ""  # for a record: its key in ContractShape.records
+    values: tuple[Scalar, ...] = ()
+    meta: dict[str, Scalar] = {}
+
+
+class FieldShape(msgspec.Struct, frozen=True, omit_defaults=True):
+    name: str  # the attribute
+    wire: str  # the name on the wire
+    type: TypeShape
+    required: bool = False
+
+
+class RecordShape(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A Struct, dataclass, TypedDict or NamedTuple: its fields and wire layout."""
+
+    kind: str  # struct, dataclass, typeddict, namedtuple
+    fields: tuple[FieldShape, ...] = ()
+    tag_field: str | None = None
+    tag: str | int | None = None
+    array_like: bool = False
+    forbid_unknown_fields: bool = False
+    omit_defaults: bool = False
+
+
+class ContractShape(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A contract as it crosses the wire: request, response and the records they use."""
+
+    request: TypeShape
+    response: TypeShape
+    records: dict[str, RecordShape] = {}
+
+
+class ContractTable(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Every contract of a build, by ``service.Contract``; what ``contracts --json`` prints."""
+
+    build: str
+    contracts: dict[str, ContractShape] = {}
+    errors: dict[str, str] = {}  # service -> why its kernel could not be read
+
+
+def fingerprint(shape: ContractShape) -> str:
+    """A short, stable hash of ``shape``: equal for equal shapes, in any build."""
+    encoded = msgspec.json.encode(shape, order="deterministic")
+    return hashlib.sha256(encoded).hexdigest()[:16]
+
+
+class Change(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One difference between a caller's and a callee's shape of one contract.
+
+    ``rule`` names it (``RULES`` says which rules break calls); ``side`` is where
+    (``request`` or ``response``); ``path`` the field (``quantity.amount``);
+    ``caller`` and ``callee`` the type each side has there, as text.
+    """
+
+    rule: str
+    side: str = ""
+    path: str = ""
+    caller: str = ""
+    callee: str = ""
+
+    @property
+    def breaking(self) -> bool:
+        return RULES[self.rule]
+
+
+# rule -> whether a call across it fails (True) or still works (False)
+RULES: dict[str, bool] = {
+    "contract-removed": True,  # the callee does not serve it
+    "contract-added": False,
+    "request-field-removed": True,  # the caller sends it; the callee refuses it as unknown
+    "request-field-required": True,  # the callee requires it; the caller does not send it
+    "request-field-added": False,  # optional in the callee, not sent: its default applies
+    "request-field-ignored": False,  # sent, and ignored by a record that allows unknown fields
+    "response-field-removed": True,  # the caller requires it; the callee does not send it
+    "response-field-dropped": False,  # optional for the caller, not sent: its default applies
+    "response-field-added": False,  # sent by the callee; the caller ignores it
+    "response-field-refused": True,  # sent by the callee; the caller forbids unknown fields
+    "type-changed": True,  # the reader does not accept what the writer sends
+    "type-widened": False,  # the reader accepts all the writer sends, and more
+    "tag-changed": True,  # a record's tag or tag field differs
+    "layout-changed": True,  # an array on one side, an object on the other
+}
+
+CALLER_SENDS = {"request": True, "response": False}
+
+
+def compare(caller: ContractShape, callee: ContractShape) -> list[Change]:
+    """What differs between the caller's shape of a contract and the callee's.
+
+    The caller writes the request and reads the response; the callee reads the
+    request strictly (an unknown field is refused) and writes the response, which
+    the caller reads leniently unless its record forbids unknown fields. So each
+    side is compared writer against reader. Empty when they agree on the wire.
+    """
+    found: list[Change] = []
+    for side in ("request", "response"):
+        writer, reader = (caller, callee) if CALLER_SENDS[side] else (callee, caller)
+        _Comparison(side, writer, reader, found).types(
+            getattr(writer, side), getattr(reader, side), ""
+        )
+    return found
+
+
+def compare_tables(
+    caller: dict[str, ContractShape], callee: dict[str, ContractShape]
+) -> dict[str, list[Change]]:
+    """Per contract (``service.Contract``), the changes from ``caller``'s build to ``callee``'s."""
+    changes = {name: [Change("contract-removed")] for name in caller if name not in callee}
+    changes |= {name: [Change("contract-added")] for name in callee if name not in caller}
+    for name in caller.keys() & callee.keys():
+        if fingerprint(caller[name]) != fingerprint(callee[name]):
+            changes[name] = compare(caller[name], callee[name])
+    return {name: changes[name] for name in sorted(changes) if changes[name]}
+
+
+def type_text(shape: TypeShape, records: dict[str, RecordShape] | None = None) -> str:
+    """``list[Product]``, ``str | None``, ``str(max_length=5)``: a type for messages."""
+    if shape.kind == "union":
+        return " | ".join(type_text(arg) for arg in shape.args)
+    if shape.kind == "record":
+        text = shape.ref.rpartition(".")[2]
+    elif shape.kind in ("literal", "enum"):
+        text = f"{shape.kind}[{', '.join(repr(v) for v in shape.values)}]"
+    elif shape.args:
+        text = f"{shape.kind}[{', '.join(type_text(arg) for arg in shape.args)}]"
+    else:
+        text = shape.kind
+    if shape.meta:
+        text += "(" + ", ".join(f"{k}={v!r}" for k, v in sorted(shape.meta.items())) + ")"
+    return text
+
+
+_TEMPLATES = {
+    "contract-removed": "{callee} does not serve it",
+    "contract-added": "new in {callee}",
+    "request-field-removed": "request field `{path}` ({caller_type}) is sent by {caller} "
+    "but refused as unknown by {callee}",
+    "request-field-required": "request field `{path}` ({callee_type}) is required by {callee} "
+    "but not sent by {caller}",
+    "request-field-added": "request field `{path}` ({callee_type}) is new in {callee}, "
+    "optional: {caller} does not send it, so its default applies",
+    "request-field-ignored": "request field `{path}` is sent by {caller} and ignored by {callee}",
+    "response-field-removed": "response field `{path}` ({caller_type}) is required by {caller} "
+    "but not sent by {callee}",
+    "response-field-dropped": "response field `{path}` ({caller_type}) is not sent by {callee}: "
+    "{caller} uses its default",
+    "response-field-added": "response field `{path}` ({callee_type}) is new in {callee}: "
+    "{caller} ignores it",
+    "response-field-refused": "response field `{path}` ({callee_type}) is sent by {callee} "
+    "but refused as unknown by {caller}",
+    "type-changed": "{side} `{path}` is {caller_type} in {caller} but {callee_type} in {callee}",
+    "type-widened": "{side} `{path}` is {caller_type} in {caller} and {callee_type} in {callee}, "
+    "which accepts it",
+    "tag-changed": "{side} `{path}` is tagged {caller_type} in {caller} but {callee_type} in "
+    "{callee}",
+    "layout-changed": "{side} `{path}` is {caller_type} in {caller} but {callee_type} in {callee}",
+}
+
+
+def describe(change: Change, caller: str = "the caller", callee: str = "the callee") -> str:
+    """``change`` in words, naming the two sides ``caller`` and ``callee``."""
+    return _TEMPLATES[change.rule].format(
+        caller=caller,
+        callee=callee,
+        side=change.side,
+        path=change.path or change.side,
+        caller_type=change.caller,
+        callee_type=change.callee,
+    )
+
+
+# bounds a reader may widen without breaking: the reader's lower bounds may only
+# go down and its upper bounds only up; any other constraint must stay the same
+_LOWER = {"ge", "gt", "min_length"}
+_UPPER = {"le", "lt", "max_length"}
+_ARRAYS = {"list", "set", "frozenset", "vartuple"}  # one wire form: an array of items
+_NUMBERS = {("int", "float")}  # writer kind, reader kind: a float reader takes ints
+
+
+class _Comparison:
+    """One side of a contract (request or response), the writer's types against the reader's."""
+
+    def __init__(
+        self, side: str, writer: ContractShape, reader: ContractShape, found: list[Change]
+    ) -> None:
+        self.side = side
+        self.writer, self.reader = writer.records, reader.records
+        self.found = found
+        self.seen: set[tuple[str, str]] = set()  # record pairs compared: recursion ends
+
+    def change(self, rule: str, path: str, writer: str = "", reader: str = "") -> None:
+        sent_by_caller = CALLER_SENDS[self.side]
+        caller, callee = (writer, reader) if sent_by_caller else (reader, writer)
+        self.found.append(Change(rule, self.side, path, caller, callee))
+
+    def types(self, writer: TypeShape, reader: TypeShape, path: str) -> None:
+        if reader.kind == "any":
+            return
+        if writer.kind == "union":
+            for alternative in writer.args:
+                if self._fit(alternative, reader) is None:
+                    self._mismatch(writer, reader, path)
+                    return
+            for alternative in writer.args:
+                self.types(alternative, self._fit(alternative, reader) or reader, path)
+            return
+        match = self._fit(writer, reader)
+        if match is None:
+            self._mismatch(writer, reader, path)
+        elif match is not reader:  # one alternative of a union the reader accepts
+            self.types(writer, match, path)
+            self._widened(writer, reader, path)
+        else:
+            self._same_kind(writer, reader, path)
+
+    def _fit(self, writer: TypeShape, reader: TypeShape) -> TypeShape | None:
+        """The reader's type (or alternative of its union) that takes ``writer``'s kind."""
+        if reader.kind == "union":
+            fits = [alt for alt in reader.args if self._fit(writer, alt)]
+            # among records, the alternative with the writer's tag is the one it decodes as
+            tagged = [alt for alt in fits if alt.kind != "record" or self._same_tag(writer, alt)]
+            return (tagged or fits)[0] if fits else None
+        if reader.kind == "any" or writer.kind == reader.kind:
+            return reader
+        if {writer.kind, reader.kind} <= _ARRAYS or (writer.kind, reader.kind) in _NUMBERS:
+            return reader
+        if writer.kind == "literal" and all(type(v).__name__ == reader.kind for v in writer.values):
+            return reader
+        return None
+
+    def _same_tag(self, writer: TypeShape, reader: TypeShape) -> bool:
+        w, r = self.writer.get(writer.ref), self.reader.get(reader.ref)
+        return w is None or r is None or (w.tag_field, w.tag) == (r.tag_field, r.tag)
+
+    def _mismatch(self, writer: TypeShape, reader: TypeShape, path: str) -> None:
+        self.change("type-changed", path, type_text(writer), type_text(reader))
+
+    def _widened(self, writer: TypeShape, reader: TypeShape, path: str) -> None:
+        self.change("type-widened", path, type_text(writer), type_text(reader))
+
+    def _same_kind(self, writer: TypeShape, reader: TypeShape, path: str) -> None:
+        if writer.kind == "record":
+            self.records(writer.ref, reader.ref, path)
+            return
+        if writer.kind in ("literal", "enum") or reader.kind in ("literal", "enum"):
+            if reader.kind in ("literal", "enum") and not set(writer.values) <= set(reader.values):
+                self._mismatch(writer, reader, path)
+            elif set(writer.values) != set(reader.values) or writer.kind != reader.kind:
+                self._widened(writer, reader, path)
+            return
+        if not _bounds_hold(writer.meta, reader.meta):
+            self._mismatch(writer, reader, path)
+            return
+        if writer.kind == "tuple" and len(writer.args) != len(reader.args):
+            self._mismatch(writer, reader, path)
+            return
+        for i, (w, r) in enumerate(zip(writer.args, reader.args, strict=False)):
+            self.types(w, r, _item(path, writer.kind, i))
+        if writer.kind != reader.kind or writer.meta != reader.meta:
+            self._widened(writer, reader, path)
+
+    def records(self, writer_ref: str, reader_ref: str, path: str) -> None:
+        if (writer_ref, reader_ref) in self.seen:
+            return
+        self.seen.add((writer_ref, reader_ref))
+        writer, reader = self.writer[writer_ref], self.reader[reader_ref]
+        if (writer.tag_field, writer.tag) != (reader.tag_field, reader.tag):
+            self.change("tag-changed", path, _tag(writer), _tag(reader))
+            return
+        if _layout(writer) != _layout(reader):
+            self.change("layout-changed", path, _layout(writer), _layout(reader))
+            return
+        by = _position if reader.array_like or reader.kind == "namedtuple" else _wire
+        written, read = by(writer), by(reader)
+        for key, field in written.items():
+            there = read.get(key)
+            where = f"{path}.{field.wire}" if path else field.wire
+            if there is None:
+                self._unread(field, reader, where)
+            else:
+                self._both(field, there, writer, where)
+        for key, field in read.items():
+            if key not in written:
+                self._unwritten(field, f"{path}.{field.wire}" if path else field.wire)
+
+    def _unread(self, field: FieldShape, reader: RecordShape, path: str) -> None:
+        """A field the writer sends and the reader does not have."""
+        refused = reader.forbid_unknown_fields or (
+            self.side == "request" and reader.kind == "struct"  # the callee reads strictly
+        )
+        if self.side == "request":
+            rule = "request-field-removed" if refused else "request-field-ignored"
+        else:
+            rule = "response-field-refused" if refused else "response-field-added"
+        self.change(rule, path, type_text(field.type), "")
+
+    def _unwritten(self, field: FieldShape, path: str) -> None:
+        """A field the reader has and the writer does not send."""
+        if self.side == "request":
+            rule = "request-field-required" if field.required else "request-field-added"
+        else:
+            rule = "response-field-removed" if field.required else "response-field-dropped"
+        self.change(rule, path, "", type_text(field.type))
+
+    def _both(self, written: FieldShape, read: FieldShape, writer: RecordShape, path: str) -> None:
+        if read.required and not written.required and writer.omit_defaults:
+            # the writer leaves the field out when it holds its default
+            self._unwritten(read, path)
+        self.types(written.type, read.type, path)
+
+
+def _bounds_hold(writer: dict[str, Scalar], reader: dict[str, Scalar]) -> bool:
+    """Whether every value the writer's constraints allow passes the reader's."""
+    for key, bound in reader.items():
+        held = writer.get(key)
+        if key in _LOWER or key in _UPPER:
+            if not isinstance(held, int | float) or not isinstance(bound, int | float):
+                return False
+            if (key in _LOWER and held < bound) or (key in _UPPER and held > bound):
+                return False
+        elif held != bound:
+            return False
+    return True
+
+
+def _item(path: str, kind: str, index: int) -> str:
+    if kind == "dict":
+        return f"{path}{{key}}" if index == 0 else f"{path}{{}}"
+    if kind == "tuple":
+        return f"{path}[{index}]"
+    return f"{path}[]"
+
+
+def _tag(record: RecordShape) -> str:
+    if record.tag_field is None:
+        return "untagged"
+    return f"{record.tag_field}={record.tag!r}"
+
+
+def _layout(record: RecordShape) -> str:
+    return "an array" if record.array_like or record.kind == "namedtuple" else "an object"
+
+
+def _wire(record: RecordShape) -> dict[str | int, FieldShape]:
+    return {f.wire: f for f in record.fields}
+
+
+def _position(record: RecordShape) -> dict[str | int, FieldShape]:
+    return dict(enumerate(record.fields))

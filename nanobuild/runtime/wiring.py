@@ -157,6 +157,9 @@ def _remote_endpoints(service: ServiceSpec, transport: Transport, timeout: float
                 f"{kernel} has no contract {contract}: the wiring is older than the code"
             )
         route = remote_route(transport, service.name, request, timeout=timeout)
+        expect = getattr(transport, "expect", None)  # TCP compares shapes as it connects
+        if expect is not None:
+            expect(service.name, request, response_type(request))
         endpoints.append(
             Endpoint(
                 service.name,

@@ -21,14 +21,31 @@ wire, and neither side sends a call or an answer before the proofs are checked::
       |  (the client checks server_proof, or hangs up)      |
       |  AUTH       [2, client_proof]                       |
       |---------------------------------------------------->|
-      |  WELCOME    [3]    or    DENIED [4, reason], close  |
+      |  WELCOME    [3, build, fingerprints]                |
+      |             or    DENIED [4, reason], close         |
+      |<----------------------------------------------------|
+      |  (only if a fingerprint differs from the client's:) |
+      |  DESCRIBE   [8, build, [contract, ...]]             |
+      |---------------------------------------------------->|
+      |  SHAPES     [9, {contract: shape}]                  |
       |<----------------------------------------------------|
 
-    server_proof = HMAC-SHA256(secret, "nanobuild/1 server" 0x00 client_nonce server_nonce)
-    client_proof = HMAC-SHA256(secret, "nanobuild/1 client" 0x00 client_nonce server_nonce)
+    server_proof = HMAC-SHA256(secret, "nanobuild/2 server" 0x00 client_nonce server_nonce)
+    client_proof = HMAC-SHA256(secret, "nanobuild/2 client" 0x00 client_nonce server_nonce)
 
 Nonces are 32 random bytes from each side, so a proof is never replayed; the role
 label keeps a server's proof from being reflected back as a client's.
+
+Contract shapes. WELCOME names the server's build (``mini sha256:3f2a9c0d1b2e
+(nanobuild 0.1.0)``) and maps every contract it serves (``service.Contract``) to
+the fingerprint of its shape (``spec.fingerprint``). The client compares them with
+its own for the contracts it reaches there; where one differs it sends DESCRIBE,
+naming its build and those contracts, and the server answers SHAPES with its shape
+of each (``spec.ContractShape``, as MessagePack). Only then is the client ready for
+calls: a contract the server does not serve, or whose shapes disagree in a way
+that breaks calls (``spec.compare``), is refused in the client before any call of
+it is sent. Two processes of one build send no DESCRIBE, and the handshake keeps
+its two round trips.
 
 Calls. Once welcomed, the client sends calls and the server answers each one,
 in any order, matched by the id the client chose (many calls share one connection)::
@@ -44,7 +61,8 @@ entries, keys up to 64 characters, values up to 1024). FAILURE carries
 
 Versions. HELLO names the version the client speaks; a server that speaks another
 answers DENIED naming both, so two builds of different protocols never misread each
-other's frames. Version 2 added CALL's context.
+other's frames. Version 2 added CALL's context, and WELCOME's build and
+fingerprints, DESCRIBE and SHAPES.
 """
 
 from __future__ import annotations
@@ -58,6 +76,8 @@ from typing import Annotated, Any, Union
 
 import msgspec
 
+from nanobuild.runtime.spec import ContractShape
+
 VERSION = 2
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024
 NONCE_SIZE = 32
@@ -69,6 +89,8 @@ Name = Annotated[str, msgspec.Meta(max_length=255)]
 ContextKey = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 ContextValue = Annotated[str, msgspec.Meta(max_length=1024)]
 CallContext = Annotated[dict[ContextKey, ContextValue], msgspec.Meta(max_length=32)]
+Build = Annotated[str, msgspec.Meta(max_length=1024)]
+Fingerprint = Annotated[str, msgspec.Meta(max_length=64)]
 
 
 class ProtocolError(Exception):
@@ -103,7 +125,10 @@ class Auth(msgspec.Struct, array_like=True, tag=2, frozen=True):
 
 
 class Welcome(msgspec.Struct, array_like=True, tag=3, frozen=True):
-    """Server: the client is trusted; calls may flow."""
+    """Server: the client is trusted; its build, and the fingerprint of each contract it serves."""
+
+    build: Build = ""
+    contracts: dict[Name, Fingerprint] = {}
 
 
 class Denied(msgspec.Struct, array_like=True, tag=4, frozen=True):
@@ -136,9 +161,24 @@ class Failure(msgspec.Struct, array_like=True, tag=7, frozen=True):
     error: dict[str, str]
 
 
-Message = Union[Hello, Challenge, Auth, Welcome, Denied, Call, Reply, Failure]  # noqa: UP007
+class Describe(msgspec.Struct, array_like=True, tag=8, frozen=True):
+    """Client, once welcomed: its build, and the contracts whose fingerprints differ here."""
 
-HELLO, CHALLENGE, AUTH, WELCOME, DENIED, CALL, REPLY, FAILURE = range(8)
+    build: Build
+    contracts: list[Name]
+
+
+class Shapes(msgspec.Struct, array_like=True, tag=9, frozen=True):
+    """Server: its shape of each contract DESCRIBE named that it serves."""
+
+    shapes: dict[Name, ContractShape]
+
+
+Message = Union[  # noqa: UP007
+    Hello, Challenge, Auth, Welcome, Denied, Call, Reply, Failure, Describe, Shapes
+]
+
+HELLO, CHALLENGE, AUTH, WELCOME, DENIED, CALL, REPLY, FAILURE, DESCRIBE, SHAPES = range(10)
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(Message).decode

@@ -11,6 +11,14 @@ the next call reconnects. Failed connection attempts back off (``Backoff``), so 
 dead remote is not hammered, and callers get ``Unsent`` within their timeout.
 Each CALL frame carries the caller's per-call context (``runtime.context``).
 
+Builds. Wiring tells the transport which contracts it reaches there (``expect``).
+At each handshake the two processes compare the fingerprints of their shapes (see
+``frames``); for a contract whose shapes differ in a way that breaks calls, this
+connection refuses every call at once with ``Incompatible``, naming both builds,
+before anything is sent. The verdicts are made once per connection, logged once,
+and kept in ``disagreements`` (which ``/healthz`` shows); a connection whose
+builds agree costs its calls nothing more.
+
 Server. ``TcpServer(node)`` serves a wired node's endpoints on the internal port, in
 the event loop that starts it — uvicorn's, next to the HTTP face::
 
@@ -43,6 +51,15 @@ from nanobuild.runtime.errors import BadRequest, Internal, NanoError, PayloadToo
 from nanobuild.runtime.faults import unknown_contract
 from nanobuild.runtime.node import Node
 from nanobuild.runtime.serving import Served, served_endpoints
+from nanobuild.runtime.shapes import (
+    Disagreement,
+    Incompatible,
+    disagreements,
+    refusal,
+    shape_of,
+    this_build,
+)
+from nanobuild.runtime.spec import ContractShape, fingerprint
 from nanobuild.runtime.transports import frames
 from nanobuild.runtime.transports.base import (
     Backoff,
@@ -59,12 +76,14 @@ from nanobuild.runtime.transports.frames import (
     Call,
     Challenge,
     Denied,
+    Describe,
     Failure,
     FrameDecoder,
     Hello,
     Message,
     ProtocolError,
     Reply,
+    Shapes,
     Welcome,
 )
 
@@ -194,6 +213,26 @@ class TcpTransport(Transport):
         self._connection: _ClientConnection | None = None
         self._opening: asyncio.Task[_ClientConnection] | None = None
         self._closed = False
+        self._expected: dict[str, tuple[type, Any]] = {}  # service.Contract -> its types
+        self._shapes: dict[str, ContractShape] | None = None  # of _expected, once computed
+        self._fingerprints: dict[str, str] = {}
+        self.disagreements: list[Disagreement] = []  # found at the latest handshake
+
+    def expect(self, service: str, request: type, response: Any) -> None:
+        """Check, at each handshake, that the remote's shape of this contract agrees."""
+        self._expected[f"{service}.{request.__name__}"] = (request, response)
+        self._shapes = None
+
+    def shapes(self) -> dict[str, ContractShape]:
+        """This process's shape of each contract it expects there (computed once)."""
+        if self._shapes is None:
+            self._shapes = {name: shape_of(*types) for name, types in self._expected.items()}
+            self._fingerprints = {name: fingerprint(s) for name, s in self._shapes.items()}
+        return self._shapes
+
+    def fingerprints(self) -> dict[str, str]:
+        self.shapes()
+        return self._fingerprints
 
     async def handle_call(self, target: Target, request: Any) -> Any:
         deadline = asyncio.get_running_loop().time() + target.timeout
@@ -334,6 +373,9 @@ class _ClientConnection(_FramedProtocol):
         self._server_nonce = b""
         self._transport: asyncio.Transport | None = None
         self._outbox = Outbox(loop)
+        self._there: str | None = None  # the server's build, once welcomed
+        self._absent: list[str] = []  # contracts expected there that it does not serve
+        self._refused: dict[str, str] = {}  # service.Contract -> why its calls are refused
         self.lost = False
         self.welcomed: asyncio.Future[None] = loop.create_future()
         self.closed: asyncio.Future[None] = loop.create_future()
@@ -363,6 +405,17 @@ class _ClientConnection(_FramedProtocol):
         self._deadlines.add(call_id, deadline)
         self._outbox.send(data, batch=len(pending) > 1)
         return future
+
+    def _refusing(self, target: Target, request: Any, deadline: float) -> asyncio.Future[Any]:
+        """``call``, on a connection whose remote breaks some contracts: those are refused."""
+        reason = self._refused.get(f"{target.service}.{target.name}")
+        if reason is not None:
+            raise Incompatible(
+                f"{reason}; {target.name} was not sent (it did not run)",
+                service=target.service,
+                contract=target.name,
+            )
+        return _ClientConnection.call(self, target, request, deadline)
 
     def _expire(self, call_id: int) -> None:
         entry = self._pending.pop(call_id, None)
@@ -434,14 +487,49 @@ class _ClientConnection(_FramedProtocol):
             self._server_nonce = message.nonce
             client_proof = frames.proof(self._secret, "client", self._nonce, message.nonce)
             self._outbox.send(frames.frame(Auth(client_proof)))
-        elif isinstance(message, Welcome) and self._server_nonce:
-            if not self.welcomed.done():
-                self.welcomed.set_result(None)
+        elif isinstance(message, Welcome) and self._server_nonce and self._there is None:
+            self._compare(message)
+        elif isinstance(message, Shapes) and self._there is not None and not self.welcomed.done():
+            self._ready(message.shapes)
         elif isinstance(message, Denied):
             self._fail_handshake(f"it refused the connection: {message.reason}")
             self.close()
         else:
             self._drop(f"unexpected {type(message).__name__} message")
+
+    def _compare(self, welcome: Welcome) -> None:
+        """Compare fingerprints; ask for the server's shapes where they differ."""
+        self._there = welcome.build or "unnamed"
+        theirs = welcome.contracts
+        mine = self._owner.fingerprints()
+        self._absent = [name for name in mine if name not in theirs]
+        differ = [name for name, mark in mine.items() if theirs.get(name, mark) != mark]
+        if differ:
+            self._outbox.send(frames.frame(Describe(this_build(), differ)))
+        else:
+            self._ready({})
+
+    def _ready(self, shapes: dict[str, ContractShape]) -> None:
+        """The verdicts, from the server's shapes of the contracts that differ: calls may flow."""
+        owner = self._owner
+        theirs: dict[str, ContractShape | None] = {**dict.fromkeys(self._absent), **shapes}
+        found = disagreements(
+            owner.shapes(), theirs, remote=str(owner.address), there=self._there or ""
+        )
+        owner.disagreements = found
+        self._refused = {d.contract: refusal(d) for d in found if d.breaking}
+        if self._refused:  # only this connection's calls pay for the check
+            self.__dict__["call"] = self._refusing
+        if found:
+            log.warning(
+                "tcp: %s runs build %s, this process %s: %s",
+                owner.address,
+                self._there,
+                this_build(),
+                "; ".join(_verdict(d) for d in found),
+            )
+        if not self.welcomed.done():
+            self.welcomed.set_result(None)
 
     def _fail_handshake(self, reason: str) -> bool:
         """End a handshake still under way; whether there was one (it reports the reason)."""
@@ -463,6 +551,12 @@ class _ClientConnection(_FramedProtocol):
         """Hang up; calls in flight fail with ``ConnectionDropped``."""
         if self._transport is not None:
             self._transport.close()
+
+
+def _verdict(disagreement: Disagreement) -> str:
+    """One contract's disagreement, for the log."""
+    what = "calls to it are refused" if disagreement.breaking else "compatible"
+    return f"{disagreement.contract} {what} ({'; '.join(disagreement.changes)})"
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:
@@ -513,6 +607,11 @@ class TcpServer:
         self.peers: set[_ServerConnection] = set()
         self.closing = False
         self._server: asyncio.Server | None = None
+        local = node.endpoints.values()
+        self.shapes = {e.contract: shape_of(e.request, e.response) for e in local}
+        self.build = this_build()
+        contracts = {name: fingerprint(shape) for name, shape in self.shapes.items()}
+        self.welcome = frames.frame(Welcome(self.build, contracts))
 
     @property
     def address(self) -> Address:
@@ -569,6 +668,7 @@ class _ServerConnection(_FramedProtocol):
         self._client_nonce = b""
         self._server_nonce = b""
         self._trusted = False
+        self._described = False  # the peer asked for shapes (once per connection)
         self._done = False  # hung up on purpose: the reason is logged already
         self._transport: asyncio.Transport | None = None
         self._outbox = Outbox(loop)
@@ -696,6 +796,8 @@ class _ServerConnection(_FramedProtocol):
             self._greet(message)
         elif isinstance(message, Auth) and self._server_nonce and not self._trusted:
             self._check(message)
+        elif isinstance(message, Describe) and self._trusted and not self._described:
+            self._describe(message)
         elif isinstance(message, Call):
             self._drop("it sent a call before completing the handshake")
         else:
@@ -723,7 +825,22 @@ class _ServerConnection(_FramedProtocol):
         self._frames.limit(self._server.max_frame)
         if self._timer is not None:
             self._timer.cancel()
-        self._outbox.send(frames.frame(Welcome()))
+        self._outbox.send(self._server.welcome)
+
+    def _describe(self, describe: Describe) -> None:
+        """Send the shapes the peer asked for: its build differs from this one on them."""
+        self._described = True
+        mine = self._server.shapes
+        shapes = {name: mine[name] for name in describe.contracts if name in mine}
+        log.warning(
+            "tcp: %s runs build %s, this process %s: their shapes of %s differ "
+            "(it checks them, and refuses the calls that would break)",
+            self.peer,
+            describe.build,
+            self._server.build,
+            ", ".join(shapes) or "no contract served here",
+        )
+        self._outbox.send(frames.frame(Shapes(shapes)))
 
     def _stalled(self) -> None:
         self._drop(f"no handshake within {self._server.handshake_timeout:g} s")
