@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from nanobuild import checks, codegen, codes, describe, pack
+from nanobuild import checks, codegen, codes, describe, lock, pack
 from nanobuild.diagnostics import Diagnostic, did_you_mean, errors
 from nanobuild.errors import CheckFailed, WorkspaceError
 from nanobuild.runtime.spec import AppSpec
@@ -30,9 +30,18 @@ def bundle(
     verbose: bool = False,
     progress: Progress | None = None,
 ) -> Path:
-    """Build the binary for ``ws`` (or the ``only`` services of it); its path."""
+    """Build the binary for ``ws`` (or the ``only`` services of it); its path.
+
+    Every binary of a workspace carries exactly the packages of its ``nano.lock``
+    (E501-E504 when it has none, or one that does not fit), staged first so that
+    ``check`` can read which package provides which module.
+    """
     report = progress or (lambda step, seconds: None)
     names = chosen(ws, only)
+    with _timed_step(report) as step:
+        made = lock.require(ws)
+        staged = lock.stage_of(made, find_links=find_links, offline=offline, verbose=verbose)
+        step("stage (cached)" if staged.reused else "stage")
     with _timed("check", report):
         context = checks.Context.read(ws)
         found = checks.check(context)
@@ -42,7 +51,9 @@ def bundle(
         spec = subset(describe.describe(ws, context.modules), names)
         contents = pack.plan(ws, names, context.modules)
         digest = codegen.inputs_hash(ws, pack.sources(ws, contents))
-        source = codegen.render(spec, ws, inputs_hash=digest, only=only)
+        source = codegen.render(
+            spec, ws, inputs_hash=digest, only=only, distributions=made.distributions()
+        )
     return pack.build(
         ws,
         names,
@@ -53,6 +64,7 @@ def bundle(
         verbose=verbose,
         progress=report,
         contents=contents,
+        staged=staged,
     )
 
 
@@ -90,6 +102,13 @@ def target(ws: Workspace, only: Sequence[str]) -> Path:
     """``dist/<name>.pyz``, or ``dist/<name>-<a>-<b>.pyz`` for ``--only a,b``."""
     stem = "-".join([ws.name, *only])
     return ws.root / "dist" / f"{stem}.pyz"
+
+
+@contextmanager
+def _timed_step(report: Progress) -> Iterator[Callable[[str], None]]:
+    """Like ``_timed``, for a step whose name is known once it is done."""
+    start = time.perf_counter()
+    yield lambda step: report(step, time.perf_counter() - start)
 
 
 @contextmanager

@@ -123,15 +123,31 @@ def serve(
     access_log: Annotated[
         bool, typer.Option("--access-log", help="Log every request (off by default).")
     ] = False,
+    find_links: Annotated[
+        list[Path] | None,
+        typer.Option("--find-links", help="A folder of wheels to install from (repeatable)."),
+    ] = None,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="No network: local wheels or the cache only.")
+    ] = False,
 ) -> None:
     """Run the whole workspace fused in one process, from source (the dev loop).
 
-    Checks the workspace first and refuses to serve one with problems. Stop with Ctrl-C.
+    Runs on the packages of nano.toml's lock (made on the first run if there is none),
+    installed as the binary gets them, never this Python's. Checks the workspace first
+    and refuses to serve one with problems. Stop with Ctrl-C.
     """
-    from nanobuild import devserver
+    from nanobuild import devserver, lock
 
     with _reported():
         ws = _load(workspace_path)
+        made, staged = lock.prepare(
+            ws,
+            create=True,
+            find_links=find_links or [],
+            offline=offline,
+            notify=lambda line: typer.echo(line, err=True),
+        )
         found = checks.run(ws)
     if found:
         typer.echo(render_text(found, ws.root), err=True)
@@ -146,6 +162,8 @@ def serve(
             port=ws.ingress.port if port is None else port,
             reload=reload,
             access_log=access_log,
+            site_packages=staged.site_packages,
+            distributions=made.distributions(),
         )
     raise typer.Exit(code)
 
@@ -202,6 +220,59 @@ def bundle_command(
     size = out.stat().st_size / 2**20
     rel = os.path.relpath(out)
     console.print(f"[bold]{rel}[/bold] ({size:.1f} MiB): run it with `python {rel}`")
+
+
+@app.command("lock")
+def lock_command(
+    workspace_path: WorkspaceOption = None,
+    upgrade: Annotated[
+        bool, typer.Option("--upgrade", help="Move every package to its newest allowed version.")
+    ] = False,
+    python: Annotated[
+        str | None,
+        typer.Option("--python", help="The Python version to lock for. Default: this one's."),
+    ] = None,
+    platform: Annotated[
+        str | None,
+        typer.Option(
+            "--platform", help="linux, macos, windows (or a uv target). Default: this machine's."
+        ),
+    ] = None,
+    find_links: Annotated[
+        list[Path] | None,
+        typer.Option("--find-links", help="A folder of wheels to resolve from (repeatable)."),
+    ] = None,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="No network: local wheels or the cache only.")
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show the resolver's and installer's log.")
+    ] = False,
+) -> None:
+    """Pin every third-party package of the workspace, with hashes, in nano.lock.
+
+    Resolves the requires of every service and library, and the runtime's, together;
+    keeps the versions already locked unless --upgrade. A lock for this Python is
+    also installed into the build cache, for check, serve and bundle.
+    """
+    from nanobuild import lock
+
+    links = find_links or []
+    with _reported():
+        ws = _load(workspace_path)
+        made = lock.lock(
+            ws, upgrade=upgrade, python=python, platform=platform, find_links=links,
+            offline=offline, verbose=verbose,
+        )  # fmt: skip
+        staged = ""
+        if lock.fits_here(made):
+            lock.stage_of(made, find_links=links, offline=offline, verbose=verbose)
+            staged = ", installed in the build cache"
+    typer.echo(
+        f"{lock.FILENAME}: {_count(len(made.package), 'package')} for Python {made.python} "
+        f"on {made.platform}{staged}",
+        err=True,
+    )
 
 
 @app.command()

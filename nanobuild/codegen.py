@@ -27,8 +27,10 @@ def render(
     *,
     inputs_hash: str,
     only: Sequence[str] = (),
+    distributions: tuple[tuple[str, str], ...] = (),
 ) -> str:
-    """The ingress module's source for ``spec`` (the services of this binary)."""
+    """The ingress module's source for ``spec`` (the services of this binary);
+    ``distributions`` are the third-party packages it carries, (name, version)."""
     return _template().render(
         version=__version__,
         name=spec.name,
@@ -40,6 +42,7 @@ def render(
         static=STATIC if spec.static else None,  # packed next to the ingress module
         services=spec.services,
         packed=spec.packed,
+        distributions=distributions,
     )
 
 

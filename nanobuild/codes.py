@@ -14,6 +14,7 @@ without the build side.
     E2xx  contracts, kernels and handlers
     E3xx  can the services share one process
     E4xx  packing the binary (``bundle``)
+    E5xx  the lock: ``nano.lock`` and ``nanobuild lock``
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ E107 = _code("E107", "`libraries` names an unknown library")
 E108 = _code("E108", "a service without its package or kernel")
 E109 = _code("E109", "a source file that does not parse")
 E110 = _code("E110", "service code importing nanobuild's build side")
+E120 = _code("E120", "an import of a third-party package its owner does not declare")
+E121 = _code("E121", "third-party imports that cannot be checked: no staged packages")
 
 E201 = _code("E201", "a name the dependency's kernel does not define")
 E202 = _code("E202", "a contract with no handler")
@@ -82,3 +85,11 @@ E406 = _code("E406", "no installer, or an unusable cache or wheel folder (bundle
 E407 = _code(
     "E407", "`pack.plan` or `pack.build` asked for a service not in the workspace (Python API)"
 )
+
+E501 = _code("E501", "no `nano.lock` (bundle, serve)")
+E502 = _code("E502", "a `nano.lock` that no longer matches `nano.toml`")
+E503 = _code("E503", "a `nano.lock` for another Python or platform")
+E504 = _code("E504", "a `nano.lock` that cannot be read")
+E505 = _code("E505", "requirements that cannot be locked (lock)")
+E506 = _code("E506", "`nano.lock` cannot be written (lock)")
+E507 = _code("E507", "a `--python` or `--platform` that cannot be locked for (lock)")

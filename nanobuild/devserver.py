@@ -24,19 +24,37 @@ from types import FrameType
 
 import msgspec
 
-from nanobuild import checks, describe, workspace
+from nanobuild import checks, describe, stage, workspace
 from nanobuild.diagnostics import errors, render_text
 from nanobuild.errors import BuildError
 from nanobuild.runtime.spec import AppSpec, BuildInfo, __version__
 
 POLL = 0.5  # seconds between two looks at the sources, with --reload
+# the isolated child: -c puts the current folder first on sys.path, so it goes
+_ISOLATED = (
+    "import sys; del sys.path[0]; import site; site.addsitedir({site!r}); import runpy; "
+    "runpy.run_module('nanobuild.runtime', run_name='__main__', alter_sys=True)"
+)
 STOP_TIMEOUT = 15.0  # seconds a child may take to shut down before it is killed
 
 
-def run(ws: workspace.Workspace, *, host: str, port: int, reload: bool, access_log: bool) -> int:
-    """Serve until stopped; the process's exit code."""
+def run(
+    ws: workspace.Workspace,
+    *,
+    host: str,
+    port: int,
+    reload: bool,
+    access_log: bool,
+    site_packages: Path | None = None,
+    distributions: tuple[tuple[str, str], ...] = (),
+) -> int:
+    """Serve until stopped; the process's exit code.
+
+    ``site_packages`` is the stage of the workspace's lock: given it, the child runs
+    isolated from this Python's packages (see ``_Child.start``).
+    """
     argv = ["serve", "--host", host, "--port", str(port), *(["--access-log"] if access_log else [])]
-    child = _Child(ws, argv)
+    child = _Child(ws, argv, site_packages, distributions)
     with _forwarding(child):
         child.start(describe.describe(ws))
         if not reload:
@@ -47,9 +65,17 @@ def run(ws: workspace.Workspace, *, host: str, port: int, reload: bool, access_l
 class _Child:
     """The child Python that serves the workspace; at most one runs at a time."""
 
-    def __init__(self, ws: workspace.Workspace, argv: list[str]) -> None:
+    def __init__(
+        self,
+        ws: workspace.Workspace,
+        argv: list[str],
+        site_packages: Path | None = None,
+        distributions: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         self.ws = ws
         self.argv = argv
+        self.site_packages = site_packages
+        self.distributions = distributions
         self.proc: subprocess.Popen[bytes] | None = None
         self.stopping = False  # this process was told to stop
 
@@ -60,13 +86,22 @@ class _Child:
             inputs="source",
             host=self.ws.ingress.host,
             port=self.ws.ingress.port,
+            distributions=self.distributions,
         )
         launch = msgspec.json.encode({"spec": spec, "build": build})
         paths = [str(folder) for folder in self.ws.import_paths()]
+        command = [sys.executable, "-m", "nanobuild.runtime", *self.argv]
+        if self.site_packages is not None:
+            # As the binary's bootstrap does: no site folder of this Python (-S), the
+            # workspace, the runtime alone (not the build side), the user's
+            # PYTHONPATH, then the lock's stage last (its .pth files run).
+            paths.append(str(stage.runtime_folder()))
+            code = _ISOLATED.format(site=str(self.site_packages))
+            command = [sys.executable, "-S", "-c", code, *self.argv]
         inherited = os.environ.get("PYTHONPATH")
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([*paths, *filter(None, [inherited])])}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "nanobuild.runtime", *self.argv],
+            command,
             stdin=subprocess.PIPE,
             env=env,
             start_new_session=True,  # a Ctrl-C reaches it once, through this process

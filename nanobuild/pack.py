@@ -110,6 +110,7 @@ def build(
     verbose: bool = False,
     progress: Progress | None = None,
     contents: Contents | None = None,
+    staged: stage.Staged | None = None,
 ) -> Path:
     """Pack ``services`` of ``workspace`` into the zipapp ``target``; returns ``target``.
 
@@ -118,14 +119,17 @@ def build(
     ``ingress_source`` becomes ``nano_ingress.py``, whose ``main()`` the binary runs.
     ``find_links`` folders of wheels and ``offline`` (no package index) are passed to
     the installer; ``verbose`` echoes its log to stderr; ``contents`` is ``plan``'s
-    answer, when the caller has it already. Any problem raises
+    answer, when the caller has it already. ``staged`` is a stage made already (``bundle``
+    stages exactly the pins of ``nano.lock`` before it checks); without it the
+    requirements are resolved as they are installed. Any problem raises
     ``PackError`` and leaves ``target`` as it was.
     """
     report = progress or (lambda step, seconds: None)
     contents = contents or plan(workspace, services)
-    with _timed() as elapsed:
-        staged = _stage(workspace, contents, find_links, offline=offline, verbose=verbose)
-    report("stage (cached)" if staged.reused else "stage", elapsed())
+    if staged is None:
+        with _timed() as elapsed:
+            staged = _stage(workspace, contents, find_links, offline=offline, verbose=verbose)
+        report("stage (cached)" if staged.reused else "stage", elapsed())
     with _timed() as elapsed:
         _check_collisions(workspace, contents, stage.top_level_modules(staged.site_packages))
         entries = collect(workspace, contents, staged.site_packages, ingress_source)

@@ -14,6 +14,13 @@ simply uses the winner's. Cache layout::
     <root>/stage/<key>/site-packages/   the packages, as they go into a binary
     <root>/stage/<key>/stage.json       what was asked for, for people looking in
 
+A locked stage (``stage_locked``) installs exactly the pins of ``nano.lock``
+(``--require-hashes --no-deps``) and lives under ``<root>/stage/lock-<key>/``, its key
+hashing only the pins (names, versions, file hashes) and the Python and platform: the
+same lock is the same stage whatever folders or flags it was first installed with,
+so ``--offline`` reuses it. It also holds ``modules.json``, each top-level module ->
+the distribution that brings it, which ``check`` reads instead of the stage itself.
+
 ``<root>`` is ``$NANO_CACHE_DIR``, else ``$XDG_CACHE_HOME/nanobuild``, else
 ``~/.cache/nanobuild``. The key hashes the sorted requirement set, the Python it is
 for (implementation, major.minor, ABI flags), the platform tag, and where packages
@@ -44,11 +51,13 @@ import msgspec
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+import nanobuild
 from nanobuild import codes
 from nanobuild.diagnostics import Diagnostic
 from nanobuild.errors import PackError
 
 SITE = "site-packages"
+MODULES = "modules.json"  # beside a locked stage's site-packages: module -> distribution
 # Folders pip --target leaves beside the packages: a wheel's scripts and data files,
 # which belong to an installation prefix, not to an importable tree.
 _DATA_FOLDERS = frozenset({"bin", "Scripts", "share", "include", "etc", "man"})
@@ -72,6 +81,26 @@ class Staged(msgspec.Struct, frozen=True):
 
     site_packages: Path
     reused: bool
+
+
+class PinnedFile(msgspec.Struct, frozen=True):
+    """One file a pin may be installed from: its name and its sha256 (hex)."""
+
+    name: str
+    sha256: str
+
+
+class Pinned(msgspec.Struct, frozen=True):
+    """One distribution at one exact version, and the files that may provide it."""
+
+    name: str
+    version: str
+    files: tuple[PinnedFile, ...]
+
+    def requirement_line(self) -> str:
+        """The pin as a hash-checked requirements-file line."""
+        hashes = " ".join(f"--hash=sha256:{f.sha256}" for f in self.files)
+        return f"{self.name}=={self.version} {hashes}"
 
 
 class InstallFailed(Exception):
@@ -131,6 +160,78 @@ def stage(
     finally:
         shutil.rmtree(work, ignore_errors=True)  # already renamed away on success
     return Staged(final / SITE, reused=False)
+
+
+def stage_locked(
+    pins: Sequence[Pinned],
+    *,
+    find_links: Sequence[Path] = (),
+    offline: bool = False,
+    verbose: bool = False,
+) -> Staged:
+    """The stage of exactly ``pins``: from the cache, or installed into it now, each
+    file checked against its hash and nothing else pulled in.
+
+    Raises as ``stage`` does. ``offline`` installs with no network: from the
+    ``find_links`` folders when there are any, else from the installer's own cache.
+    """
+    folders = [_find_links_folder(folder) for folder in find_links]
+    final = locked_path(pins)
+    if (final / SITE).is_dir():
+        return Staged(final / SITE, reused=True)
+    work = _workspace_in(final.parent)
+    try:
+        pinned = work / "locked.txt"
+        pinned.write_text("".join(pin.requirement_line() + "\n" for pin in pins))
+        command = locked_command(pinned, work / SITE, folders, offline=offline)
+        run_installer(command, work, verbose=verbose)
+        pinned.unlink()
+        prune(work / SITE)
+        _describe(work, [f"{pin.name}=={pin.version}" for pin in pins], folders, offline)
+        modules = top_level_modules(work / SITE)
+        (work / MODULES).write_text(json.dumps(modules, indent=2, sort_keys=True) + "\n")
+        _publish(work, final)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # already renamed away on success
+    return Staged(final / SITE, reused=False)
+
+
+def locked_path(pins: Sequence[Pinned]) -> Path:
+    """Where the stage of ``pins`` is, or will be, in the cache."""
+    listed = sorted([p.name, p.version, sorted(f.sha256 for f in p.files)] for p in pins)
+    text = json.dumps([listed, interpreter(), sysconfig.get_platform()]).encode()
+    return build_cache() / "stage" / f"lock-{hashlib.sha256(text).hexdigest()[:32]}"
+
+
+def runtime_folder() -> Path:
+    """A folder that holds only the runtime of the nanobuild running here
+    (``nanobuild/__init__.py`` and ``nanobuild/runtime/``, linked to its own files):
+    on a child's path, it gives the runtime and never the build side nor this
+    Python's packages."""
+    package = Path(nanobuild.__file__).resolve().parent
+    digest = hashlib.sha256(str(package).encode()).hexdigest()[:16]
+    final = build_cache() / "runtime" / digest
+    if (final / "nanobuild" / "runtime").is_dir():
+        return final
+    work = _workspace_in(final.parent)
+    try:
+        (work / "nanobuild").mkdir()
+        (work / "nanobuild" / "__init__.py").symlink_to(package / "__init__.py")
+        (work / "nanobuild" / "runtime").symlink_to(package / "runtime", target_is_directory=True)
+        _publish(work, final)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return final
+
+
+def staged_modules(pins: Sequence[Pinned]) -> dict[str, str] | None:
+    """Module -> distribution label of the stage of ``pins``, if it is built; read from
+    the little index written beside it, not from the packages."""
+    try:
+        found = json.loads((locked_path(pins) / MODULES).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else None
 
 
 def key(requirements: Sequence[str], find_links: Sequence[Path], offline: bool) -> str:
@@ -195,6 +296,11 @@ def _remove(entry: Path) -> None:
 # -- installing
 
 
+def uv_executable() -> str | None:
+    """uv, if it is the installer to use (see ``installer_command``); None for pip."""
+    return _uv()
+
+
 def _uv() -> str | None:
     choice = os.environ.get("NANO_INSTALLER", "").strip().lower()
     if choice == "pip":
@@ -243,19 +349,29 @@ def installer_command(
     return [*command, *requirements]
 
 
-def _install(
-    requirements: Sequence[str],
-    target: Path,
-    find_links: Sequence[Path],
-    *,
-    offline: bool,
-    verbose: bool,
-) -> None:
-    """Run the installer; its log is echoed to stderr when ``verbose``, kept either way."""
-    command = installer_command(requirements, target, find_links, offline=offline)
+def locked_command(
+    requirements_file: Path, target: Path, find_links: Sequence[Path], *, offline: bool
+) -> list[str]:
+    """The command that installs exactly the hash-pinned ``requirements_file``.
+
+    Offline, uv installs from the ``find_links`` folders only when there are any, and
+    else from its own cache; pip, which has no cache of its own to install from,
+    needs the folders.
+    """
+    command = installer_command([], target, find_links, offline=False)
+    command += ["--require-hashes", "--no-deps", "-r", str(requirements_file)]
+    if offline:
+        uv = os.path.basename(command[0]).startswith("uv")
+        command += ["--offline"] if uv else []
+        command += ["--no-index"] if find_links or not uv else []
+    return command
+
+
+def run_installer(command: list[str], cwd: Path, *, verbose: bool) -> None:
+    """Run an installer; its log is echoed to stderr when ``verbose``, kept either way."""
     process = subprocess.Popen(
         command,
-        cwd=target.parent,  # so a requirement never reads as a folder of the caller's
+        cwd=cwd,  # so a requirement never reads as a folder of the caller's
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -270,6 +386,19 @@ def _install(
             sys.stderr.write(line)
     if process.wait() != 0:
         raise InstallFailed(_culprit(log.getvalue()), log.getvalue())
+
+
+def _install(
+    requirements: Sequence[str],
+    target: Path,
+    find_links: Sequence[Path],
+    *,
+    offline: bool,
+    verbose: bool,
+) -> None:
+    """Run the installer; its log is echoed to stderr when ``verbose``, kept either way."""
+    command = installer_command(requirements, target, find_links, offline=offline)
+    run_installer(command, target.parent, verbose=verbose)
 
 
 # pip: "Could not find a version that satisfies the requirement nopkg>=1 (from x) ..."

@@ -5,18 +5,27 @@ table under "``nanobuild check``" lists every problem they report, by its code.
 turn; each family yields ``Diagnostic``s and never stops at the first problem.
 
     E1xx  structure.py  dependencies.py  imports.py   packages, the graph, who imports whom
+          declared.py                                  third-party imports are declared
     E2xx  kernels.py    handlers.py                    contracts, kernels and handlers
     E3xx  fusion.py                                    can the services share one process
 """
 
 from __future__ import annotations
 
-from nanobuild.checks import dependencies, fusion, handlers, imports, kernels, structure
+from nanobuild.checks import (
+    declared,
+    dependencies,
+    fusion,
+    handlers,
+    imports,
+    kernels,
+    structure,
+)
 from nanobuild.checks.context import Context
 from nanobuild.diagnostics import Diagnostic, sorted_diagnostics
 from nanobuild.workspace import Workspace
 
-FAMILIES = (structure, dependencies, imports, kernels, handlers, fusion)
+FAMILIES = (structure, dependencies, imports, declared, kernels, handlers, fusion)
 
 
 def run(workspace: Workspace) -> list[Diagnostic]:

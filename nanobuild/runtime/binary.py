@@ -208,11 +208,14 @@ def _info(spec: AppSpec, build: BuildInfo, *, as_json: bool) -> int:
         "built_at": _built_at(build),
         "python": platform.python_version(),
         "services": [s.name for s in spec.services],
+        "distributions": {name: version for name, version in build.distributions},
     }
     if as_json:
         print(msgspec.json.encode(facts).decode())
         return 0
     for key, value in facts.items():
+        if isinstance(value, dict):  # the distributions: name version, comma-separated
+            value = [f"{name} {version}" for name, version in value.items()]
         shown = ", ".join(value) if isinstance(value, list) else value
         print(f"{key:<10} {shown}")
     return 0
