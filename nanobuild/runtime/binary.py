@@ -1,4 +1,4 @@
-"""The bundled binary's own command line: ``python app.pyz [serve|services|call|info]``.
+"""The bundled binary's own command line: ``python app.pyz [serve|services|call|contracts|info]``.
 
 The generated ingress calls ``main(SPEC, BUILD)``. Only ``serve`` and ``call`` wire
 the services (importing their handlers); ``services`` and ``info`` read the table,
@@ -42,6 +42,8 @@ def main(spec: AppSpec, build: BuildInfo, argv: Sequence[str] | None = None) -> 
             code = _services(spec, args, settings)
         elif command == "call":
             code = _call(spec, args.contract, args.body, settings)
+        elif command == "contracts":
+            code = _contracts(spec, build, as_json=args.json)
         else:
             code = _info(spec, build, as_json=args.json)
     except BrokenPipeError:  # `app.pyz call ... | head`: the reader left, nothing to say
@@ -69,6 +71,10 @@ def _parser(spec: AppSpec, build: BuildInfo) -> argparse.ArgumentParser:
     call.add_argument(
         "body", nargs="?", default="{}", help="the request as JSON ('-' reads stdin; default {})"
     )
+    contracts = commands.add_parser(
+        "contracts", help="each contract's shape fingerprint (--json: the shapes themselves)"
+    )
+    contracts.add_argument("--json", action="store_true", help="print every shape as JSON")
     info = commands.add_parser("info", help="build metadata: version, inputs hash, build time")
     info.add_argument("--json", action="store_true", help="print it as JSON")
     return parser
@@ -146,6 +152,9 @@ def _serve(spec: AppSpec, build: BuildInfo, args: argparse.Namespace, settings: 
     placement = _placement(spec, args, settings)
     if placement is None:
         return 2
+    from nanobuild.runtime.shapes import name_build
+
+    name_build(build)  # the TCP handshake names it to the processes this one meets
     return server.run(
         spec,
         host=args.host,
@@ -230,6 +239,22 @@ def _built_at(build: BuildInfo) -> str:
         except (OSError, IndexError):
             return "unknown"
     return datetime.datetime.fromtimestamp(when, datetime.timezone.utc).isoformat()
+
+
+def _contracts(spec: AppSpec, build: BuildInfo, *, as_json: bool) -> int:
+    """Every contract's shape (what ``nanobuild check --against app.pyz`` compares)."""
+    from nanobuild.runtime.shapes import describe_spec, label
+    from nanobuild.runtime.spec import fingerprint
+
+    table = describe_spec(spec, label(build))
+    if as_json:
+        print(msgspec.json.encode(table).decode())
+        return 0
+    for name, shape in table.contracts.items():
+        print(f"{fingerprint(shape)}  {name}")
+    for service, error in table.errors.items():
+        print(f"{_prog()}: cannot describe {service}: {error}", file=sys.stderr)
+    return 1 if table.errors else 0
 
 
 def _call(spec: AppSpec, name: str, body: str, settings: Settings) -> int:
