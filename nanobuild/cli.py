@@ -81,6 +81,16 @@ def check(
     format: Annotated[
         CheckFormat, typer.Option("--format", "-f", help="text for people, json for CI.")
     ] = CheckFormat.text,
+    against: Annotated[
+        str | None,
+        typer.Option(
+            "--against",
+            metavar="REF",
+            help="Also list what changed in the contracts since REF (a git ref, or an older "
+            ".pyz), and fail on changes that break its callers.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Prove the workspace sound: dependencies, imports, contracts, handlers, fusion.
 
@@ -89,6 +99,8 @@ def check(
     """
     with _reported(format=format):
         ws = _load(workspace_path)
+    if against is not None:
+        raise typer.Exit(_check_against(ws, against, format))
     with _reported(ws.root, format):
         found = checks.run(ws)
     problems = errors(found)
@@ -106,6 +118,28 @@ def check(
             f"{ws.name}: {_count(len(ws.services), 'service')}, "
             f"{_count(len(ws.libraries), 'library', 'libraries')}: all checks passed{warned}"
         )
+
+
+def _check_against(ws: workspace.Workspace, ref: str, format: CheckFormat) -> int:
+    """``check --against REF``: the checks, then the contract changes since REF; the exit code."""
+    from nanobuild import against
+
+    with _reported(ws.root, format):
+        comparison = against.Comparison(ws, ref)  # its children run while the checks do
+        try:
+            found = checks.run(ws)
+        except BaseException:
+            comparison.close()
+            raise
+        report = comparison.report()
+    failed = errors([*found, *report.diagnostics()])
+    if format is CheckFormat.json:
+        typer.echo(against.render_json(report, found))
+    elif found or report.changes:
+        typer.echo(against.render_text(report, found, ws.root))
+    if format is CheckFormat.text:
+        typer.echo(("\n" if found or report.changes else "") + against.summary(report, ws.name))
+    return 1 if failed else 0
 
 
 @app.command()

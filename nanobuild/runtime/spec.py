@@ -225,23 +225,22 @@ _TEMPLATES = {
     "but refused as unknown by {callee}",
     "request-field-required": "request field `{path}` ({callee_type}) is required by {callee} "
     "but not sent by {caller}",
-    "request-field-added": "request field `{path}` ({callee_type}) is new in {callee}, "
-    "optional: {caller} does not send it, so its default applies",
+    "request-field-added": "request field `{path}` ({callee_type}) is new in {callee} and "
+    "optional: not sent by {caller}, it takes its default",
     "request-field-ignored": "request field `{path}` is sent by {caller} and ignored by {callee}",
     "response-field-removed": "response field `{path}` ({caller_type}) is required by {caller} "
     "but not sent by {callee}",
-    "response-field-dropped": "response field `{path}` ({caller_type}) is not sent by {callee}: "
-    "{caller} uses its default",
-    "response-field-added": "response field `{path}` ({callee_type}) is new in {callee}: "
-    "{caller} ignores it",
+    "response-field-dropped": "response field `{path}` ({caller_type}) is optional for {caller} "
+    "and not sent by {callee}: it takes its default",
+    "response-field-added": "response field `{path}` ({callee_type}) is new in {callee} and "
+    "ignored by {caller}",
     "response-field-refused": "response field `{path}` ({callee_type}) is sent by {callee} "
     "but refused as unknown by {caller}",
-    "type-changed": "{side} `{path}` is {caller_type} in {caller} but {callee_type} in {callee}",
-    "type-widened": "{side} `{path}` is {caller_type} in {caller} and {callee_type} in {callee}, "
+    "type-changed": "`{where}` is {caller_type} in {caller} but {callee_type} in {callee}",
+    "type-widened": "`{where}` is {caller_type} in {caller} and {callee_type} in {callee}, "
     "which accepts it",
-    "tag-changed": "{side} `{path}` is tagged {caller_type} in {caller} but {callee_type} in "
-    "{callee}",
-    "layout-changed": "{side} `{path}` is {caller_type} in {caller} but {callee_type} in {callee}",
+    "tag-changed": "`{where}` is {caller_type} in {caller} but {callee_type} in {callee}",
+    "layout-changed": "`{where}` is {caller_type} in {caller} but {callee_type} in {callee}",
 }
 
 
@@ -250,8 +249,8 @@ def describe(change: Change, caller: str = "the caller", callee: str = "the call
     return _TEMPLATES[change.rule].format(
         caller=caller,
         callee=callee,
-        side=change.side,
-        path=change.path or change.side,
+        where=f"{change.side}.{change.path}" if change.path else change.side,
+        path=change.path,
         caller_type=change.caller,
         callee_type=change.callee,
     )
@@ -422,7 +421,7 @@ def _item(path: str, kind: str, index: int) -> str:
 def _tag(record: RecordShape) -> str:
     if record.tag_field is None:
         return "untagged"
-    return f"{record.tag_field}={record.tag!r}"
+    return f"tagged {record.tag_field}={record.tag!r}"
 
 
 def _layout(record: RecordShape) -> str:
