@@ -15,7 +15,7 @@ without the build side.
     E3xx  can the services share one process
     E4xx  packing the binary (``bundle``)
     E5xx  the lock: ``nano.lock`` and ``nanobuild lock``
-    E6xx  contract versions: ``check --against`` an older build
+    W1xx  warnings: what ``check`` cannot see, reported without failing it
 """
 
 from __future__ import annotations
@@ -56,6 +56,10 @@ E107 = _code("E107", "`libraries` names an unknown library")
 E108 = _code("E108", "a service without its package or kernel")
 E109 = _code("E109", "a source file that does not parse")
 E110 = _code("E110", "service code importing nanobuild's build side")
+E111 = _code("E111", "code changing where imports come from (`sys.path`, `site.addsitedir`)")
+E112 = _code("E112", "code loading a module from a file path")
+E113 = _code("E113", "a link in a package that leads out of it")
+E114 = _code("E114", "a file or folder in a package that cannot be read")
 E120 = _code("E120", "an import of a third-party package its owner does not declare")
 E121 = _code("E121", "third-party imports that cannot be checked: no staged packages")
 
@@ -95,11 +99,4 @@ E505 = _code("E505", "requirements that cannot be locked (lock)")
 E506 = _code("E506", "`nano.lock` cannot be written (lock)")
 E507 = _code("E507", "a `--python` or `--platform` that cannot be locked for (lock)")
 
-E601 = _code("E601", "a contract older callers use is gone (`--against`)")
-E602 = _code("E602", "a request field older callers send is gone (`--against`)")
-E603 = _code("E603", "a new required request field older callers do not send (`--against`)")
-E604 = _code("E604", "a field whose type older callers' values no longer fit (`--against`)")
-E605 = _code("E605", "a response field older callers require is gone (`--against`)")
-E606 = _code("E606", "a record's tag or wire layout changed (`--against`)")
-E607 = _code("E607", "the build to compare against cannot be read (`--against`)")
-E608 = _code("E608", "a new response field older callers refuse as unknown (`--against`)")
+W101 = _code("W101", "a dynamic import whose module name is not a literal")

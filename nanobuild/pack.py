@@ -66,7 +66,7 @@ from nanobuild.diagnostics import Diagnostic, did_you_mean
 from nanobuild.errors import PackError
 from nanobuild.requirements import RUNTIME_PARTY, RUNTIME_REQUIRES
 from nanobuild.runtime.spec import python_binding
-from nanobuild.source import Module, read_package
+from nanobuild.source import Module, read_package, walk
 from nanobuild.workspace import FILENAME, Library, Service, Workspace
 
 Progress = Callable[[str, float], None]
@@ -78,8 +78,6 @@ BOOTSTRAP = "_nano_bootstrap"  # nanobuild/runtime/bootstrap.py, at the archive'
 SHEBANG = "/usr/bin/env python3"
 SITE = "site-packages"
 _EPOCH_1980 = 315532800  # the earliest time a zip entry can carry
-_SKIPPED_DIRS = frozenset({"__pycache__"})
-_SKIPPED_SUFFIXES = (".pyc", ".pyo")
 
 
 class Entry(NamedTuple):
@@ -187,19 +185,10 @@ def sources(workspace: Workspace, contents: Contents) -> list[Path]:
     return sorted(files)
 
 
-def _walk(folder: Path) -> Iterator[Path]:
-    """Every file under ``folder`` that packing takes, links followed, bytecode left out."""
-    seen: set[str] = set()
-    for current, dirs, files in os.walk(folder, followlinks=True):
-        real = os.path.realpath(current)
-        if real in seen:  # a link back up the tree
-            dirs.clear()
-            continue
-        seen.add(real)
-        dirs[:] = sorted(d for d in dirs if d not in _SKIPPED_DIRS)
-        for name in sorted(files):
-            if not name.endswith(_SKIPPED_SUFFIXES):
-                yield Path(current) / name
+def _walk(folder: Path) -> list[Path]:
+    """Every file under ``folder`` that packing takes, links followed, bytecode left out:
+    ``source.walk``'s, the walk ``check`` reads the packages by."""
+    return walk(folder).files
 
 
 def _kernel_files(service: Service) -> list[Path]:
@@ -374,7 +363,7 @@ def collect(
             owner.package_dir,
             f"{SITE}/{owner.package}",
             shown=workspace.rel(owner.package_dir),
-            inside=workspace.root,
+            sealed=True,
         )
     for callee in contents.callees:
         for path in _kernel_files(callee):
@@ -416,18 +405,35 @@ def _static(workspace: Workspace, folder: Path) -> list[Entry]:
     )
 
 
-def _tree(folder: Path, prefix: str, *, shown: str, inside: Path | None = None) -> Iterator[Entry]:
+def _tree(
+    folder: Path, prefix: str, *, shown: str, inside: Path | None = None, sealed: bool = False
+) -> Iterator[Entry]:
     """The files under ``folder`` as entries under ``prefix``, bytecode left out.
 
     Links are followed, but where ``inside`` is given none may lead out of it (a link
-    must not smuggle a file from elsewhere on this machine into a binary).
+    must not smuggle a file from elsewhere on this machine into a binary), and where
+    ``sealed`` none may lead out of ``folder`` (a package holds its own files only, as
+    ``check`` requires: E113). What cannot be read stops the packing, named.
     """
-    for path in _walk(folder):
-        rel = path.relative_to(folder).as_posix()
+    found = walk(folder, sealed=sealed)
+    problems = [_unreadable(f"{shown}/{_rel(p, folder)}", why) for p, why in found.unreadable]
+    if sealed:
+        problems += [
+            _unreadable(f"{shown}/{_rel(link, folder)}", f"it links to {real}, outside its package")
+            for link, real in found.outside
+        ]
+    if problems:
+        raise PackError(problems)
+    for path in found.files:
+        rel = _rel(path, folder)
         where = f"{shown}/{rel}"
         if inside is not None:
             _check_inside(path, inside, where)
         yield Entry(f"{prefix}/{rel}", _read(path, where), _is_executable(path))
+
+
+def _rel(path: Path, folder: Path) -> str:
+    return path.relative_to(folder).as_posix()
 
 
 def _check_inside(path: Path, inside: Path, shown: str) -> None:

@@ -3,15 +3,23 @@
 ``check`` must work on a machine where the services' third-party packages are not
 installed, so everything it learns about handlers and imports comes from here: the
 imports of each module (made absolute), the names it refers to in other packages,
-and its ``@handler`` / ``@on_startup`` / ``@on_shutdown`` functions with their
-annotations rendered as comparable type text.
+the ways it reaches code other than import statements (``Bypass``), and its
+``@handler`` / ``@on_startup`` / ``@on_shutdown`` functions with their annotations
+rendered as comparable type text.
+
+A dynamic import by a literal name (``importlib.import_module("users.kernel")``,
+``__import__``, ``importlib.util.find_spec``, ``runpy.run_module``,
+``pkgutil.resolve_name``) is read as the import statement it stands for, so it is
+judged like one.
 """
 
 from __future__ import annotations
 
 import ast
+import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import msgspec
 
@@ -25,6 +33,38 @@ _TYPING_ALIASES = {
     "Type": "type",
     "NoneType": "None",
 }
+# Functions importing the module their argument names, and where that argument is:
+# (position of the name, keyword of the name, position of the package, its keyword).
+_IMPORTERS = {
+    "importlib.import_module": (0, "name", 1, "package"),
+    "importlib.util.find_spec": (0, "name", 1, "package"),
+    "__import__": (0, "name", None, None),
+    "builtins.__import__": (0, "name", None, None),
+    "importlib.__import__": (0, "name", None, None),
+    "runpy.run_module": (0, "mod_name", None, None),
+    "pkgutil.resolve_name": (0, "name", None, None),
+}
+# What loads code from a file path, where no import rule can follow it.
+_FILE_LOADERS = frozenset(
+    {
+        "importlib.util.spec_from_file_location",
+        "importlib.machinery.SourceFileLoader",
+        "importlib.machinery.SourcelessFileLoader",
+        "importlib.machinery.ExtensionFileLoader",
+        "runpy.run_path",
+        "zipimport.zipimporter",
+    }
+)
+# Where imports come from; changing any of them lets code import anything.
+_IMPORT_PATHS = frozenset({"sys.path", "sys.meta_path", "sys.path_hooks"})
+_LIST_CHANGES = ("append", "extend", "insert", "remove", "pop", "clear", "__setitem__", "__iadd__")
+_PATH_CHANGES = frozenset(
+    {"site.addsitedir", *(f"{path}.{how}" for path in _IMPORT_PATHS for how in _LIST_CHANGES)}
+)
+# The last part of every call above: the walk keeps only calls ending so.
+_CALL_LEAVES = frozenset(
+    name.rpartition(".")[2] for name in (*_IMPORTERS, *_FILE_LOADERS, *_PATH_CHANGES)
+)
 
 
 class Import(msgspec.Struct, frozen=True):
@@ -45,6 +85,20 @@ class Import(msgspec.Struct, frozen=True):
             yield self.module
         for name in self.names:
             yield f"{self.module}.{name}" if name != "*" else self.module
+
+
+class Bypass(msgspec.Struct, frozen=True):
+    """A way a module reaches code other than an import statement ``check`` can judge."""
+
+    kind: str  # one of the four below
+    name: str
+    line: int
+
+
+UNSEEN = "unseen"  # a dynamic import by a name that is not a literal; name: the function
+IMPORT_PATH = "import path"  # sys.path changed, or site.addsitedir; name: what is changed
+FILE_LOAD = "file load"  # a module loaded from a file path; name: the function
+CHAIN = "chain"  # an attribute chain from a module an import bound; name: the dotted name
 
 
 class Function(msgspec.Struct, frozen=True):
@@ -68,13 +122,88 @@ class Module(msgspec.Struct, frozen=True):
     functions: tuple[Function, ...]
     classes: dict[str, int]  # top-level class name -> line
     syntax_error: tuple[int | None, str] | None = None
+    bypasses: tuple[Bypass, ...] = ()
+
+
+class Tree(NamedTuple):
+    """What ``walk`` found under one folder."""
+
+    files: list[Path]  # every regular file it may read, sorted; bytecode left out
+    unreadable: list[tuple[Path, str]]  # a folder or file it cannot read (or a broken
+    # link, a FIFO), and why
+    outside: list[tuple[Path, Path]]  # each link that leads out of the folder, and where
+
+
+_SKIPPED_DIRS = frozenset({"__pycache__"})
+_SKIPPED_SUFFIXES = (".pyc", ".pyo")
+
+
+def walk(folder: Path, *, sealed: bool = False) -> Tree:
+    """Every file under ``folder``: the one walk both ``check`` (which parses the
+    ``.py`` files of it) and ``bundle`` (which packs all of it) make, so that what is
+    checked is what is packed.
+
+    Links are followed, each one leading out of ``folder`` is named in ``outside``
+    (and, when ``sealed``, not followed: a package's links out are refused, and what
+    they lead to is no part of it), and a link back up the tree is not walked again.
+    Nothing is left out silently: what cannot be read is in ``unreadable``.
+    """
+    tree = Tree([], [], [])
+    real = os.path.realpath(folder)
+    _walk(folder, real, (real,), tree, sealed)
+    tree.files.sort()
+    return tree
+
+
+def _walk(folder: Path, top: str, above: tuple[str, ...], tree: Tree, sealed: bool) -> None:
+    """Walk ``folder`` (really ``above[-1]``) into ``tree``; ``top`` is where it began."""
+    try:
+        with os.scandir(folder) as found:
+            entries = list(found)
+    except OSError as exc:
+        tree.unreadable.append((folder, exc.strerror or str(exc)))
+        return
+    for entry in entries:
+        path = folder / entry.name
+        real = os.path.join(above[-1], entry.name)
+        if entry.is_symlink():  # free: the folder's listing says so
+            real = os.path.realpath(path)
+            if os.path.commonpath((real, top)) != top:
+                tree.outside.append((path, Path(real)))
+                if sealed:
+                    continue
+        try:
+            is_dir, is_file = entry.is_dir(), entry.is_file()
+        except OSError as exc:
+            tree.unreadable.append((path, exc.strerror or str(exc)))
+            continue
+        if is_dir:
+            if entry.name not in _SKIPPED_DIRS and real not in above:
+                _walk(path, top, (*above, real), tree, sealed)
+        elif entry.name.endswith(_SKIPPED_SUFFIXES):
+            continue
+        elif not is_file:
+            gone = not os.path.exists(path)  # a broken link
+            tree.unreadable.append(
+                (path, "No such file or directory" if gone else "it is not a regular file")
+            )
+        elif not os.access(path, os.R_OK):
+            tree.unreadable.append((path, "Permission denied"))
+        else:
+            tree.files.append(path)
 
 
 def package_files(package_dir: Path, package: str) -> dict[Path, str]:
-    """Every file of the package in ``package_dir`` and its module's name, in a stable order."""
+    """Every ``.py`` file of the package in ``package_dir`` and its module's name, in a
+    stable order."""
+    return module_files(walk(package_dir, sealed=True), package_dir, package)
+
+
+def module_files(tree: Tree, package_dir: Path, package: str) -> dict[Path, str]:
+    """The ``.py`` files of ``tree``, the walk of ``package_dir``, and their modules' names."""
     files = {}
-    for path in sorted(package_dir.rglob("*.py")):
-        if "__pycache__" in path.parts:
+    for path in tree.files:
+        if path.suffix != ".py":
             continue
         parts = path.relative_to(package_dir).with_suffix("").parts
         if parts[-1] == "__init__":
@@ -107,16 +236,24 @@ class _Reader:
         self.package = package
         self.symbols: dict[str, str] = {}  # local name -> dotted target
         self.imports: list[Import] = []
+        self.bound: set[str] = set()  # names ``import a.b`` bound to all of package ``a``
 
     def read(self, path: Path, tree: ast.Module) -> Module:
         # A single walk: walking the tree costs about half as much as parsing it.
         # Attributes are resolved after the walk, once every import is known.
-        attributes = []
+        attributes: list[ast.Attribute] = []
+        stores: list[ast.expr] = []  # what is assigned to or deleted: ``sys.path = ...``
+        importers: list[ast.Call] = []  # calls that may import or change the import path
         for node in ast.walk(tree):
             if isinstance(node, ast.Import | ast.ImportFrom):
                 self.add_import(node)
-            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
-                attributes.append(node)
+            elif isinstance(node, ast.Attribute):
+                (attributes if isinstance(node.ctx, ast.Load) else stores).append(node)
+            elif isinstance(node, ast.Call) and _leaf(node.func) in _CALL_LEAVES:
+                importers.append(node)
+            elif isinstance(node, ast.Subscript) and not isinstance(node.ctx, ast.Load):
+                stores.append(node.value)
+        bypasses = [*self.importing(importers), *self.stores(stores), *self.chains(attributes)]
         functions = tuple(
             function
             for node in tree.body
@@ -131,6 +268,7 @@ class _Reader:
             references=tuple(self.references(attributes)),
             functions=functions,
             classes=classes,
+            bypasses=tuple(bypasses),
         )
 
     def add_import(self, node: ast.Import | ast.ImportFrom) -> None:
@@ -139,9 +277,12 @@ class _Reader:
                 self.imports.append(Import(alias.name, node.lineno))
                 if alias.asname:
                     self.symbols[alias.asname] = alias.name
+                    self.bound.discard(alias.asname)
                 else:
                     top = alias.name.partition(".")[0]
                     self.symbols[top] = top
+                    if top != alias.name:
+                        self.bound.add(top)  # ``import users.kernel`` binds all of ``users``
             return
         module = self.absolute(node.module, node.level)
         names = tuple(alias.name for alias in node.names)
@@ -149,6 +290,7 @@ class _Reader:
         for alias in node.names:
             if alias.name != "*":
                 self.symbols[alias.asname or alias.name] = f"{module}.{alias.name}"
+                self.bound.discard(alias.asname or alias.name)
 
     def absolute(self, module: str | None, level: int) -> str:
         if level == 0:
@@ -176,6 +318,87 @@ class _Reader:
             target = self.resolve(node)
             if target and target.partition(".")[0] in imported_tops:
                 yield target, node.lineno
+
+    def importing(self, importers: list[ast.Call]) -> Iterator[Bypass]:
+        """Dynamic imports (a literal one becomes an ``Import``), file loads, path changes."""
+        for node in importers:
+            how = self.resolve(node.func)
+            if how in _IMPORTERS:
+                found = self.dynamic_import(node, how)
+                if found is None:
+                    yield Bypass(UNSEEN, how, node.lineno)
+                else:
+                    self.imports.append(found)
+            elif how in _FILE_LOADERS:
+                yield Bypass(FILE_LOAD, how, node.lineno)
+            elif how in _PATH_CHANGES:
+                yield Bypass(IMPORT_PATH, how, node.lineno)
+
+    def dynamic_import(self, node: ast.Call, how: str) -> Import | None:
+        """The import a call of an importer makes, if its arguments say it."""
+        name_at, name_key, package_at, package_key = _IMPORTERS[how]
+        name = _literal(_argument(node, name_at, name_key))
+        if not name:
+            return None
+        if how.endswith("__import__"):
+            return self.dunder_import(node, name)
+        if how == "pkgutil.resolve_name":
+            module, _, names = name.partition(":")
+            return Import(module, node.lineno, (names.partition(".")[0],) if names else ())
+        level = len(name) - len(name.lstrip("."))
+        if not level:
+            return Import(name, node.lineno)
+        package = _argument(node, package_at, package_key)
+        own = isinstance(package, ast.Name) and package.id == "__package__"
+        anchor = self.package if own else _literal(package)
+        if anchor is None:
+            return None
+        base = anchor.split(".")
+        base = base[: len(base) - (level - 1)] if level > 1 else base
+        module = ".".join([*base, name[level:]] if name[level:] else base)
+        return Import(module, node.lineno, relative=own)
+
+    def dunder_import(self, node: ast.Call, name: str) -> Import | None:
+        """``__import__(name, globals, locals, fromlist, level)``, with literal arguments."""
+        names = _argument(node, 3, "fromlist")
+        level = _argument(node, 4, "level")
+        depth = level.value if isinstance(level, ast.Constant) else 0 if level is None else None
+        if names is None:
+            taken: list[str | None] = []
+        elif isinstance(names, ast.List | ast.Tuple):
+            taken = [_literal(item) for item in names.elts]
+        else:
+            return None
+        if not isinstance(depth, int) or None in taken:
+            return None
+        module = self.absolute(name, depth)
+        return Import(module, node.lineno, tuple(t for t in taken if t), relative=depth > 0)
+
+    def stores(self, stores: list[ast.expr]) -> Iterator[Bypass]:
+        """Assignments to (or into) ``sys.path`` and the like."""
+        for node in stores:
+            target = self.resolve(node)
+            if target in _IMPORT_PATHS:
+                yield Bypass(IMPORT_PATH, target, node.lineno)
+
+    def chains(self, attributes: list[ast.Attribute]) -> Iterator[Bypass]:
+        """Dotted names reached through a package ``import a.b`` bound, the longest at
+        each line for each module reached: ``users.store.CARTS`` after
+        ``import users.kernel``, whose ``users`` is the package, all of it."""
+        longest: dict[tuple[int, str], str] = {}
+        for node in attributes:
+            root = node.value
+            while isinstance(root, ast.Attribute):
+                root = root.value
+            if isinstance(root, ast.Name) and root.id in self.bound:
+                target = self.resolve(node)
+                if target is None:
+                    continue
+                key = (node.lineno, ".".join(target.split(".")[:2]))
+                if len(target) > len(longest.get(key, "")):
+                    longest[key] = target
+        for (line, _), target in sorted(longest.items()):
+            yield Bypass(CHAIN, target, line)
 
     def function(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> Function | None:
         mark = next((m for d in node.decorator_list if (m := self.mark(d))), None)
@@ -242,6 +465,28 @@ class _Reader:
                 return args[0]
             return f"{base}[{', '.join(args)}]"
         return ast.unparse(node)
+
+
+def _leaf(func: ast.expr) -> str | None:
+    """The last name of what a call calls: ``import_module`` of ``importlib.import_module``."""
+    if isinstance(func, ast.Attribute):
+        return func.attr
+    return func.id if isinstance(func, ast.Name) else None
+
+
+def _argument(node: ast.Call, position: int | None, keyword: str | None) -> ast.expr | None:
+    """The argument of a call at ``position``, or given as ``keyword``."""
+    if position is not None and position < len(node.args):
+        arg = node.args[position]
+        return None if isinstance(arg, ast.Starred) else arg
+    return next((k.value for k in node.keywords if k.arg == keyword and keyword), None)
+
+
+def _literal(node: ast.expr | None) -> str | None:
+    """The text of a string literal; ``None`` for anything else."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    return None
 
 
 def union_text(parts: list[str]) -> str:

@@ -32,11 +32,11 @@ import msgspec
 import pytest
 
 from nanobuild import codes
-from nanobuild.diagnostics import Diagnostic
+from nanobuild.diagnostics import Diagnostic, errors
 from tests.conftest import REPO
 
 TESTS = Path(__file__).parent
-CODE = re.compile(r"\bE\d{3}\b")
+CODE = re.compile(r"\b[EW]\d{3}\b")  # E: an error; W: a warning
 NEGATIONS = (ast.NotIn, ast.NotEq, ast.IsNot)
 
 
@@ -75,6 +75,16 @@ def test_a_diagnostic_with_an_unknown_code_is_refused() -> None:
     encoded = b'{"path": "nano.toml", "code": "E999", "message": "m"}'
     with pytest.raises(msgspec.ValidationError, match="E999"):
         msgspec.json.decode(encoded, type=Diagnostic)
+
+
+def test_a_codes_letter_is_its_severity() -> None:
+    warning = Diagnostic("a.py", codes.W101, "m", 3)
+    error = Diagnostic("a.py", codes.E104, "m", 3, severity="warning")  # the code decides
+    assert (warning.severity, warning.is_error) == ("warning", False)
+    assert (error.severity, error.is_error) == ("error", True)
+    assert b'"severity":"warning"' in msgspec.json.encode(warning)
+    assert b"severity" not in msgspec.json.encode(error), "errors read as they always did"
+    assert errors([warning, error]) == [error]
 
 
 def test_the_build_side_writes_no_bare_codes() -> None:

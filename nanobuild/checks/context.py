@@ -9,7 +9,7 @@ from pathlib import Path
 from nanobuild import probe
 from nanobuild.diagnostics import Diagnostic
 from nanobuild.probe import KernelInfo
-from nanobuild.source import Module, package_files, read_module
+from nanobuild.source import Module, Tree, module_files, read_module, walk
 from nanobuild.workspace import Library, Service, Workspace
 
 
@@ -21,6 +21,9 @@ class Context:
     # kernels that parse and keep to the kernel import rules are imported: the others
     # are reported already, and importing them could fail for a reason that says less.
     kernels: dict[str, KernelInfo] = field(default_factory=dict)
+    # Per service or library with a package folder, the walk of it: the files ``bundle``
+    # packs, of which the ``.py`` files are ``modules`` (E113 and E114 come from it).
+    trees: dict[str, Tree] = field(default_factory=dict)
 
     @classmethod
     def read(cls, workspace: Workspace) -> Context:
@@ -33,9 +36,10 @@ class Context:
         running = probe.start()  # it loads msgspec and the runtime meanwhile
         owners: list[Service | Library] = [*workspace.services.values()]
         owners += workspace.libraries.values()
+        trees = {o.name: walk(o.package_dir, sealed=True) for o in owners if o.package_dir.is_dir()}
         files = {
-            owner.name: package_files(owner.package_dir, owner.package)
-            if owner.package_dir.is_dir()
+            owner.name: module_files(trees[owner.name], owner.package_dir, owner.package)
+            if owner.name in trees
             else {}
             for owner in owners
         }
@@ -47,7 +51,7 @@ class Context:
             for path, name in files[svc.name].items()
             if name == svc.kernel_module
         }
-        context = cls(workspace, _modules(files, parsed))
+        context = cls(workspace, _modules(files, parsed), trees=trees)
         running.send(workspace.package_folders(), context._kernels_to_probe())
         # Then the rest, while the child imports the kernels.
         for found in files.values():
