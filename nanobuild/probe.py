@@ -5,7 +5,9 @@ that whatever a kernel does at import (fail, print, mutate ``sys.modules``) cann
 disturb the checker, and so that two workspaces checked in one process never see
 each other's modules. The child reports, per kernel: the names it defines, each
 contract's response type (as the same type text ``nanobuild.source`` renders from
-handler annotations) and whether each contract can cross the network.
+handler annotations), whether each contract can cross the network (and if not, which
+field of which type keeps it from it), and the fields of each Struct it defines and of
+each contract's response, for ``nanobuild.checks.calls`` to prove call sites against.
 
 The parent starts the child first, sends it the kernels to import as soon as it knows
 them, and collects its report last, so that it can read the workspace meanwhile.
@@ -39,9 +41,30 @@ if TYPE_CHECKING:
 PROBE_TIMEOUT = 120.0
 
 
+class FieldInfo(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One field of a Struct, as its constructor takes it."""
+
+    name: str
+    encode_name: str  # its name on the wire (differs under ``rename=``)
+    type: str  # type text (``type_text``); "" when the annotation cannot be resolved
+    required: bool = True
+    kw_only: bool = False  # it cannot be given positionally
+
+
+class StructInfo(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A Struct class: its fields in constructor order (a subclass's after its bases',
+    keyword-only ones last, as msgspec orders them), and every other attribute its
+    instances have (methods, properties, class variables)."""
+
+    fields: list[FieldInfo] = []
+    attributes: list[str] = []
+    dynamic: bool = False  # it defines ``__getattr__``: any attribute may exist
+
+
 class ContractInfo(msgspec.Struct, frozen=True, omit_defaults=True):
     response: str | None = None  # None: the contract declares no response type
     wire_error: str | None = None  # why the request or response cannot cross the network
+    answers: StructInfo | None = None  # the response type, when it is a Struct
 
 
 class ImportFailure(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -53,6 +76,7 @@ class ImportFailure(msgspec.Struct, frozen=True, omit_defaults=True):
 class KernelInfo(msgspec.Struct, frozen=True, omit_defaults=True):
     names: list[str] = []
     contracts: dict[str, ContractInfo] = {}
+    structs: dict[str, StructInfo] = {}  # each Struct the kernel defines, contracts included
     error: ImportFailure | None = None
 
 
@@ -212,7 +236,10 @@ def describe(module_name: str, roots: tuple[str, ...]) -> KernelInfo:
         return KernelInfo(error=_failure(exc, roots))
     # contract name -> (the contract, its response type), or None if it declares none
     declared: dict[str, tuple[type, Any] | None] = {}
+    structs: dict[str, StructInfo] = {}
     for name, value in vars(module).items():
+        if _is_struct(value) and value.__module__ == module_name:
+            structs[name] = struct_info(value)
         if is_contract(value) and value.__module__ == module_name:
             try:
                 declared[name] = (value, response_type(value))
@@ -220,13 +247,69 @@ def describe(module_name: str, roots: tuple[str, ...]) -> KernelInfo:
                 declared[name] = None
     wire_errors = _wire_errors({name: pair for name, pair in declared.items() if pair})
     contracts = {
-        name: ContractInfo(response=type_text(pair[1]), wire_error=wire_errors[name])
+        name: ContractInfo(
+            response=type_text(pair[1]),
+            wire_error=wire_errors[name],
+            answers=struct_info(pair[1]) if _is_struct(pair[1]) else None,
+        )
         if pair
         else ContractInfo()
         for name, pair in declared.items()
     }
     names = [name for name in vars(module) if not name.startswith("__")]
-    return KernelInfo(names=names, contracts=contracts)
+    return KernelInfo(names=names, contracts=contracts, structs=structs)
+
+
+def _is_struct(value: object) -> bool:
+    return isinstance(value, type) and issubclass(value, msgspec.Struct)
+
+
+_described: dict[type, StructInfo] = {}  # a response type is often a kernel's own Struct
+
+
+def struct_info(cls: Any) -> StructInfo:
+    """The fields of a Struct class as its constructor takes them, and its other attributes."""
+    if cls in _described:
+        return _described[cls]
+    # What msgspec keeps on the class says it all, and costs far less than asking for
+    # the signature: the positional fields (``__match_args__``, the others are
+    # keyword-only) and the defaults, aligned with the last fields (NODEFAULT: none).
+    names, defaults = cls.__struct_fields__, cls.__struct_defaults__
+    first_default = len(names) - len(defaults)
+    positional = set(cls.__match_args__)
+    types_of = _field_types(cls)
+    fields = [
+        FieldInfo(
+            name=name,
+            encode_name=encode_name,
+            type=types_of.get(name, ""),
+            required=i < first_default or defaults[i - first_default] is msgspec.NODEFAULT,
+            kw_only=name not in positional,
+        )
+        for i, (name, encode_name) in enumerate(
+            zip(names, cls.__struct_encode_fields__, strict=True)
+        )
+    ]
+    attributes = [name for name in dir(cls) if not name.startswith("__") and name not in names]
+    dynamic = any("__getattr__" in vars(base) for base in cls.__mro__[:-1])
+    info = _described[cls] = StructInfo(fields=fields, attributes=attributes, dynamic=dynamic)
+    return info
+
+
+def _field_types(cls: Any) -> dict[str, str]:
+    """Each field's type text, from the classes' own annotations where these are types;
+    resolved by msgspec (slower) where one is a string."""
+    annotations: dict[str, Any] = {}
+    for base in reversed(cls.__mro__):
+        annotations.update(vars(base).get("__annotations__", {}))
+    if all(name in annotations for name in cls.__struct_fields__) and not any(
+        isinstance(annotations[name], str) for name in cls.__struct_fields__
+    ):
+        return {name: type_text(annotations[name]) for name in cls.__struct_fields__}
+    try:
+        return {f.name: type_text(f.type) for f in msgspec.structs.fields(cls)}
+    except Exception:  # an annotation naming what the kernel never defined, say
+        return {}
 
 
 def _wire_errors(contracts: Mapping[str, tuple[type, Any]]) -> dict[str, str | None]:
@@ -238,7 +321,10 @@ def _wire_errors(contracts: Mapping[str, tuple[type, Any]]) -> dict[str, str | N
     """
     if wire_error([t for pair in contracts.values() for t in pair]) is None:
         return dict.fromkeys(contracts)
-    return {name: wire_error(pair) for name, pair in contracts.items()}
+    return {
+        name: None if wire_error(pair) is None else why_not_carried(name, *pair)
+        for name, pair in contracts.items()
+    }
 
 
 def wire_error(carried: Sequence[Any]) -> str | None:
@@ -248,6 +334,66 @@ def wire_error(carried: Sequence[Any]) -> str | None:
     except (TypeError, ValueError) as exc:
         return str(exc).splitlines()[0]
     return None
+
+
+def why_not_carried(name: str, request: type, response: Any) -> str:
+    """Which field of which type keeps a contract off the network, and why.
+
+    msgspec says only what it could not carry, not where that was: the request and
+    the response are walked down to the innermost field or type that fails alone,
+    and named by their path of fields (``User.profile.photo``).
+    """
+    if wire_error([request]) is not None:
+        return _culprit(request, name, set(), in_field=False)
+    return _culprit(response, f"{name}'s response", set(), in_field=False)
+
+
+def _is_plain_class(value: object) -> bool:
+    """A class of none of the kinds msgspec carries by their fields or values."""
+    import enum
+
+    known = ("__struct_fields__", "__dataclass_fields__", "__attrs_attrs__")
+    return (
+        isinstance(value, type)
+        and value.__module__ != "builtins"
+        and not issubclass(value, enum.Enum | tuple | dict)
+        and not any(hasattr(value, mark) for mark in known)
+    )
+
+
+def _culprit(carried: Any, where: str, seen: set[int], *, in_field: bool) -> str:
+    """Why ``carried``, found at ``where``, cannot be carried; it is known not to be.
+
+    ``where`` is a path of fields once ``in_field``; before, it only labels the top.
+    """
+    seen.add(id(carried))
+    inner: list[tuple[Any, str]]  # the parts it is made of, and where each is
+    if _is_struct(carried):
+        try:
+            fields = msgspec.structs.fields(carried)
+        except Exception:  # an annotation that cannot be resolved: say what msgspec says
+            fields = ()
+        path = where if in_field else carried.__name__
+        inner = [(f.type, f"{path}.{f.name}") for f in fields]
+        in_field = True
+    else:
+        # the types it is made of; not ``Callable``'s list of parameters, say
+        inner = [(arg, where) for arg in typing.get_args(carried) if not isinstance(arg, list)]
+    for part, place in inner:
+        if id(part) not in seen and wire_error([part]) is not None:
+            return _culprit(part, place, seen, in_field=in_field)
+    if _is_plain_class(carried):
+        return f"{where}: {carried.__name__} is a plain class; use a msgspec Struct"
+    return f"{where}: {type_text(carried)}: {_last_reason(carried)}"
+
+
+def _last_reason(carried: Any) -> str:
+    """The line of msgspec's complaint that names the type (its last), not its preamble."""
+    try:
+        msgspec.json.schema_components([carried])
+    except (TypeError, ValueError) as exc:
+        return [line for line in str(exc).splitlines() if line.strip()][-1]
+    return "msgspec cannot carry it"  # only together with the rest: say no more than that
 
 
 def type_text(annotation: Any) -> str:

@@ -123,6 +123,7 @@ class Module(msgspec.Struct, frozen=True):
     classes: dict[str, int]  # top-level class name -> line
     syntax_error: tuple[int | None, str] | None = None
     bypasses: tuple[Bypass, ...] = ()
+    calls: tuple[CallSite, ...] = ()  # constructions, and reads off ``await call(...)``
 
 
 class Tree(NamedTuple):
@@ -244,6 +245,7 @@ class _Reader:
         attributes: list[ast.Attribute] = []
         stores: list[ast.expr] = []  # what is assigned to or deleted: ``sys.path = ...``
         importers: list[ast.Call] = []  # calls that may import or change the import path
+        sites: list[ast.AST] = []  # what ``call_sites`` reads
         for node in ast.walk(tree):
             if isinstance(node, ast.Import | ast.ImportFrom):
                 self.add_import(node)
@@ -253,6 +255,8 @@ class _Reader:
                 importers.append(node)
             elif isinstance(node, ast.Subscript) and not isinstance(node.ctx, ast.Load):
                 stores.append(node.value)
+            if type(node) in SITE_NODES:
+                sites.append(node)
         bypasses = [*self.importing(importers), *self.stores(stores), *self.chains(attributes)]
         functions = tuple(
             function
@@ -269,6 +273,7 @@ class _Reader:
             functions=functions,
             classes=classes,
             bypasses=tuple(bypasses),
+            calls=call_sites(self, tree, attributes, sites),
         )
 
     def add_import(self, node: ast.Import | ast.ImportFrom) -> None:
@@ -505,3 +510,238 @@ def _union_members(text: str) -> list[str]:
             start = i + 3
     members.append(text[start:])
     return members
+
+
+# -- call sites: constructions of classes, and what is read off ``await call(...)``
+
+_CALL_FUNCTIONS = frozenset({f"{RUNTIME_PACKAGE}.call", f"{RUNTIME_PACKAGE}.router.call"})
+_FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+# What binds names by a target (``x = ...``, ``for x in``, ``with ... as x``, ``del x``).
+_TARGETED = (
+    ast.Assign,
+    ast.AugAssign,
+    ast.AnnAssign,
+    ast.NamedExpr,
+    ast.For,
+    ast.AsyncFor,
+    ast.withitem,
+    ast.comprehension,
+    ast.Delete,
+)
+# What binds a name by itself.
+_NAMING = (
+    ast.arg,
+    ast.ClassDef,
+    ast.ExceptHandler,
+    ast.Global,
+    ast.Nonlocal,
+    ast.MatchAs,
+    ast.MatchStar,
+    ast.MatchMapping,
+)
+# The nodes ``call_sites`` reads, gathered by ``_Reader.read``'s one walk: the calls;
+# what binds a name, to know that a name holds one call's result in all its function;
+# the functions, its scopes. (Not every ``Name``: they are most of a tree.) A set of
+# types: one look-up a node, where ``isinstance`` would try each type in turn.
+SITE_NODES = frozenset({ast.Call, *_TARGETED, *_FUNCTIONS, *_NAMING})
+_LITERALS = {bool: "bool", int: "int", float: "float", str: "str", bytes: "bytes"}
+
+Position = tuple[int, int]  # (line, column)
+Scope = tuple[Position, Position]  # where a function begins and ends
+
+
+class Argument(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One argument of a call site: by keyword (``name``) or, without one, by position."""
+
+    line: int
+    name: str | None = None
+    literal: str | None = None  # a literal's kind: int float bool str bytes None list dict
+
+
+class CallSite(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A call of a name an import bound, or of a class of this module: ``GetUser(id=...)``.
+
+    ``nanobuild.checks.calls`` proves the calls of Structs against their classes.
+    """
+
+    target: str  # dotted, resolved through imports: ``users.kernel.GetUser``
+    line: int
+    arguments: tuple[Argument, ...] = ()
+    star: bool = False  # it has ``*args``: which fields come by position is unknown
+    spread: bool = False  # it has ``**kwargs``: which fields come by keyword is unknown
+    # attributes read off the result of ``await call(this)``, directly or through a
+    # name that holds nothing else in its function
+    reads: tuple[tuple[str, int], ...] = ()
+
+
+def call_sites(
+    reader: _Reader, tree: ast.Module, attributes: list[ast.Attribute], nodes: list[ast.AST]
+) -> tuple[CallSite, ...]:
+    """The call sites among ``nodes`` (see ``SITE_NODES``), once every import is known."""
+    local = {node.name for node in tree.body if isinstance(node, ast.ClassDef)}
+    tops = {imp.top for imp in reader.imports}
+    targets: dict[int, tuple[ast.Call, str]] = {}  # id of the call -> (it, what it calls)
+    others: list[ast.AST] = []
+    for node in nodes:
+        if type(node) is not ast.Call:
+            others.append(node)
+        elif target := _target(reader, node, local, tops):
+            targets[id(node)] = (node, target)
+    if not targets:
+        return ()
+    reads = _reads(reader, attributes, others)
+    return tuple(_site(node, target, reads.get(key, [])) for key, (node, target) in targets.items())
+
+
+def _target(reader: _Reader, node: ast.Call, local: set[str], tops: set[str]) -> str | None:
+    """What a call calls, as a dotted name, if an import or this module's classes name it."""
+    if isinstance(node.func, ast.Name) and node.func.id not in reader.symbols:
+        return f"{reader.module}.{node.func.id}" if node.func.id in local else None
+    target = reader.resolve(node.func)
+    return target if target and target.partition(".")[0] in tops else None
+
+
+def _site(node: ast.Call, target: str, reads: list[tuple[str, int]]) -> CallSite:
+    arguments = [
+        Argument(arg.lineno, literal=_literal_kind(arg))
+        for arg in node.args
+        if not isinstance(arg, ast.Starred)
+    ]
+    arguments += [
+        Argument(kw.lineno, kw.arg, _literal_kind(kw.value)) for kw in node.keywords if kw.arg
+    ]
+    return CallSite(
+        target,
+        node.lineno,
+        tuple(arguments),
+        star=any(isinstance(arg, ast.Starred) for arg in node.args),
+        spread=any(kw.arg is None for kw in node.keywords),
+        reads=tuple(reads),
+    )
+
+
+def _literal_kind(node: ast.expr) -> str | None:
+    """The type of a literal argument, where the literal alone says it; else None."""
+    if (
+        isinstance(node, ast.UnaryOp)
+        and isinstance(node.op, ast.USub | ast.UAdd)
+        and isinstance(node.operand, ast.Constant)
+        and type(node.operand.value) in (int, float)
+    ):
+        node = node.operand
+    if isinstance(node, ast.Constant):
+        return "None" if node.value is None else _LITERALS.get(type(node.value))
+    if isinstance(node, ast.JoinedStr):
+        return "str"
+    if isinstance(node, ast.List | ast.ListComp):
+        return "list"
+    if isinstance(node, ast.Dict | ast.DictComp):
+        return "dict"
+    return None
+
+
+def _request(reader: _Reader, node: ast.expr | None) -> ast.Call | None:
+    """The request ``X(...)`` of an ``await call(X(...))``."""
+    if not isinstance(node, ast.Await) or not isinstance(node.value, ast.Call):
+        return None
+    called = node.value
+    if not called.args or reader.resolve(called.func) not in _CALL_FUNCTIONS:
+        return None
+    return called.args[0] if isinstance(called.args[0], ast.Call) else None
+
+
+def _reads(
+    reader: _Reader, attributes: list[ast.Attribute], nodes: list[ast.AST]
+) -> dict[int, list[tuple[str, int]]]:
+    """Per request (by id), the attributes read off its ``await call(...)``'s result.
+
+    A name counts only where its function binds it once, by that assignment: no
+    other assignment, parameter, loop, ``global`` or nested rebinding could make it
+    hold anything else. (Scopes are told by position, as the one walk leaves no parents.)
+    """
+    found: dict[int, list[tuple[str, int]]] = {}
+    for attr in attributes:
+        if (made := _request(reader, attr.value)) is not None:
+            found.setdefault(id(made), []).append((attr.attr, attr.lineno))
+    held: dict[str, list[tuple[Position, int]]] = {}  # name -> (where bound, request id)
+    for node in nodes:
+        if isinstance(node, ast.Assign | ast.AnnAssign | ast.NamedExpr):
+            target = node.targets[0] if isinstance(node, ast.Assign) else node.target
+            single = not isinstance(node, ast.Assign) or len(node.targets) == 1
+            made = _request(reader, node.value)
+            if made is not None and single and isinstance(target, ast.Name):
+                held.setdefault(target.id, []).append((_start(target), id(made)))
+    if not held:
+        return found
+    bindings: dict[str, list[Position]] = {}
+    for node in nodes:
+        for name, at in _bound(node):
+            if name in held:
+                bindings.setdefault(name, []).append(at)
+    uses: dict[str, list[ast.Attribute]] = {}
+    for attr in attributes:
+        if isinstance(attr.value, ast.Name) and attr.value.id in held:
+            uses.setdefault(attr.value.id, []).append(attr)
+    scopes = [(_start(n), _end(n)) for n in nodes if isinstance(n, _FUNCTIONS)]
+    for name, assignments in held.items():
+        for at, request in assignments:
+            scope = _innermost(scopes, at)
+            if scope is None or sum(_within(p, scope) for p in bindings[name]) != 1:
+                continue
+            for attr in uses.get(name, []):
+                if _within(_start(attr), scope):
+                    found.setdefault(request, []).append((attr.attr, attr.lineno))
+    return found
+
+
+def _bound(node: ast.AST) -> Iterator[tuple[str, Position]]:
+    """The names ``node`` binds in its scope (or declares not its own), and where."""
+    if isinstance(node, _TARGETED):
+        if isinstance(node, ast.Assign | ast.Delete):
+            targets = node.targets
+        elif isinstance(node, ast.withitem):
+            targets = [node.optional_vars] if node.optional_vars else []
+        else:
+            targets = [node.target]
+        for target in targets:
+            yield from _target_names(target)
+    elif isinstance(node, ast.arg):
+        yield node.arg, _start(node)
+    elif isinstance(node, ast.Global | ast.Nonlocal):
+        yield from ((name, _start(node)) for name in node.names)
+    elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        yield node.name, _start(node)
+    elif isinstance(node, ast.ExceptHandler | ast.MatchAs | ast.MatchStar):
+        if node.name:
+            yield node.name, _start(node)
+    elif isinstance(node, ast.MatchMapping) and node.rest:
+        yield node.rest, _start(node)
+
+
+def _target_names(target: ast.expr) -> Iterator[tuple[str, Position]]:
+    """The names an assignment target binds: ``a``, ``(a, *b)``; not ``a.b`` or ``a[0]``."""
+    if isinstance(target, ast.Name):
+        yield target.id, _start(target)
+    elif isinstance(target, ast.Tuple | ast.List):
+        for element in target.elts:
+            yield from _target_names(element)
+    elif isinstance(target, ast.Starred):
+        yield from _target_names(target.value)
+
+
+def _start(node: ast.AST) -> Position:
+    return (getattr(node, "lineno", 0), getattr(node, "col_offset", 0))
+
+
+def _end(node: ast.AST) -> Position:
+    return (getattr(node, "end_lineno", 0) or 0, getattr(node, "end_col_offset", 0) or 0)
+
+
+def _within(at: Position, scope: Scope) -> bool:
+    return scope[0] <= at <= scope[1]
+
+
+def _innermost(scopes: list[Scope], at: Position) -> Scope | None:
+    """The function that begins last among those around ``at``: the innermost."""
+    around = [scope for scope in scopes if _within(at, scope)]
+    return max(around) if around else None

@@ -26,7 +26,8 @@ def test_kernels_import_other_kernels_and_libraries(mini: Sample) -> None:
     info = _probe(mini, "users", "orders")
     assert info["orders"].error is None
     assert {"User", "Order", "PlaceOrder", "Quantity"} <= set(info["orders"].names)
-    assert info["orders"].contracts == {"PlaceOrder": probe.ContractInfo(response="Order")}
+    assert list(info["orders"].contracts) == ["PlaceOrder"]
+    assert info["orders"].contracts["PlaceOrder"].response == "Order"
     assert set(info["users"].contracts) == {"GetUser", "ListUsers"}
 
 
@@ -39,7 +40,7 @@ def test_only_the_contracts_that_cannot_cross_are_named(mini: Sample) -> None:
     )
     contracts = _probe(mini, "users")["users"].contracts
     assert [name for name, c in contracts.items() if c.wire_error] == ["GetPhoto"]
-    assert contracts["GetUser"] == probe.ContractInfo(response="User")
+    assert (contracts["GetUser"].response, contracts["GetUser"].wire_error) == ("User", None)
     assert contracts["ListUsers"] == probe.ContractInfo(response="list[User]")
 
 
@@ -68,3 +69,68 @@ def test_a_kernel_that_ends_the_child_is_reported(mini: Sample) -> None:
             "importing the kernels failed: the child Python exited with status 3",
         )
     ]
+
+
+def test_structs_are_described_as_their_constructors_take_them(mini: Sample) -> None:
+    """Fields in order (a subclass's after its bases', keyword-only ones last), with
+    their wire names, types and defaults; methods, properties and class variables."""
+    mini.edit(USERS_KERNEL, "import msgspec", "from typing import ClassVar\n\nimport msgspec")
+    mini.write(
+        USERS_KERNEL,
+        (mini.root / USERS_KERNEL).read_text()
+        + "\n\nclass Base(msgspec.Struct, kw_only=True):\n    tag: str = 'x'\n\n\n"
+        "class Page(Base, rename='camel'):\n    user_id: str\n    size: int | None = 10\n"
+        "    limit: ClassVar[int] = 5\n\n    def half(self) -> int:\n        return 1\n",
+    )
+    info = _probe(mini, "users")["users"]
+    assert info.structs["Page"] == probe.StructInfo(
+        fields=[
+            probe.FieldInfo("user_id", "userId", "str"),
+            probe.FieldInfo("size", "size", "None | int", required=False),
+            probe.FieldInfo("tag", "tag", "str", required=False, kw_only=True),
+        ],
+        attributes=["half", "limit"],
+    )
+    assert set(info.structs) == {"User", "GetUser", "ListUsers", "Base", "Page"}
+    # a contract's response, when it is a Struct, for what callers read off it
+    assert info.contracts["GetUser"].answers == info.structs["User"]
+    assert info.contracts["ListUsers"].answers is None  # a list: not judged
+
+
+@pytest.mark.parametrize(
+    ("declared", "why"),
+    [
+        (
+            "class GetPhoto(Contract[None], frozen=True):\n    photo: Photo\n",
+            "GetPhoto.photo: Photo is a plain class; use a msgspec Struct",
+        ),
+        (
+            "class Album(msgspec.Struct):\n    pages: dict[str, list[Photo | None]]\n\n\n"
+            "class Shelf(msgspec.Struct):\n    album: Album\n\n\n"
+            "class GetPhoto(Contract[list[Shelf]], frozen=True):\n    id: str\n",
+            "Shelf.album.pages: Photo is a plain class; use a msgspec Struct",
+        ),
+        (
+            "class GetPhoto(Contract[Photo], frozen=True):\n    id: str\n",
+            "GetPhoto's response: Photo is a plain class; use a msgspec Struct",
+        ),
+        (
+            "class GetPhoto(Contract[None], frozen=True):\n    hook: Callable[[], int]\n",
+            "GetPhoto.hook: Callable[[], int]: type <class 'collections.abc.Callable'> "
+            "is not supported",
+        ),
+    ],
+)
+def test_a_contract_that_cannot_cross_names_the_field_its_type_and_why(
+    mini: Sample, declared: str, why: str
+) -> None:
+    mini.edit(
+        USERS_KERNEL, "import msgspec", "from collections.abc import Callable\n\nimport msgspec"
+    )
+    mini.write(
+        USERS_KERNEL,
+        (mini.root / USERS_KERNEL).read_text() + "\n\nclass Photo:\n    pass\n\n\n" + declared,
+    )
+    contracts = _probe(mini, "users")["users"].contracts
+    assert contracts["GetPhoto"].wire_error == why
+    assert contracts["GetUser"].wire_error is None

@@ -6,13 +6,14 @@ turn; each family yields ``Diagnostic``s and never stops at the first problem.
 
     E1xx  structure.py  dependencies.py  imports.py   packages, the graph, who imports whom
           declared.py                                  third-party imports are declared
-    E2xx  kernels.py    handlers.py                    contracts, kernels and handlers
+    E2xx  kernels.py    handlers.py    calls.py        contracts, kernels, handlers, call sites
     E3xx  fusion.py                                    can the services share one process
 """
 
 from __future__ import annotations
 
 from nanobuild.checks import (
+    calls,
     declared,
     dependencies,
     fusion,
@@ -25,7 +26,7 @@ from nanobuild.checks.context import Context
 from nanobuild.diagnostics import Diagnostic, sorted_diagnostics
 from nanobuild.workspace import Workspace
 
-FAMILIES = (structure, dependencies, imports, declared, kernels, handlers, fusion)
+FAMILIES = (structure, dependencies, imports, declared, kernels, handlers, calls, fusion)
 
 
 def run(workspace: Workspace) -> list[Diagnostic]:
