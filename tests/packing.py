@@ -28,7 +28,12 @@ from packaging.requirements import Requirement
 
 from nanobuild import pack, workspace
 from nanobuild.requirements import RUNTIME_REQUIRES
-from tests.conftest import SAMPLES
+from tests.conftest import REPO, SAMPLES
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - the 3.10 branch
+    import tomli as tomllib
 
 # The generated ingress stands in here for codegen's: its main() reports, as JSON,
 # what the binary sees, so these tests do not depend on the real ingress.
@@ -123,6 +128,10 @@ def repack_installed(name: str, folder: Path) -> Path:
             continue  # scripts in bin/, bytecode
         if rel.endswith(_WRITTEN_AFRESH) or rel.endswith(_INSTALLER_NOISE):
             continue
+        top, _, rest = rel.partition("/")
+        if top.endswith(".dist-info"):  # into the dist-info write_wheel names (Jinja2-...)
+            dist_name = re.sub(r"[-_.]+", "_", dist.metadata["Name"])
+            rel = f"{dist_name}-{dist.version}.dist-info/{rest}"
         files[rel] = Path(str(dist.locate_file(path))).read_bytes()
     wheel_file = dist.read_text("WHEEL") or ""
     tags = re.findall(r"^Tag: (\S+)$", wheel_file, re.MULTILINE)
@@ -136,16 +145,23 @@ def repack_installed(name: str, folder: Path) -> Path:
         dist.metadata["Name"],
         dist.version,
         files,
-        tag=tags[0] if tags else "py3-none-any",
+        tag=_compressed(tags) if tags else "py3-none-any",
         metadata=metadata,
         purelib="Root-Is-Purelib: true" in wheel_file,
     )
 
 
-def runtime_closure() -> list[str]:
-    """The distributions the runtime's requirements pull in, here."""
+def _compressed(tags: list[str]) -> str:
+    """Several tags as one, as wheel names write them: ``py2.py3-none-any``."""
+    split = [tag.split("-") for tag in tags]  # python, abi, platform: three parts each
+    parts = [dict.fromkeys(part) for part in zip(*split, strict=True)]
+    return "-".join(".".join(part) for part in parts)
+
+
+def runtime_closure(requirements: Iterable[str] = RUNTIME_REQUIRES) -> list[str]:
+    """The distributions ``requirements`` (the runtime's, by default) pull in, here."""
     seen: set[str] = set()
-    todo = [Requirement(text) for text in RUNTIME_REQUIRES]
+    todo = [Requirement(text) for text in requirements]
     while todo:
         req = todo.pop()
         key = req.name.lower().replace("_", "-")
@@ -162,19 +178,51 @@ def make_wheelhouse(folder: Path) -> Path:
     return folder
 
 
-def tiny_wheel(folder: Path) -> Path:
-    """The wheel of the tiny local project tests/samples/tinypkg (pure Python)."""
+def tiny_wheel(folder: Path, version: str | None = None) -> Path:
+    """The wheel of the tiny local project tests/samples/tinypkg (pure Python); with
+    ``version``, that version of it instead, its ``VERSION`` saying which it is."""
     project = SAMPLES / "tinypkg"
     text = (project / "pyproject.toml").read_text()
     name = re.search(r'^name = "([^"]+)"', text, re.MULTILINE)
-    version = re.search(r'^version = "([^"]+)"', text, re.MULTILINE)
-    assert name and version
+    found = re.search(r'^version = "([^"]+)"', text, re.MULTILINE)
+    assert name and found
+    version = version or found.group(1)
     package = project / "nanotiny"
     files = {
         f"nanotiny/{p.relative_to(package).as_posix()}": p.read_bytes()
         for p in sorted(package.rglob("*.py"))
     }
-    return write_wheel(folder, name.group(1), version.group(1), files)
+    files["nanotiny/__init__.py"] += f"VERSION = {version!r}\n".encode()
+    return write_wheel(folder, name.group(1), version, files)
+
+
+def nanobuild_wheel(folder: Path) -> Path:
+    """A wheel of this nanobuild, from its source (as ``pip install .`` would make):
+    the package, its templates, its console script and its requirements."""
+    package = REPO / "nanobuild"
+    files = {
+        f"nanobuild/{p.relative_to(package).as_posix()}": p.read_bytes()
+        for p in sorted(package.rglob("*.py"))
+    }
+    for path in sorted((REPO / "templates").rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            files[f"nanobuild/templates/{path.relative_to(REPO / 'templates').as_posix()}"] = (
+                path.read_bytes()
+            )
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    info = f"nanobuild-{project['version']}.dist-info"
+    files[f"{info}/entry_points.txt"] = b"[console_scripts]\nnanobuild = nanobuild.cli:main\n"
+    requires = [f"Requires-Dist: {text}" for text in project["dependencies"]]
+    return write_wheel(folder, "nanobuild", project["version"], files, metadata=requires)
+
+
+def nanobuild_wheelhouse(folder: Path) -> Path:
+    """Wheels of nanobuild and of everything it needs, to install it with no index."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    for name in runtime_closure([*project["dependencies"], *RUNTIME_REQUIRES]):
+        repack_installed(name, folder)
+    nanobuild_wheel(folder)
+    return folder
 
 
 # -- fixtures (a plugin of the test session: see conftest.py)

@@ -71,6 +71,8 @@ def _unsettled(ctx: Context) -> Iterator[_Use]:
         allowed = _declared(ws, owner)
         seen: set[tuple[str, str]] = set()  # one report per module per file
         for module in ctx.modules.get(owner.name, []):
+            if isinstance(owner, Service) and module.name == owner.kernel_module:
+                continue  # a kernel may import no third-party package at all: E207 says so
             for imported in module.imports:
                 top = imported.top
                 if imported.relative or not top or (str(module.path), top) in seen:
