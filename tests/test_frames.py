@@ -290,3 +290,23 @@ def test_frames_before_garbage_decode_as_themselves(
     except ProtocolError:
         pass
     assert all(same(a, b) for a, b in zip(got, sent, strict=False))  # got may stop short
+
+
+def test_the_handshake_carries_builds_fingerprints_and_shapes() -> None:
+    from nanobuild.runtime.spec import ContractShape, RecordShape, TypeShape
+
+    shape = ContractShape(
+        request=TypeShape("record", ref="m.Get"),
+        response=TypeShape("list", (TypeShape("str"),)),
+        records={"m.Get": RecordShape("struct")},
+    )
+    sent = [
+        frames.Welcome("mini sha256:abc (nanobuild 0.1.0)", {"users.Get": "0123456789abcdef"}),
+        frames.Describe("mini source (nanobuild 0.1.0)", ["users.Get"]),
+        frames.Shapes({"users.Get": shape}),
+    ]
+    assert decode_all(b"".join(frames.frame(m) for m in sent)) == sent
+    body = msgspec.msgpack.decode(frames.frame(sent[1])[4:])
+    assert body == [frames.DESCRIBE, "mini source (nanobuild 0.1.0)", ["users.Get"]]
+    with pytest.raises(ProtocolError):  # a fingerprint is short text, not anything at all
+        decode_all(frames.frame((frames.WELCOME, "b", {"users.Get": "x" * 65})))

@@ -1084,3 +1084,74 @@ def test_a_server_that_speaks_another_version_is_refused_by_name(faults: Any) ->
         server.close()
 
     run(scenario())
+
+
+# -- two builds at one handshake
+
+
+def test_the_handshake_refuses_contracts_whose_shapes_break_and_keeps_the_rest(
+    node: Node, faults: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from nanobuild.runtime.shapes import Incompatible
+
+    # the caller's Say requires a field the callee does not know: its calls would
+    # be refused there as "unknown field"; Shout and Repeat agree
+    newer = type("Say", (faults.Say,), {"__annotations__": {"loud": bool}})
+
+    async def scenario() -> None:
+        async with serving(node) as server:
+            transport = client(server)
+            transport.expect("faults", newer, faults.Echo)
+            transport.expect("faults", faults.Shout, faults.Echo)
+            say = remote_route(transport, "faults", newer)
+            shout = remote_route(transport, "faults", faults.Shout)
+            with pytest.raises(Incompatible) as refused:
+                await say(newer("hi", True))
+            assert isinstance(refused.value, Unsent)
+            assert refused.value.contract == "Say" and refused.value.service == "faults"
+            assert str(refused.value).startswith(
+                "faults.Say: this process (build nanobuild 0.1.0) and "
+                f"{server.address} (build nanobuild 0.1.0) disagree on its shape: request field "
+                f"`loud` (bool) is sent by this process but refused as unknown by {server.address}"
+            )
+            assert (await shout(faults.Shout("hi"))).text == "HI"
+            with pytest.raises(Incompatible):
+                await say(newer("again", False))
+            [found] = transport.disagreements
+            assert (found.contract, found.breaking) == ("faults.Say", True)
+            await transport.aclose()
+
+    run(scenario())
+    assert len(tcp_lines(caplog, "runs build")) == 2  # once by each side, for one connection
+
+
+def test_a_contract_the_remote_does_not_serve_is_refused_before_sending(
+    node: Node, faults: Any
+) -> None:
+    from nanobuild.runtime.shapes import Incompatible
+
+    async def scenario() -> None:
+        async with serving(node) as server:
+            transport = client(server)
+            transport.expect("elsewhere", faults.Say, faults.Echo)
+            with pytest.raises(Incompatible, match=f"{server.address} does not serve it"):
+                await remote_route(transport, "elsewhere", faults.Say)(faults.Say("hi"))
+            await transport.aclose()
+
+    run(scenario())
+
+
+def test_agreeing_builds_send_no_describe(node: Node, faults: Any) -> None:
+    async def scenario() -> None:
+        async with serving(node) as server:
+            transport = client(server)
+            transport.expect("faults", faults.Say, faults.Echo)
+            assert (
+                await remote_route(transport, "faults", faults.Say)(faults.Say("a"))
+            ).text == "a"
+            assert transport.disagreements == []
+            peer = next(iter(server.peers))
+            assert peer._described is False
+            await transport.aclose()
+
+    run(scenario())
