@@ -58,7 +58,7 @@ class StructInfo(msgspec.Struct, frozen=True, omit_defaults=True):
 
     fields: list[FieldInfo] = []
     attributes: list[str] = []
-    dynamic: bool = False  # it defines ``__getattr__``: any attribute may exist
+    dynamic: bool = False  # ``__getattr__`` or ``dict=True``: any attribute may exist
 
 
 class ContractInfo(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -291,7 +291,10 @@ def struct_info(cls: Any) -> StructInfo:
         )
     ]
     attributes = [name for name in dir(cls) if not name.startswith("__") and name not in names]
-    dynamic = any("__getattr__" in vars(base) for base in cls.__mro__[:-1])
+    # ``dict=True`` lets instances take any attribute; ``__getattr__`` answers any
+    dynamic = cls.__struct_config__.dict or any(
+        "__getattr__" in vars(base) for base in cls.__mro__[:-1]
+    )
     info = _described[cls] = StructInfo(fields=fields, attributes=attributes, dynamic=dynamic)
     return info
 

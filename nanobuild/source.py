@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -544,6 +545,7 @@ _NAMING = (
 # the functions, its scopes. (Not every ``Name``: they are most of a tree.) A set of
 # types: one look-up a node, where ``isinstance`` would try each type in turn.
 SITE_NODES = frozenset({ast.Call, *_TARGETED, *_FUNCTIONS, *_NAMING})
+_NO_KERNELS = frozenset({*sys.stdlib_module_names, RUNTIME_PACKAGE.partition(".")[0]})
 _LITERALS = {bool: "bool", int: "int", float: "float", str: "str", bytes: "bytes"}
 
 Position = tuple[int, int]  # (line, column)
@@ -594,11 +596,15 @@ def call_sites(
 
 
 def _target(reader: _Reader, node: ast.Call, local: set[str], tops: set[str]) -> str | None:
-    """What a call calls, as a dotted name, if an import or this module's classes name it."""
+    """What a call calls, as a dotted name, if an import or this module's classes name it
+    (and it is not the standard library's or nanobuild's, which define no kernel)."""
     if isinstance(node.func, ast.Name) and node.func.id not in reader.symbols:
         return f"{reader.module}.{node.func.id}" if node.func.id in local else None
     target = reader.resolve(node.func)
-    return target if target and target.partition(".")[0] in tops else None
+    if not target:
+        return None
+    top = target.partition(".")[0]
+    return target if top in tops and top not in _NO_KERNELS else None
 
 
 def _site(node: ast.Call, target: str, reads: list[tuple[str, int]]) -> CallSite:

@@ -344,3 +344,22 @@ def test_a_method_of_the_response_is_an_attribute(mini: Sample) -> None:
     )
     mini.edit(ORDERS_HANDLERS, "user_name=user.name", "user_name=user.initials()")
     assert mini.check() == []
+
+
+@pytest.mark.parametrize(
+    ("declared", "body"),
+    [
+        ("class User(msgspec.Struct, frozen=True, dict=True):", ""),
+        (
+            "class User(msgspec.Struct, frozen=True):",
+            "\n    def __getattr__(self, name: str) -> str:\n        return name\n",
+        ),
+    ],
+)
+def test_a_response_that_takes_any_attribute_is_not_judged(
+    mini: Sample, declared: str, body: str
+) -> None:
+    mini.edit(USERS_KERNEL, "class User(msgspec.Struct, frozen=True):", declared)
+    mini.edit(USERS_KERNEL, "    name: str\n", "    name: str\n" + body)
+    mini.edit(ORDERS_HANDLERS, "user_name=user.name", "user_name=user.nickname")
+    assert mini.check() == []

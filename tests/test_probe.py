@@ -134,3 +134,17 @@ def test_a_contract_that_cannot_cross_names_the_field_its_type_and_why(
     contracts = _probe(mini, "users")["users"].contracts
     assert contracts["GetPhoto"].wire_error == why
     assert contracts["GetUser"].wire_error is None
+
+
+def test_string_annotations_are_resolved(mini: Sample) -> None:
+    """A kernel under ``from __future__ import annotations`` has its types resolved too."""
+    mini.edit(
+        USERS_KERNEL, "import msgspec", "from __future__ import annotations\n\nimport msgspec"
+    )
+    mini.edit(USERS_KERNEL, "    name: str\n", "    name: str\n    friends: list[User] = []\n")
+    user = _probe(mini, "users")["users"].structs["User"]
+    assert [(f.name, f.type, f.required) for f in user.fields] == [
+        ("id", "str", True),
+        ("name", "str", True),
+        ("friends", "list[User]", False),
+    ]

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
+
+import msgspec
 
 from nanobuild import codes
 from nanobuild.checks.context import Context
@@ -41,6 +44,9 @@ _TAKES = {
 }
 
 
+NOWHERE = ""  # the path of a problem until ``check`` places it in its module
+
+
 @dataclass(frozen=True)
 class _Class:
     """A class of a kernel that call sites construct."""
@@ -50,6 +56,15 @@ class _Class:
     answers: StructInfo | None  # a contract's response, when it is a Struct
     response: str | None  # a contract's response as type text
 
+    @cached_property
+    def fields(self) -> dict[str, FieldInfo]:
+        return {field.name: field for field in self.info.fields}
+
+    @cached_property
+    def positional(self) -> list[FieldInfo]:
+        """The fields an argument by position gives, in order."""
+        return [field for field in self.info.fields if not field.kw_only]
+
 
 def check(ctx: Context) -> Iterator[Diagnostic]:
     known = _classes(ctx)
@@ -57,12 +72,15 @@ def check(ctx: Context) -> Iterator[Diagnostic]:
         return
     for modules in ctx.modules.values():
         for module in modules:
-            for site in module.calls:
-                cls = known.get(site.target)
-                if cls is not None:
-                    here = ctx.rel(module.path)
-                    yield from _construction(here, site, cls)
-                    yield from _reads(here, site, cls)
+            found = [
+                problem
+                for site in module.calls
+                if (cls := known.get(site.target)) is not None
+                for problem in (*_construction(site, cls), *_reads(site, cls))
+            ]
+            if found:  # placed only now: a module's path costs more than its calls
+                here = ctx.rel(module.path)
+                yield from (msgspec.structs.replace(problem, path=here) for problem in found)
 
 
 def _classes(ctx: Context) -> dict[str, _Class]:
@@ -85,13 +103,13 @@ def _classes(ctx: Context) -> dict[str, _Class]:
     return known
 
 
-def _construction(here: str, site: CallSite, cls: _Class) -> Iterator[Diagnostic]:
+def _construction(site: CallSite, cls: _Class) -> Iterator[Diagnostic]:
     """E212-E215, E217: the arguments against the fields."""
-    fields = {field.name: field for field in cls.info.fields}
+    fields = cls.fields
     given: dict[str, Argument] = {}
     by_position = [arg for arg in site.arguments if arg.name is None]
     if not site.star:
-        yield from _positions(here, site, cls, by_position, given)
+        yield from _positions(site, cls, by_position, given)
     unknown = [arg for arg in site.arguments if arg.name is not None and arg.name not in fields]
     # with a keyword unknown and a required field missing, the one was meant for the other
     meant = {arg.name: _meant(arg.name, cls, site, unknown) for arg in unknown if arg.name}
@@ -100,10 +118,10 @@ def _construction(here: str, site: CallSite, cls: _Class) -> Iterator[Diagnostic
             continue
         field = fields.get(arg.name)
         if field is None:
-            yield _unknown(here, arg, arg.name, cls, meant[arg.name])
+            yield _unknown(arg, arg.name, cls, meant[arg.name])
         elif arg.name in given:
             yield Diagnostic(
-                here,
+                NOWHERE,
                 codes.E217,
                 f"field {arg.name} of {cls.label} is given twice, by position and by keyword",
                 line=arg.line,
@@ -111,21 +129,21 @@ def _construction(here: str, site: CallSite, cls: _Class) -> Iterator[Diagnostic
             )
         else:
             given[arg.name] = arg
-            yield from _literal(here, arg, field, cls)
+            yield from _literal(arg, field, cls)
     if not site.star and not site.spread:
-        yield from _missing(here, site, cls, given, {m for m in meant.values() if m})
+        yield from _missing(site, cls, given, {m for m in meant.values() if m})
 
 
 def _positions(
-    here: str, site: CallSite, cls: _Class, args: list[Argument], given: dict[str, Argument]
+    site: CallSite, cls: _Class, args: list[Argument], given: dict[str, Argument]
 ) -> Iterator[Diagnostic]:
     """E214, and the fields the positional arguments give."""
-    takes = [field for field in cls.info.fields if not field.kw_only]
+    takes = cls.positional
     if len(args) > len(takes):
         names = ", ".join(field.name for field in takes)
         kw_only = [field.name for field in cls.info.fields if field.kw_only]
         yield Diagnostic(
-            here,
+            NOWHERE,
             codes.E214,
             f"{cls.label} takes {_count(len(takes), 'positional argument')}"
             + (f" ({names})" if names else "")
@@ -137,7 +155,7 @@ def _positions(
         )
     for arg, field in zip(args, takes, strict=False):  # the extra ones: E214 above
         given[field.name] = arg
-        yield from _literal(here, arg, field, cls)
+        yield from _literal(arg, field, cls)
 
 
 def _meant(name: str, cls: _Class, site: CallSite, unknown: list[Argument]) -> str | None:
@@ -160,7 +178,7 @@ def _meant(name: str, cls: _Class, site: CallSite, unknown: list[Argument]) -> s
     return None
 
 
-def _unknown(here: str, arg: Argument, name: str, cls: _Class, meant: str | None) -> Diagnostic:
+def _unknown(arg: Argument, name: str, cls: _Class, meant: str | None) -> Diagnostic:
     """E212: a keyword the class has no field for."""
     wire = next((f.name for f in cls.info.fields if f.encode_name == name != f.name), None)
     if wire:
@@ -168,12 +186,12 @@ def _unknown(here: str, arg: Argument, name: str, cls: _Class, meant: str | None
     else:
         hint = f"did you mean `{meant}`?" if meant else None
     return Diagnostic(
-        here, codes.E212, f"{cls.label} has no field {name}", line=arg.line, hint=hint
+        NOWHERE, codes.E212, f"{cls.label} has no field {name}", line=arg.line, hint=hint
     )
 
 
 def _missing(
-    here: str, site: CallSite, cls: _Class, given: dict[str, Argument], meant: set[str]
+    site: CallSite, cls: _Class, given: dict[str, Argument], meant: set[str]
 ) -> Iterator[Diagnostic]:
     """E213: required fields the call does not give. A field an unknown keyword was
     meant for is left to that keyword's E212, whose hint names it already."""
@@ -185,7 +203,7 @@ def _missing(
     if missing:
         listed = ", ".join(f"{field.name} ({field.type or 'any type'})" for field in missing)
         yield Diagnostic(
-            here,
+            NOWHERE,
             codes.E213,
             f"{cls.label} needs {'fields' if len(missing) > 1 else 'field'} {listed}, "
             "which this call does not give",
@@ -194,14 +212,14 @@ def _missing(
         )
 
 
-def _literal(here: str, arg: Argument, field: FieldInfo, cls: _Class) -> Iterator[Diagnostic]:
+def _literal(arg: Argument, field: FieldInfo, cls: _Class) -> Iterator[Diagnostic]:
     """E215: a literal its field's declared type certainly does not take."""
     if arg.literal is None or not field.type:
         return
     judged = {member.partition("[")[0] for member in _members(field.type)}
     if judged <= _JUDGED and not judged & _TAKES[arg.literal]:
         yield Diagnostic(
-            here,
+            NOWHERE,
             codes.E215,
             f"field {field.name} of {cls.label} is {field.type}, but this call gives it "
             f"{'None' if arg.literal == 'None' else _article(arg.literal)}",
@@ -210,7 +228,7 @@ def _literal(here: str, arg: Argument, field: FieldInfo, cls: _Class) -> Iterato
         )
 
 
-def _reads(here: str, site: CallSite, cls: _Class) -> Iterator[Diagnostic]:
+def _reads(site: CallSite, cls: _Class) -> Iterator[Diagnostic]:
     """E216: attributes read off ``await call(X(...))`` that X's response lacks."""
     answers = cls.answers
     if answers is None or answers.dynamic:
@@ -219,7 +237,7 @@ def _reads(here: str, site: CallSite, cls: _Class) -> Iterator[Diagnostic]:
     for attr, line in site.reads:
         if attr not in names and not attr.startswith("__"):
             yield Diagnostic(
-                here,
+                NOWHERE,
                 codes.E216,
                 f"{cls.label} answers {cls.response}, which has no attribute {attr}",
                 line=line,
