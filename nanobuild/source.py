@@ -44,6 +44,7 @@ _IMPORTERS = {
     "importlib.__import__": (0, "name", None, None),
     "runpy.run_module": (0, "mod_name", None, None),
     "pkgutil.resolve_name": (0, "name", None, None),
+    "sys.modules.get": (0, None, None, None),  # a module imported already, by name
 }
 # What loads code from a file path, where no import rule can follow it.
 _FILE_LOADERS = frozenset(
@@ -57,8 +58,11 @@ _FILE_LOADERS = frozenset(
     }
 )
 # Where imports come from; changing any of them lets code import anything.
-_IMPORT_PATHS = frozenset({"sys.path", "sys.meta_path", "sys.path_hooks"})
-_LIST_CHANGES = ("append", "extend", "insert", "remove", "pop", "clear", "__setitem__", "__iadd__")
+_IMPORT_PATHS = frozenset({"sys.path", "sys.meta_path", "sys.path_hooks", "sys.modules"})
+_LIST_CHANGES = (
+    *("append", "extend", "insert", "remove", "pop", "clear", "__setitem__", "__iadd__"),
+    *("update", "setdefault", "popitem"),  # sys.modules is a dict
+)
 _PATH_CHANGES = frozenset(
     {"site.addsitedir", *(f"{path}.{how}" for path in _IMPORT_PATHS for how in _LIST_CHANGES)}
 )
@@ -246,6 +250,7 @@ class _Reader:
         attributes: list[ast.Attribute] = []
         stores: list[ast.expr] = []  # what is assigned to or deleted: ``sys.path = ...``
         importers: list[ast.Call] = []  # calls that may import or change the import path
+        lookups: list[ast.Subscript] = []  # ``sys.modules["users.store"]``, maybe
         sites: list[ast.AST] = []  # what ``call_sites`` reads
         for node in ast.walk(tree):
             if isinstance(node, ast.Import | ast.ImportFrom):
@@ -254,11 +259,15 @@ class _Reader:
                 (attributes if isinstance(node.ctx, ast.Load) else stores).append(node)
             elif isinstance(node, ast.Call) and _leaf(node.func) in _CALL_LEAVES:
                 importers.append(node)
-            elif isinstance(node, ast.Subscript) and not isinstance(node.ctx, ast.Load):
-                stores.append(node.value)
+            elif isinstance(node, ast.Subscript):
+                if not isinstance(node.ctx, ast.Load):
+                    stores.append(node.value)
+                elif _leaf(node.value) == "modules":
+                    lookups.append(node)
             if type(node) in SITE_NODES:
                 sites.append(node)
-        bypasses = [*self.importing(importers), *self.stores(stores), *self.chains(attributes)]
+        bypasses = [*self.importing(importers), *self.looking_up(lookups), *self.stores(stores)]
+        bypasses += self.chains(attributes)
         functions = tuple(
             function
             for node in tree.body
@@ -343,7 +352,7 @@ class _Reader:
     def dynamic_import(self, node: ast.Call, how: str) -> Import | None:
         """The import a call of an importer makes, if its arguments say it."""
         name_at, name_key, package_at, package_key = _IMPORTERS[how]
-        name = _literal(_argument(node, name_at, name_key))
+        name = self.module_name(_argument(node, name_at, name_key))
         if not name:
             return None
         if how.endswith("__import__"):
@@ -379,6 +388,23 @@ class _Reader:
             return None
         module = self.absolute(name, depth)
         return Import(module, node.lineno, tuple(t for t in taken if t), relative=depth > 0)
+
+    def looking_up(self, lookups: list[ast.Subscript]) -> Iterator[Bypass]:
+        """``sys.modules[name]``: an import of ``name``, which is imported already."""
+        for node in lookups:
+            if self.resolve(node.value) != "sys.modules":
+                continue
+            name = self.module_name(node.slice)
+            if name:
+                self.imports.append(Import(name, node.lineno))
+            else:
+                yield Bypass(UNSEEN, "sys.modules", node.lineno)
+
+    def module_name(self, node: ast.expr | None) -> str | None:
+        """A module's name given as a literal, or as ``__name__`` or ``__package__``."""
+        if isinstance(node, ast.Name) and node.id in ("__name__", "__package__"):
+            return self.module if node.id == "__name__" else self.package
+        return _literal(node)
 
     def stores(self, stores: list[ast.expr]) -> Iterator[Bypass]:
         """Assignments to (or into) ``sys.path`` and the like."""

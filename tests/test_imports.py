@@ -110,6 +110,16 @@ CASES = {
         2,
         "orders imports users.store.CARTS, which is not the kernel of users",
     ),
+    "sys.modules": module(
+        ORDERS_REACH,
+        'import sys\n\nCARTS = sys.modules["users.store"].CARTS\n',
+        "E104",
+        3,
+        INTERNALS,
+    ),
+    "sys.modules.get": module(
+        ORDERS_REACH, 'import sys\nSTORE = sys.modules.get("users.store")\n', "E104", 2, INTERNALS
+    ),
     "a dynamic import of an undeclared service": module(
         USERS_REACH,
         'import importlib\n\nimportlib.import_module("orders.kernel")\n',
@@ -210,6 +220,9 @@ CASES = {
     "sys.meta_path": module(
         ORDERS_REACH, "import sys\nsys.meta_path.insert(0, None)\n", "E111", 2, "(sys.meta_path"
     ),
+    "sys.modules assigned into": module(
+        ORDERS_REACH, 'import sys\nsys.modules["users"] = sys\n', "E111", 2, "(sys.modules)"
+    ),
     "site.addsitedir": module(
         UNITS_REACH,
         'import site\nsite.addsitedir("/x")\n',
@@ -248,6 +261,13 @@ CASES = {
     ),
     "__import__ of a name that is not a literal": module(
         ORDERS_REACH, 'NAME = "users.store"\n__import__(NAME)\n', "W101", 2, "(__import__)"
+    ),
+    "sys.modules by a name that is not a literal": module(
+        ORDERS_REACH,
+        'import sys\nNAME = "users.store"\nSTORE = sys.modules[NAME]\n',
+        "W101",
+        3,
+        "(sys.modules)",
     ),
 }
 
@@ -311,6 +331,7 @@ NEGATIVE = {
 
         KERNEL = importlib.import_module(".kernel", __package__)
         HANDLERS = importlib.import_module("orders.handlers")
+        ITSELF = __import__(__name__)
         """,
     "a kernel through its package": """
         import users.kernel
@@ -330,6 +351,8 @@ NEGATIVE = {
         FIRST = sys.path[0]
         ALL = list(sys.path)
         WHERE = sys.path.index(FIRST)
+        ITSELF = sys.modules[__name__]
+        LOADED = "users.store" in sys.modules
         """,
 }
 
