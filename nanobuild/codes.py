@@ -15,6 +15,7 @@ without the build side.
     E3xx  can the services share one process
     E4xx  packing the binary (``bundle``)
     E5xx  the lock: ``nano.lock`` and ``nanobuild lock``
+    E6xx  contract versions: ``check --against`` an older build
     W1xx  warnings: what ``check`` cannot see, reported without failing it
 """
 
@@ -106,3 +107,12 @@ E506 = _code("E506", "`nano.lock` cannot be written (lock)")
 E507 = _code("E507", "a `--python` or `--platform` that cannot be locked for (lock)")
 
 W101 = _code("W101", "a dynamic import whose module name is not a literal")
+
+E601 = _code("E601", "a contract older callers use is gone (`--against`)")
+E602 = _code("E602", "a request field older callers send is gone (`--against`)")
+E603 = _code("E603", "a new required request field older callers do not send (`--against`)")
+E604 = _code("E604", "a field whose type older callers' values no longer fit (`--against`)")
+E605 = _code("E605", "a response field older callers require is gone (`--against`)")
+E606 = _code("E606", "a record's tag or wire layout changed (`--against`)")
+E607 = _code("E607", "the build to compare against cannot be read (`--against`)")
+E608 = _code("E608", "a new response field older callers refuse as unknown (`--against`)")
