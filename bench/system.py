@@ -487,8 +487,13 @@ class Config:
     seconds: float
     warmup: float
     saturation_seconds: float
-    users: int
+    actions_per_user: int
     saturation_users: int
+
+    def users(self, rate: float) -> int:
+        """Open-loop users at ``rate``: as many as give each the same number of actions
+        per run, so that carts fill alike and the mix is the same at every rate."""
+        return max(1, round(rate * (self.warmup + self.seconds) / self.actions_per_user))
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -544,7 +549,11 @@ def sweep(
             system = fleet.systems[name]
             for k, (key, rate) in enumerate(rates[name]):
                 session = f"r{r}k{k}"  # the same users and actions for every system
-                common = {"port": system.front.port, "users": config.users, "seed": 1000 * r + k}
+                common = {
+                    "port": system.front.port,
+                    "users": config.users(rate),
+                    "seed": 1000 * r + k,
+                }
                 gen.ask(op="open", session=session, rate=rate, seconds=config.warmup, **common)
                 before = cpu_seconds(system.pids)
                 answer = gen.ask(
@@ -601,7 +610,14 @@ def point(rounds: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def ratios(summary: dict[str, Any], fixed: str) -> dict[str, Any]:
-    """Ratios within each round, their median and range, at the fixed common rate."""
+    """Ratios within each round, their median and range: at the fixed common rate for
+    latency and CPU, and of the saturation throughputs.
+
+    Each is named ``metric: numerator / denominator``. Against the better FastAPI
+    variant (the one with the better median for that metric) the numerator is the
+    worse one, so that the ratio says how many times better nanobuild is; against the
+    floor it is nanobuild, so that it says how far above the floor it stands.
+    """
     systems = summary["systems"]
 
     def rounds_of(name: str, metric: str) -> list[float]:
@@ -609,60 +625,62 @@ def ratios(summary: dict[str, Any], fixed: str) -> dict[str, Any]:
             return [a["achieved"] for a in systems[name]["saturation"]["rounds"]]
         return [a[metric] for a in systems[name]["rates"][fixed]["rounds"]]
 
-    def better(metric: str, higher: bool) -> str:
-        present = [n for n in FASTAPI if n in systems]
-        key = {n: statistics.median(rounds_of(n, metric)) for n in present}
-        return (max if higher else min)(present, key=key.__getitem__)
-
     out: dict[str, Any] = {}
-    pairs = [("fused", None), ("split", None), ("split3", None), ("fused", "asgi-floor")]
+    present = [n for n in FASTAPI if n in systems]
     for metric, higher in (("p50_ms", False), ("cpu_s_per_1000", False), ("saturation", True)):
-        if not any(n in systems for n in FASTAPI):
-            break
-        base = better(metric, higher)
-        for name, against in pairs:
-            other = against or base
-            if name not in systems or other not in systems:
-                continue
-            ours, theirs = rounds_of(name, metric), rounds_of(other, metric)
-            # "x better": how many times the other's latency/CPU, or our throughput
-            each = [(t / o) if not higher else (o / t) for o, t in zip(ours, theirs, strict=True)]
-            if against:  # against the floor: how far above it we stand
-                each = [1 / x for x in each]
-            out[f"{metric}: {name} vs {other}"] = {
-                "median": statistics.median(each),
-                "min": min(each),
-                "max": max(each),
-            }
+        pairs: list[tuple[str, str]] = []
+        if present:
+            key = {n: statistics.median(rounds_of(n, metric)) for n in present}
+            best = (max if higher else min)(present, key=key.__getitem__)
+            for ours in ("fused", "split", "split3"):
+                pairs.append((ours, best) if higher else (best, ours))
+        pairs.append(("asgi-floor", "fused") if higher else ("fused", "asgi-floor"))
+        for top, bottom in pairs:
+            if top in systems and bottom in systems:
+                each = [
+                    t / b
+                    for t, b in zip(rounds_of(top, metric), rounds_of(bottom, metric), strict=True)
+                ]
+                out[f"{metric}: {top} / {bottom}"] = {
+                    "median": statistics.median(each),
+                    "min": min(each),
+                    "max": max(each),
+                }
     return out
 
 
 def table(summary: dict[str, Any], fixed: str) -> str:
-    lines = []
+    """The headline table (Markdown, to paste as it is), every rate, and the ratios."""
     rate = next(iter(summary["systems"].values()))["rates"][fixed]["offered"]
-    head = (
-        f"{'system':36} {'procs':>5} {'sat/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'err':>4} "
-        f"{'CPU s/1k':>9} {'RSS MiB':>8}"
-    )
-    lines += [f"at the fixed rate: {rate:g} actions/s offered ({fixed})", head, "-" * len(head)]
+    lines = [
+        f"at the fixed rate of {rate:g} actions/s ({fixed} x the slowest boutique's saturation);"
+        f" an action is one page task, {summary['mix']['mean_requests_per_action']:.1f}"
+        " HTTP requests on average",
+        "",
+        "| system | processes | saturation, actions/s | p50 ms | p99 ms | errors "
+        "| CPU s / 1,000 actions | cores used | CPU s / 1,000 at saturation | peak RSS MiB |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
     for s in summary["systems"].values():
         at = s["rates"][fixed]
+        cores = at["cpu_s_per_1000"] * at["achieved"] / 1000
         lines.append(
-            f"{s['label']:36} {s['processes']:5d} {s['saturation']['median']:7.1f} "
-            f"{at['p50_ms']:8.2f} {at['p99_ms']:8.2f} {at['errors']:4d} "
-            f"{at['cpu_s_per_1000']:9.2f} {s['peak_rss_mib']:8.0f}"
+            f"| {s['label']} | {s['processes']} | {s['saturation']['median']:.0f} "
+            f"| {at['p50_ms']:.1f} | {at['p99_ms']:.1f} | {at['errors']} "
+            f"| {at['cpu_s_per_1000']:.1f} | {cores:.2f} "
+            f"| {s['saturation']['cpu_s_per_1000']:.1f} | {s['peak_rss_mib']:.0f} |"
         )
-    lines += ["", "every rate (offered -> achieved actions/s, p50 / p99 ms, CPU s per 1,000):"]
+    lines += ["", "every rate (offered -> achieved actions/s: p50 / p99 ms, CPU s per 1,000):"]
     for s in summary["systems"].values():
         cells = [
             f"{p['offered']:g}->{p['achieved']:.0f}: {p['p50_ms']:.1f}/{p['p99_ms']:.1f}, "
             f"{p['cpu_s_per_1000']:.1f}"
             for p in sorted(s["rates"].values(), key=lambda p: p["offered"])
         ]
-        lines.append(f"  {s['label']:36} " + "; ".join(cells))
-    lines += ["", "ratios (median of the rounds' ratios, range; >1: the first named is better):"]
+        lines.append(f"  {s['name']:16} " + "; ".join(cells))
+    lines += ["", "ratios (the median of the rounds' ratios, and their range):"]
     for label, r in summary["ratios"].items():
-        lines.append(f"  {label:48} {r['median']:7.2f}x  ({r['min']:.2f}-{r['max']:.2f})")
+        lines.append(f"  {label:44} {r['median']:6.2f}x  ({r['min']:.2f}-{r['max']:.2f})")
     return "\n".join(lines)
 
 
@@ -720,6 +738,7 @@ def summarise(
     systems = {}
     for name, system in fleet.systems.items():
         systems[name] = {
+            "name": name,
             "label": system.label,
             "processes": len(system.procs),
             "peak_rss_mib": peak_rss_mib(system.pids),
@@ -825,8 +844,15 @@ def main() -> None:
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset")
     parser.add_argument("--rounds", type=at_least(1), default=3)
     parser.add_argument("--seconds", type=at_least(1), default=3, help="per rate and round")
-    parser.add_argument("--users", type=at_least(1), default=128, help="open-loop users")
-    parser.add_argument("--saturation-users", type=at_least(1), default=16)
+    parser.add_argument(
+        "--actions-per-user",
+        type=at_least(1),
+        default=6,
+        help="open loop: each user's actions in a run (the users' count follows the rate)",
+    )
+    parser.add_argument(
+        "--saturation-users", type=at_least(1), default=16, help="closed loop: concurrent users"
+    )
     args = parser.parse_args()
     names = [n for n in args.systems.split(",") if n]
     unknown = [n for n in names if n not in SYSTEMS]
@@ -844,7 +870,7 @@ def main() -> None:
         seconds=1 if quick else args.seconds,
         warmup=0.5 if quick else 1,
         saturation_seconds=1 if quick else args.seconds,
-        users=args.users,
+        actions_per_user=args.actions_per_user,
         saturation_users=args.saturation_users,
     )
     sys.exit(run_bench(names, args.stack, config, write=not quick))
