@@ -292,7 +292,7 @@ def struct_info(cls: Any) -> StructInfo:
     ]
     attributes = [name for name in dir(cls) if not name.startswith("__") and name not in names]
     # ``dict=True`` lets instances take any attribute; ``__getattr__`` answers any
-    dynamic = cls.__struct_config__.dict or any(
+    dynamic = getattr(cls.__struct_config__, "dict", False) or any(
         "__getattr__" in vars(base) for base in cls.__mro__[:-1]
     )
     info = _described[cls] = StructInfo(fields=fields, attributes=attributes, dynamic=dynamic)

@@ -61,6 +61,10 @@ class _Class:
         return {field.name: field for field in self.info.fields}
 
     @cached_property
+    def required(self) -> set[str | None]:
+        return {field.name for field in self.info.fields if field.required}
+
+    @cached_property
     def positional(self) -> list[FieldInfo]:
         """The fields an argument by position gives, in order."""
         return [field for field in self.info.fields if not field.kw_only]
@@ -106,6 +110,13 @@ def _classes(ctx: Context) -> dict[str, _Class]:
 def _construction(site: CallSite, cls: _Class) -> Iterator[Diagnostic]:
     """E212-E215, E217: the arguments against the fields."""
     fields = cls.fields
+    named = {arg.name for arg in site.arguments}
+    if named <= fields.keys() and cls.required <= named and not site.spread:
+        # the common call: every field by a keyword it has, the required ones all there
+        for arg in site.arguments:
+            if arg.literal is not None and arg.name is not None:
+                yield from _literal(arg, fields[arg.name], cls)
+        return
     given: dict[str, Argument] = {}
     by_position = [arg for arg in site.arguments if arg.name is None]
     if not site.star:
