@@ -66,6 +66,9 @@ _LIST_CHANGES = (
 _PATH_CHANGES = frozenset(
     {"site.addsitedir", *(f"{path}.{how}" for path in _IMPORT_PATHS for how in _LIST_CHANGES)}
 )
+# The nodes the walk reads for imports, references and bypasses (``ast`` makes no
+# subclasses of its node types, so a node's exact type says which it is).
+_READ_NODES = frozenset({ast.Attribute, ast.Call, ast.Import, ast.ImportFrom, ast.Subscript})
 # The last part of every call above: the walk keeps only calls ending so.
 _CALL_LEAVES = frozenset(
     name.rpartition(".")[2] for name in (*_IMPORTERS, *_FILE_LOADERS, *_PATH_CHANGES)
@@ -253,18 +256,21 @@ class _Reader:
         lookups: list[ast.Subscript] = []  # ``sys.modules["users.store"]``, maybe
         sites: list[ast.AST] = []  # what ``call_sites`` reads
         for node in ast.walk(tree):
-            if isinstance(node, ast.Import | ast.ImportFrom):
-                self.add_import(node)
-            elif isinstance(node, ast.Attribute):
-                (attributes if isinstance(node.ctx, ast.Load) else stores).append(node)
-            elif isinstance(node, ast.Call) and _leaf(node.func) in _CALL_LEAVES:
-                importers.append(node)
-            elif isinstance(node, ast.Subscript):
-                if not isinstance(node.ctx, ast.Load):
-                    stores.append(node.value)
-                elif _leaf(node.value) == "modules":
-                    lookups.append(node)
-            if type(node) in SITE_NODES:
+            kind = type(node)  # one look-up passes over the many nodes of no interest
+            if kind in _READ_NODES:
+                if isinstance(node, ast.Attribute):
+                    (attributes if isinstance(node.ctx, ast.Load) else stores).append(node)
+                elif isinstance(node, ast.Call):
+                    if _leaf(node.func) in _CALL_LEAVES:
+                        importers.append(node)
+                elif isinstance(node, ast.Import | ast.ImportFrom):
+                    self.add_import(node)
+                elif isinstance(node, ast.Subscript):
+                    if not isinstance(node.ctx, ast.Load):
+                        stores.append(node.value)
+                    elif _leaf(node.value) == "modules":
+                        lookups.append(node)
+            if kind in SITE_NODES:
                 sites.append(node)
         bypasses = [*self.importing(importers), *self.looking_up(lookups), *self.stores(stores)]
         bypasses += self.chains(attributes)
