@@ -35,6 +35,7 @@ from typing import Any, cast
 from mix import Action, Call, Shopper
 
 MAX_CONNECTIONS = 512
+REQUEST_TIMEOUT = 30.0  # seconds an answer may take before the request counts as failed
 DRAIN_SECONDS = 20.0  # how long an open-loop run waits for late answers before it counts errors
 
 
@@ -79,9 +80,20 @@ class Connection(asyncio.Protocol):
 
     async def request(self, data: bytes) -> tuple[int, bytes]:
         assert self.transport is not None
-        self.waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[tuple[int, bytes]] = loop.create_future()
+        self.waiter = waiter
+        timer = loop.call_later(REQUEST_TIMEOUT, self._expire, waiter)
         self.transport.write(data)
-        return await self.waiter
+        try:
+            return await waiter
+        finally:
+            timer.cancel()
+
+    def _expire(self, waiter: asyncio.Future[tuple[int, bytes]]) -> None:
+        if not waiter.done():
+            self.usable = False  # a late answer would be read as the next one's
+            waiter.set_exception(TimeoutError(f"no answer in {REQUEST_TIMEOUT:g} s"))
 
 
 def _parse(buffer: bytearray) -> tuple[int, bytes, int, bool] | None:
