@@ -1092,7 +1092,7 @@ def test_a_server_that_speaks_another_version_is_refused_by_name(faults: Any) ->
 def test_the_handshake_refuses_contracts_whose_shapes_break_and_keeps_the_rest(
     node: Node, faults: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from nanobuild.runtime.shapes import Incompatible
+    from nanobuild.runtime import Incompatible
 
     # the caller's Say requires a field the callee does not know: its calls would
     # be refused there as "unknown field"; Shout and Repeat agree
@@ -1128,7 +1128,7 @@ def test_the_handshake_refuses_contracts_whose_shapes_break_and_keeps_the_rest(
 def test_a_contract_the_remote_does_not_serve_is_refused_before_sending(
     node: Node, faults: Any
 ) -> None:
-    from nanobuild.runtime.shapes import Incompatible
+    from nanobuild.runtime import Incompatible
 
     async def scenario() -> None:
         async with serving(node) as server:

@@ -14,6 +14,7 @@
      │    └── WrongResponse       500  a handler returned another type than its contract's
      ├── Unavailable              503  the service cannot be reached, or the call was cut off
      │    ├── Unsent              503  the call never left this process: it did not run
+     │    │    └── Incompatible   503  not sent: the callee's build disagrees on the contract
      │    └── Interrupted         503  sent, then the connection dropped: it may have run
      └── Timeout                  504  no answer in time: the call may still run
 
@@ -172,6 +173,17 @@ class Unsent(Unavailable):
     """The call never left this process (no connection, or none in time): it did not run.
 
     Sending it again, here or elsewhere, is safe.
+    """
+
+
+class Incompatible(Unsent):
+    """A call that was not sent: the callee's build disagrees with this one on the
+    contract's shape in a way that would fail the call (a field it requires and
+    this side does not send, a type it would refuse...).
+
+    It is an ``Unsent`` (so an ``Unavailable``): nothing ran. The message names the
+    contract, both builds and what differs; sending it again helps only once the
+    two processes run builds that agree (or to another process that does).
     """
 
 

@@ -6,7 +6,7 @@ tells what differs between two of them. Three users:
 
 - the TCP transport: at its handshake the two processes exchange fingerprints,
   then shapes for those that differ, and a call to a contract whose two sides
-  disagree in a way that breaks fails at once with ``Incompatible``;
+  disagree in a way that breaks fails at once with ``errors.Incompatible``;
 - the binary's ``contracts --json``, which prints ``describe_spec(SPEC)``;
 - ``nanobuild check --against``, which runs this module as a child program,
   ``python -m nanobuild.runtime.shapes``, with ``{"packages": {name: folder},
@@ -28,7 +28,6 @@ import msgspec
 
 from nanobuild.runtime.codecs import type_name
 from nanobuild.runtime.contracts import MissingResponseType, is_contract, response_type
-from nanobuild.runtime.errors import Unsent
 from nanobuild.runtime.spec import (
     AppSpec,
     BuildInfo,
@@ -49,17 +48,6 @@ _RECORDS = {
     "NamedTupleType": "namedtuple",
 }
 _ARGS = ("types", "item_types")  # the inspect fields that hold a tuple of types
-
-
-class Incompatible(Unsent):
-    """A call that was not sent: the callee's build disagrees with this one on the
-    contract's shape in a way that would fail the call (a field it requires and
-    this side does not send, a type it would refuse...).
-
-    It is an ``Unsent`` (so an ``Unavailable``): nothing ran. The message names the
-    contract, both builds and what differs; sending it again helps only once the
-    two processes run builds that agree (or to another process that does).
-    """
 
 
 class Disagreement(msgspec.Struct, frozen=True):

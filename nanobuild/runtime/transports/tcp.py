@@ -47,13 +47,19 @@ import msgspec
 
 from nanobuild.runtime import context
 from nanobuild.runtime.addresses import Address, parse_address
-from nanobuild.runtime.errors import BadRequest, Internal, NanoError, PayloadTooLarge, Unavailable
+from nanobuild.runtime.errors import (
+    BadRequest,
+    Incompatible,
+    Internal,
+    NanoError,
+    PayloadTooLarge,
+    Unavailable,
+)
 from nanobuild.runtime.faults import unknown_contract
 from nanobuild.runtime.node import Node
 from nanobuild.runtime.serving import Served, served_endpoints
 from nanobuild.runtime.shapes import (
     Disagreement,
-    Incompatible,
     disagreements,
     refusal,
     shape_of,
