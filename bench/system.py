@@ -701,49 +701,72 @@ def table(summary: dict[str, Any], fixed: str) -> str:
 
 
 def plots(summary: dict[str, Any], fixed: str) -> list[Path]:
+    """system_latency.png (percentiles per offered rate, one panel a system, and every
+    system's median together) and system_cpu.png (CPU per 1,000 actions)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     systems = list(summary["systems"].values())
     columns = 4
-    rows = (len(systems) + columns - 1) // columns
+    rows = (len(systems) + 1 + columns - 1) // columns
     fig, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3.4 * rows), squeeze=False)
-    for ax, s in zip(axes.flat, systems, strict=False):
+    panels = list(axes.flat)
+    for ax, s in zip(panels, systems, strict=False):
         points = sorted(s["rates"].values(), key=lambda p: p["offered"])
         x = [p["offered"] for p in points]
         for key, style in (("p50_ms", "o-"), ("p90_ms", "s--"), ("p99_ms", "^:")):
             ax.plot(x, [p[key] for p in points], style, label=key.removesuffix("_ms"))
         ax.axvline(s["saturation"]["median"], color="grey", lw=0.8, ls="--")
         ax.set_title(s["label"], fontsize=9)
+        ax.legend(fontsize=7)
+    overview = panels[len(systems)]
+    for s in systems:
+        points = sorted(s["rates"].values(), key=lambda p: p["offered"])
+        overview.plot([p["offered"] for p in points], [p["p50_ms"] for p in points], "o-")
+    overview.set_title("p50, every system", fontsize=9)
+    overview.legend([s["name"] for s in systems], fontsize=6)
+    for ax in panels[: len(systems) + 1]:
         ax.set_xscale("log")
         ax.set_yscale("log")
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_formatter(ScalarFormatter())
+            axis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("offered actions/s")
         ax.set_ylabel("latency, ms")
-        ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(systems) :]:
+    for ax in panels[len(systems) + 1 :]:
         ax.axis("off")
-    fig.suptitle("latency per offered rate (grey: closed-loop saturation)")
+    fig.suptitle("latency of an action per offered rate (grey: closed-loop saturation)")
     fig.tight_layout()
     latency = RESULTS / "system_latency.png"
     fig.savefig(latency, dpi=110)
     plt.close(fig)
+    return [latency, cpu_plot(systems, fixed, plt)]
 
-    fig, ax = plt.subplots(figsize=(9, 4))
+
+def cpu_plot(systems: list[dict[str, Any]], fixed: str, plt: Any) -> Path:
+    """CPU per 1,000 actions at the fixed rate (range of the rounds) and at saturation."""
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    rows = range(len(systems))
     values = [s["rates"][fixed]["cpu_s_per_1000"] for s in systems]
     spans = [[r["cpu_s_per_1000"] for r in s["rates"][fixed]["rounds"]] for s in systems]
     low = [v - min(sp) for v, sp in zip(values, spans, strict=True)]
     high = [max(sp) - v for v, sp in zip(values, spans, strict=True)]
-    ax.barh([s["label"] for s in systems], values, xerr=[low, high], color="tab:blue")
-    ax.invert_yaxis()
     rate = systems[0]["rates"][fixed]["offered"]
-    ax.set_xlabel(f"server CPU seconds per 1,000 actions at {rate:g} actions/s (all processes)")
+    ax.barh([y - 0.2 for y in rows], values, 0.4, xerr=[low, high], label=f"at {rate:g} actions/s")
+    saturated = [s["saturation"]["cpu_s_per_1000"] for s in systems]
+    ax.barh([y + 0.2 for y in rows], saturated, 0.4, label="at saturation (closed loop)")
+    ax.set_yticks(list(rows), [s["label"] for s in systems])
+    ax.invert_yaxis()
+    ax.set_xlabel("server CPU seconds per 1,000 actions, every process of the system")
+    ax.legend()
     fig.tight_layout()
-    cpu = RESULTS / "system_cpu.png"
-    fig.savefig(cpu, dpi=110)
+    path = RESULTS / "system_cpu.png"
+    fig.savefig(path, dpi=110)
     plt.close(fig)
-    return [latency, cpu]
+    return path
 
 
 def summarise(
