@@ -261,6 +261,24 @@ async def eventually(check: Callable[[], bool], timeout: float = 3.0) -> None:
 # -- round trips
 
 
+def test_calls_round_trip_on_uvloop(node: Node, faults: Any) -> None:
+    uvloop = pytest.importorskip("uvloop")  # in the bench extra, which CI installs
+
+    async def scenario() -> None:
+        async with serving(node) as server:
+            transport = client(server)
+            say = remote_route(transport, "faults", faults.Say)
+            answers = await asyncio.gather(*(say(faults.Say(f"u{i}")) for i in range(50)))
+            assert [a.text for a in answers] == [f"u{i}" for i in range(50)]
+            await transport.aclose()
+
+    loop = uvloop.new_event_loop()
+    try:
+        loop.run_until_complete(asyncio.wait_for(scenario(), 10))
+    finally:
+        loop.close()
+
+
 def test_many_concurrent_calls_share_one_connection(node: Node, faults: Any) -> None:
     async def scenario() -> None:
         async with serving(node) as server:

@@ -41,7 +41,7 @@ import itertools
 import logging
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
@@ -442,7 +442,8 @@ class _ClientConnection(_FramedProtocol):
     # -- asyncio.BufferedProtocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # a stream transport, though not always asyncio's own class (uvloop's is not)
+        transport = cast(asyncio.Transport, transport)
         self._transport = self._outbox.transport = transport
         transport.write(frames.frame(Hello(VERSION, self._nonce)))
 
@@ -685,7 +686,8 @@ class _ServerConnection(_FramedProtocol):
     # -- asyncio.BufferedProtocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # a stream transport, though not always asyncio's own class (uvloop's is not)
+        transport = cast(asyncio.Transport, transport)
         self._transport = self._outbox.transport = transport
         self.peer = _peer_name(transport)
         self._server.accepted += 1
