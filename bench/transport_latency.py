@@ -16,6 +16,11 @@ on one event loop. The payload is the same small request everywhere
 Every round runs all four, taking turns a fifth of their calls at a time, so
 machine noise hits them alike; each figure is the median over rounds of a round's
 mean, each ratio the median of the rounds' ratios.
+
+``--stack`` names the stacks to compare (default: asyncio-h11 and, where installed,
+uvloop-httptools). Each stack has its own servers and its own client process, all
+on its event loop (FastAPI on its HTTP parser too); the clients take turns a round
+at a time, so the stacks' figures and their ratios come from one run.
 Targets: nanobuild tcp <= 1.5x the echo floor, >= 8x faster than FastAPI+httpx,
 and 64 callers >= 5x the sequential throughput.
 
@@ -30,6 +35,7 @@ machine at hand. FastAPI + httpx spends its time computing, not waking, and
 measures the same either way.
 
     python bench/transport_latency.py [--calls 5000] [--rounds 7] [--allow-idle]
+                                      [--stack asyncio-h11,uvloop-httptools]
 
 Needs FastAPI and httpx (pip install -e ".[dev]").
 """
@@ -38,19 +44,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import struct
+import subprocess
 import sys
 import tempfile
 import textwrap
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgspec
+import stacks
 from workload import at_least, free_port, running, write_workspace
 
 SECRET = "bench-secret"
@@ -73,7 +82,12 @@ async def serve() -> None:
     await server.start()
     await asyncio.Event().wait()
 
-asyncio.run(serve())
+if sys.argv[3] == "uvloop-httptools":
+    import uvloop
+
+    uvloop.run(serve())
+else:
+    asyncio.run(serve())
 """
 
 HEADER = struct.Struct(">I")
@@ -95,8 +109,8 @@ class FramedProtocol(asyncio.BufferedProtocol):
         self.reads = memoryview(bytearray(256 * 1024))
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are no subclass of asyncio.Transport, but have its methods
+        self.transport = cast(asyncio.Transport, transport)
         self.loop = asyncio.get_running_loop()
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -150,38 +164,32 @@ async def serve_echo(port: int) -> None:
     await asyncio.Event().wait()
 
 
-# -- processes
-
-
 # -- measuring
 
 Loop = Callable[[int], Awaitable[None]]
 Round = dict[str, float]  # loop name -> mean seconds per call
 
 
-async def rounds_of(loops: Mapping[str, tuple[Loop, int]], rounds: int) -> list[Round]:
-    """Each round runs every loop for its number of calls, in SLICES turns.
+async def run_round(loops: Mapping[str, tuple[Loop, int]]) -> Round:
+    """Every loop for its number of calls, in SLICES turns.
 
     The loops take turns a slice of their calls at a time, so a busy moment of the
     machine falls on all of them rather than on whichever loop was running.
     """
-    for loop, calls in loops.values():
-        await loop(max(calls // 10, CONCURRENCY))  # warm up: connections, caches
-    results = []
-    for _ in range(rounds):
-        spent = dict.fromkeys(loops, 0.0)
-        for _ in range(SLICES):
-            for name, (loop, calls) in loops.items():
-                start = time.perf_counter()
-                await loop(calls // SLICES)
-                spent[name] += time.perf_counter() - start
-        results.append(
-            {name: spent[name] / (calls // SLICES * SLICES) for name, (_, calls) in loops.items()}
-        )
-    return results
+    spent = dict.fromkeys(loops, 0.0)
+    for _ in range(SLICES):
+        for name, (loop, calls) in loops.items():
+            start = time.perf_counter()
+            await loop(calls // SLICES)
+            spent[name] += time.perf_counter() - start
+    return {name: spent[name] / (calls // SLICES * SLICES) for name, (_, calls) in loops.items()}
 
 
-async def measure(root: Path, ports: dict[str, int], calls: int, rounds: int) -> list[Round]:
+async def client(root: Path, ports: dict[str, int], calls: int) -> None:
+    """Warm up, then run a round for each ``round`` line on stdin, a JSON line each.
+
+    It says ``ready`` first (with its event loop's module) and stops at ``done``.
+    """
     import httpx
 
     from nanobuild.runtime.transports.base import remote_route
@@ -226,25 +234,100 @@ async def measure(root: Path, ports: dict[str, int], calls: int, rounds: int) ->
         "fastapi": (fastapi_loop, max(calls // 10, 100)),
         "nano_x64": (nano_concurrent, concurrent),
     }
-    results = await rounds_of(loops, rounds)
+    for run, count in loops.values():
+        await run(max(count // 10, CONCURRENCY))  # warm up: connections, caches
+    print(json.dumps({"ready": type(loop).__module__}), flush=True)
+    # read while the loop runs, so the connections are served while it waits its turn
+    while (await loop.run_in_executor(None, sys.stdin.readline)).strip() == "round":
+        print(json.dumps(await run_round(loops)), flush=True)
     assert tcp.connections == 1, "every call shared one connection"
     await http.aclose()
     await tcp.aclose()
     echo.transport.close()
+
+
+class Client:
+    """A client process on one stack, running a round when asked."""
+
+    def __init__(self, stack: str, root: Path, ports: dict[str, int], calls: int) -> None:
+        self.stack = stack
+        command = [sys.executable, __file__, "--client", stack, "--root", str(root)]
+        command += ["--ports", json.dumps(ports), "--calls", str(calls)]
+        self.proc = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        loop = self._answer().get("ready")
+        wanted = "uvloop" if stack == "uvloop-httptools" else "asyncio"
+        if not isinstance(loop, str) or loop.split(".")[0] != wanted:
+            sys.exit(f"the {stack} client runs on {loop}'s loop")
+
+    def round(self) -> Round:
+        self._say("round")
+        return self._answer()
+
+    def close(self) -> None:
+        self._say("done")
+        if self.proc.wait(timeout=30) != 0:
+            sys.exit(f"the {self.stack} client failed")
+
+    def _say(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def _answer(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            sys.exit(f"the {self.stack} client ended early (exit code {self.proc.wait()})")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+
+def measure(clients: list[Client], rounds: int) -> dict[str, list[Round]]:
+    """Each stack's rounds; the clients take turns, one starting later each round."""
+    results: dict[str, list[Round]] = {c.stack: [] for c in clients}
+    for index in range(rounds):
+        turn = clients[index % len(clients) :] + clients[: index % len(clients)]
+        for each in turn:
+            results[each.stack].append(each.round())
+    for each in clients:
+        each.close()
     return results
 
 
-def report(results: list[Round]) -> None:
-    """Median per-call figures, and the median over rounds of each round's ratio."""
+LABELS = {
+    "echo": "echo floor (msgpack frames)",
+    "nano": "nanobuild tcp (remote_route)",
+    "fastapi": "fastapi + httpx (JSON, HTTP/1.1)",
+    "nano_x64": f"nanobuild tcp, {CONCURRENCY} callers",
+}
+
+
+def report(results: dict[str, list[Round]]) -> None:
+    """Median µs per call on each stack, the targets' ratios, and stack against stack."""
+    names = list(results)
+    print(f"{'µs per call (median)':<34}" + "".join(f"{stack:>18}" for stack in names))
+    for loop, label in LABELS.items():
+        us = [statistics.median(r[loop] for r in results[stack]) * 1e6 for stack in names]
+        print(f"{label:<34}" + "".join(f"{u:>18.1f}" for u in us))
+    for stack in names:
+        print(f"\n{stack}:")
+        targets(results[stack])
+    if len(names) == 2:
+        slow, fast = names
+        print(f"\n{fast} / {slow}, time per call (rounds' ratios, taken in turn):")
+        for loop, label in LABELS.items():
+            ratios = [f[loop] / s[loop] for f, s in zip(results[fast], results[slow], strict=True)]
+            spread = f"rounds {min(ratios):.2f}-{max(ratios):.2f}"
+            print(f"  {label:<32} {statistics.median(ratios):6.2f}x  ({spread})")
+
+
+def targets(results: list[Round]) -> None:
+    """The median over rounds of each round's ratio, against its target."""
     us = {name: statistics.median(r[name] for r in results) * 1e6 for name in results[0]}
-    print(f"{'echo floor (asyncio, msgpack frames)':<40} {us['echo']:8.1f} µs/call")
-    print(f"{'nanobuild tcp (remote_route)':<40} {us['nano']:8.1f} µs/call")
-    print(f"{'fastapi + httpx (JSON over HTTP/1.1)':<40} {us['fastapi']:8.1f} µs/call")
-    print(
-        f"{f'nanobuild tcp, {CONCURRENCY} concurrent callers':<40} {us['nano_x64']:8.1f} µs/call "
-        f"({1e6 / us['nano_x64']:,.0f} calls/s vs {1e6 / us['nano']:,.0f} sequential)"
-    )
-    print()
+    rates = f"{1e6 / us['nano_x64']:,.0f} calls/s with {CONCURRENCY} callers"
+    print(f"  {rates}, {1e6 / us['nano']:,.0f} sequential")
     concurrency = f"x{CONCURRENCY} / sequential throughput"
     checks = [
         ("tcp / echo floor", "nano", "echo", "<=", TARGETS["echo"]),
@@ -257,7 +340,7 @@ def report(results: list[Round]) -> None:
         met = ratio <= target if sense == "<=" else ratio >= target
         spread = f"rounds {min(ratios):.2f}-{max(ratios):.2f}"
         verdict = "met" if met else "MISSED"
-        print(f"{label:<34} {ratio:6.2f}x  ({spread}; target {sense} {target}: {verdict})")
+        print(f"  {label:<32} {ratio:6.2f}x  ({spread}; target {sense} {target}: {verdict})")
 
 
 @contextmanager
@@ -285,6 +368,36 @@ def cpus_awake(*, allow_idle: bool) -> Iterator[str]:
         os.close(fd)
 
 
+def servers(root: Path, stack: str) -> tuple[dict[str, int], dict[str, list[str]]]:
+    """The ports and commands of the stack's echo, nanobuild and FastAPI servers."""
+    ports = {name: free_port() for name in ("echo", "nano", "fastapi")}
+    commands = {
+        "echo": [sys.executable, __file__, "--serve-echo", str(ports["echo"]), "--client", stack],
+        "nano": [sys.executable, "nano_server.py", str(ports["nano"]), SECRET, stack],
+        "fastapi": [
+            *(sys.executable, "-m", "uvicorn", "fastapi_app:app", "--log-level", "warning"),
+            *("--no-access-log", "--port", str(ports["fastapi"]), *stacks.uvicorn_flags(stack)),
+        ],
+    }
+    return ports, commands
+
+
+def run_all(root: Path, args: argparse.Namespace) -> dict[str, list[Round]]:
+    """Start every stack's servers and client, check what each loaded, and measure."""
+    importable = {"PYTHONPATH": str(root / "services" / "greeter")}
+    with ExitStack() as started:
+        clients = []
+        for stack in args.stack:
+            ports, commands = servers(root, stack)
+            for name, command in commands.items():
+                env = importable if name == "nano" else None
+                started.enter_context(running(command, ports[name], root, env=env))
+                pid = stacks.started_as(command)
+                stacks.check(stack, [pid], f"the {stack} {name} server", http=name == "fastapi")
+            clients.append(Client(stack, root, ports, args.calls))
+        return measure(clients, args.rounds)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -294,32 +407,24 @@ def main() -> None:
     parser.add_argument(
         "--allow-idle", action="store_true", help="let the CPUs enter idle states between calls"
     )
+    stacks.add_stack_option(parser)
     parser.add_argument("--serve-echo", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--client", choices=list(stacks.STACKS), help=argparse.SUPPRESS)
+    parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--ports", type=json.loads, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_echo:
-        asyncio.run(serve_echo(args.serve_echo))
+        stacks.run_on(args.client, serve_echo(args.serve_echo))
+        return
+    if args.client:
+        stacks.run_on(args.client, client(args.root, args.ports, args.calls))
         return
     with tempfile.TemporaryDirectory(prefix="nano-bench-") as tmp:
         root = Path(tmp)
         write_workspace(root)
         (root / "nano_server.py").write_text(textwrap.dedent(NANO_SERVER))
-        importable = {"PYTHONPATH": str(root / "services" / "greeter")}
-        ports = {name: free_port() for name in ("echo", "nano", "fastapi")}
-        servers = {
-            "echo": [sys.executable, __file__, "--serve-echo", str(ports["echo"])],
-            "nano": [sys.executable, "nano_server.py", str(ports["nano"]), SECRET],
-            "fastapi": [
-                *(sys.executable, "-m", "uvicorn", "fastapi_app:app", "--log-level", "warning"),
-                *("--no-access-log", "--port", str(ports["fastapi"])),
-            ],
-        }
-        with (
-            cpus_awake(allow_idle=args.allow_idle) as condition,
-            running(servers["echo"], ports["echo"], root),
-            running(servers["nano"], ports["nano"], root, env=importable),
-            running(servers["fastapi"], ports["fastapi"], root),
-        ):
-            results = asyncio.run(measure(root, ports, args.calls, args.rounds))
+        with cpus_awake(allow_idle=args.allow_idle) as condition:
+            results = run_all(root, args)
     print(condition, end="\n\n")
     report(results)
 

@@ -7,6 +7,7 @@ code instead of exiting, so its caller decides what the process does.
 from __future__ import annotations
 
 import copy
+import importlib.util
 import signal
 import socket
 import sys
@@ -14,7 +15,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import uvicorn
 import uvicorn.config
@@ -36,6 +37,39 @@ FAILED = 1  # the services could not be wired or started, or the port could not 
 BAD_INPUT = 2  # a setting (environment variable) has a value that cannot be used
 
 
+class Stack(NamedTuple):
+    """The event loop and the HTTP/1.1 parser uvicorn serves with."""
+
+    loop: Literal["asyncio", "uvloop"]
+    http: Literal["h11", "httptools"]
+
+    def __str__(self) -> str:
+        return f"{self.loop} + {self.http}"
+
+
+def server_stack(choice: str) -> Stack:
+    """The stack ``NANO_SERVER_STACK``'s ``choice`` gives with the packages installed here.
+
+    ``auto`` takes each of uvloop and httptools that this Python can import (uvloop has
+    no Windows build), ``asyncio`` neither, ``uvloop`` both: ``SettingsError`` if one is
+    missing. Looking them up imports neither, so a process that fails early pays nothing.
+    """
+    have = {name: importlib.util.find_spec(name) is not None for name in ("uvloop", "httptools")}
+    if choice == "asyncio":
+        return Stack("asyncio", "h11")
+    if choice == "uvloop":
+        missing = [name for name, found in have.items() if not found]
+        if missing:
+            verb = "is" if len(missing) == 1 else "are"
+            raise SettingsError(
+                f"NANO_SERVER_STACK=uvloop, but {' and '.join(missing)} {verb} not installed here"
+            )
+        return Stack("uvloop", "httptools")
+    return Stack(
+        "uvloop" if have["uvloop"] else "asyncio", "httptools" if have["httptools"] else "h11"
+    )
+
+
 def run(
     spec: AppSpec,
     *,
@@ -54,6 +88,7 @@ def run(
     """
     try:
         settings = Settings.from_env() if settings is None else settings
+        stack = server_stack(settings.server_stack)
         node = wire(spec, placement, settings=settings)
     except SetupError as exc:
         if isinstance(exc, SettingsError):
@@ -64,7 +99,8 @@ def run(
     label = spec.name
     if placement is not None and placement.remotes:
         label += f" ({', '.join(placement.local)})"
-    server = _Server(label, _config(app, host, port, access_log=access_log), internal)
+    config = _config(app, host, port, stack, access_log=access_log)
+    server = _Server(label, config, internal, stack)
     with _quiet_after_signals():
         try:
             server.run()
@@ -82,11 +118,13 @@ def _internal(node: Node, host: str, placement: Placement | None) -> TcpServer |
     return TcpServer(node, host=host, port=placement.internal_port, secret=node.settings.secret)
 
 
-def _config(app: App, host: str, port: int, *, access_log: bool) -> uvicorn.Config:
+def _config(app: App, host: str, port: int, stack: Stack, *, access_log: bool) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         host=host,
         port=port,
+        loop=stack.loop,  # the TCP transport's servers and clients run on this loop too
+        http=stack.http,
         lifespan="on",
         access_log=access_log,
         log_level="info",
@@ -106,14 +144,18 @@ def log_config() -> dict[str, Any]:
 class _Server(uvicorn.Server):
     """uvicorn's server, saying where it serves once it really does."""
 
-    def __init__(self, name: str, config: uvicorn.Config, internal: TcpServer | None) -> None:
+    def __init__(
+        self, name: str, config: uvicorn.Config, internal: TcpServer | None, stack: Stack
+    ) -> None:
         super().__init__(config)
         self.name = name
         self.internal = internal
+        self.stack = stack
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started:
+            print(f"nanobuild: server stack {self.stack}", flush=True)
             if self.internal is not None:  # started by the app's lifespan, before this
                 print(f"nanobuild: internal transport at {self.internal.address}", flush=True)
             host, port = self.servers[0].sockets[0].getsockname()[:2]  # the real port, if 0

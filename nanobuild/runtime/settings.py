@@ -26,6 +26,7 @@ DEFAULT_TIMEOUT = 5.0  # seconds a call to a remote service may take, connecting
 
 REMOTE_PREFIX = "NANO_REMOTE_"
 TIMEOUT_PREFIX = "NANO_TIMEOUT_"
+SERVER_STACKS = ("auto", "asyncio", "uvloop")  # NANO_SERVER_STACK's values
 
 
 class Variable(NamedTuple):
@@ -67,6 +68,12 @@ VARIABLES: tuple[Variable, ...] = (
         "none",
     ),
     Variable(
+        "NANO_SERVER_STACK",
+        "the server's event loop and HTTP parser: `uvloop` (uvloop and httptools), "
+        "`asyncio` (asyncio and h11), or `auto`: each of uvloop and httptools where installed",
+        "auto",
+    ),
+    Variable(
         "NANO_APP_CACHE",
         "where the binary unpacks itself",
         "`$XDG_CACHE_HOME/nanobuild/apps`",
@@ -97,6 +104,7 @@ class Settings(msgspec.Struct, frozen=True):
     remotes: dict[str, str] = {}  # NANO_REMOTE_<SERVICE>: by the upper-case service name
     timeouts: dict[str, float] = {}  # NANO_TIMEOUT_<SERVICE>: likewise
     interceptors: tuple[str, ...] = ()  # module:name of each, in order
+    server_stack: str = "auto"  # one of SERVER_STACKS; the server resolves "auto"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -117,6 +125,7 @@ class Settings(msgspec.Struct, frozen=True):
                 if name.startswith(TIMEOUT_PREFIX) and value.strip()
             },
             interceptors=_targets(environ, "NANO_INTERCEPTORS"),
+            server_stack=_choice(environ, "NANO_SERVER_STACK", SERVER_STACKS),
         )
 
     def remote(self, service: str) -> str | None:
@@ -159,6 +168,17 @@ def _flag(environ: Mapping[str, str], name: str) -> bool:
     if text in _FALSE:
         return False
     raise SettingsError(f"{name} must be 1 or 0, not {environ[name]!r}")
+
+
+def _choice(environ: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    """The value of ``name`` among ``choices`` (case aside); unset or blank is the first."""
+    text = environ.get(name, "").strip().lower()
+    if not text:
+        return choices[0]
+    if text not in choices:
+        options = ", ".join(choices[:-1]) + f" or {choices[-1]}"
+        raise SettingsError(f"{name} must be {options}, not {environ[name]!r}")
+    return text
 
 
 def _targets(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
