@@ -529,11 +529,11 @@ def _literal(node: ast.expr | None) -> str | None:
 
 def union_text(parts: list[str]) -> str:
     """Unions compare equal whatever the order they were written in."""
-    flat = {item for part in parts for item in _union_members(part)}
+    flat = {item for part in parts for item in union_members(part)}
     return " | ".join(sorted(flat))
 
 
-def _union_members(text: str) -> list[str]:
+def union_members(text: str) -> list[str]:
     """Split ``a | list[b | c]`` at its top level only."""
     members, depth, start = [], 0, 0
     for i, char in enumerate(text):

@@ -22,7 +22,7 @@ from nanobuild import codes
 from nanobuild.checks.context import Context
 from nanobuild.diagnostics import Diagnostic, did_you_mean
 from nanobuild.probe import FieldInfo, StructInfo
-from nanobuild.source import Argument, CallSite
+from nanobuild.source import Argument, CallSite, union_members
 
 # The types a literal's type is judged against; any other (a class, ``Any``, a type
 # variable, ``Literal[...]``) may take values no literal shows, and is not judged.
@@ -227,7 +227,7 @@ def _literal(arg: Argument, field: FieldInfo, cls: _Class) -> Iterator[Diagnosti
     """E215: a literal its field's declared type certainly does not take."""
     if arg.literal is None or not field.type:
         return
-    judged = {member.partition("[")[0] for member in _members(field.type)}
+    judged = {member.partition("[")[0] for member in union_members(field.type)}
     if judged <= _JUDGED and not judged & _TAKES[arg.literal]:
         yield Diagnostic(
             NOWHERE,
@@ -254,18 +254,6 @@ def _reads(site: CallSite, cls: _Class) -> Iterator[Diagnostic]:
                 line=line,
                 hint=did_you_mean(attr, names),
             )
-
-
-def _members(text: str) -> list[str]:
-    """The members of a union's type text, split at its top level only."""
-    members, depth, start = [], 0, 0
-    for i, char in enumerate(text):
-        depth += {"[": 1, "]": -1}.get(char, 0)
-        if depth == 0 and text.startswith(" | ", i):
-            members.append(text[start:i])
-            start = i + 3
-    members.append(text[start:])
-    return members
 
 
 def _count(n: int, what: str) -> str:
