@@ -271,6 +271,8 @@ class Fleet:
         env |= {"NANO_SECRET": SECRET, "NANO_STRICT": "0", "NANO_APP_CACHE": str(self.tmp / "apps")}
         if kind != "nano":  # the binary carries its own code; the others run the repo's
             env["PYTHONPATH"] = os.pathsep.join([*import_paths(), str(BENCH), str(REPO)])
+        else:  # it carries both stacks and would pick uvloop + httptools by itself
+            env["NANO_SERVER_STACK"] = "asyncio" if self.stack == "asyncio-h11" else "uvloop"
         return env
 
     def start(self) -> None:
