@@ -33,8 +33,10 @@ from pathlib import Path
 
 from workload import at_least
 
+from nanobuild.requirements import RUNTIME_REQUIRES
+
 REPO = Path(__file__).resolve().parent.parent
-REQUIRES = ["msgspec>=0.18", "starlette>=0.37", "uvicorn>=0.29"]
+REQUIRES = list(RUNTIME_REQUIRES)  # what every binary carries, so shiv packs the same
 
 
 def timed(run: Callable[[], object]) -> float:
