@@ -532,10 +532,12 @@ def test_the_requirement_set(mini: Sample) -> None:
     )
     contents = pack.plan(mini.load(), ["orders"])
     assert sorted(contents.requirements) == [
+        "httptools>=0.6",
         "idna>=3",
         "msgspec>=0.18",
         "starlette>=0.37",
         "uvicorn>=0.29",
+        'uvloop>=0.19; sys_platform != "win32" and platform_python_implementation == "CPython"',
     ]
     assert contents.requirements["msgspec>=0.18"] == [
         ("the nanobuild runtime", ""),
