@@ -321,3 +321,9 @@ def test_intact_checks_every_file_and_the_manifest_itself(tmp_path: Path) -> Non
     manifest.write_text(text)
     (site / "a.py").write_text("A = 10\n")
     assert not bootstrap.intact(str(tmp_path))
+
+
+def test_the_bootstrap_binds_to_the_python_the_builder_records() -> None:
+    from nanobuild.runtime import spec
+
+    assert bootstrap.python_binding() == spec.python_binding()  # two copies, one meaning
