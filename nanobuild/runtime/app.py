@@ -43,6 +43,7 @@ from nanobuild.runtime.spec import __version__
 from nanobuild.runtime.static import Frontend
 
 log = logging.getLogger("nanobuild.http")
+_CONTEXT_HEADER = context.HEADER  # read for every header of every call: a plain global
 
 
 class Companion(Protocol):
@@ -96,7 +97,7 @@ class App:
                 content_length = value
             elif name == b"authorization":
                 authorization = value
-            elif name == context.HEADER:
+            elif name == _CONTEXT_HEADER:
                 values = value
         fmt = None if content_type is None else format_of(content_type)
         path: str = scope["path"]
