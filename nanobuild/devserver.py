@@ -24,7 +24,7 @@ from types import FrameType
 
 import msgspec
 
-from nanobuild import checks, describe, stage, workspace
+from nanobuild import checks, describe, source, stage, workspace
 from nanobuild.diagnostics import errors, render_text
 from nanobuild.errors import BuildError
 from nanobuild.runtime.spec import AppSpec, BuildInfo, __version__
@@ -216,7 +216,8 @@ def _snapshot(ws: workspace.Workspace) -> dict[Path, float]:
 
 def _sources(ws: workspace.Workspace) -> Iterator[tuple[Path, float]]:
     for folder in ws.import_paths():
-        for path in folder.rglob("*.py"):
+        # the walk check and bundle read by, so a change to what they see is a change
+        for path in (p for p in source.walk(folder).files if p.suffix == ".py"):
             try:
                 yield path, path.stat().st_mtime
             except OSError:  # removed meanwhile: the next look sees it gone
