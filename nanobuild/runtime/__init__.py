@@ -28,7 +28,7 @@ from nanobuild.runtime.errors import (
     UnsupportedMediaType,
     WrongResponse,
 )
-from nanobuild.runtime.router import call
+from nanobuild.runtime.router import call, call_sync
 from nanobuild.runtime.seam import CallInfo, Interceptor, Proceed
 from nanobuild.runtime.spec import __version__
 
@@ -56,6 +56,7 @@ __all__ = [
     "WrongResponse",
     "__version__",
     "call",
+    "call_sync",
     "context",
     "handler",
     "on_shutdown",

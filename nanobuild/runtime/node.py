@@ -12,14 +12,17 @@ is ``wiring``'s job; this module knows nothing of either.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import inspect
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 from nanobuild.runtime import router
 from nanobuild.runtime.errors import StartupFailed
 from nanobuild.runtime.seam import Interceptor, Placement, Route, Seam
-from nanobuild.runtime.settings import Settings
+from nanobuild.runtime.settings import DEFAULT_THREADS, Settings
 from nanobuild.runtime.spec import AppSpec
 
 Handler = Callable[..., object]  # a @handler function: takes its contract, returns its response
@@ -84,15 +87,59 @@ class Endpoint:
 
 
 def local_route(handler: Handler) -> Route:
-    """The route that runs ``handler`` in this process: for ``async def``, itself."""
+    """The route that runs ``handler`` in this process: for ``async def``, itself.
+
+    A ``def`` handler runs on the worker pool (``THREADS``), so one that blocks
+    stalls only its own thread, never the event loop; there it may ``call_sync``.
+    """
     if inspect.iscoroutinefunction(handler):
         return handler  # ``call`` returns the handler's own coroutine: nothing in between
+    return thread_route(handler)
 
-    async def run_sync(request: object) -> object:
-        # sync handlers run inline on the loop: they cost a call, and must not block
-        return handler(request)
 
-    return run_sync
+class Threads:
+    """The bounded pool ``def`` handlers run on: ``size`` workers, made on first use."""
+
+    def __init__(self, size: int = DEFAULT_THREADS) -> None:
+        self.size = size
+        self._pool: ThreadPoolExecutor | None = None
+
+    def resize(self, size: int) -> None:
+        """Use ``size`` workers from now on (``NANO_THREADS``); a running pool is replaced."""
+        if size != self.size:
+            self.close()
+            self.size = size
+
+    def pool(self) -> ThreadPoolExecutor:
+        pool = self._pool
+        if pool is None:
+            pool = self._pool = ThreadPoolExecutor(self.size, thread_name_prefix="nano-handler")
+        return pool
+
+    def close(self) -> None:
+        """Let the pool's threads end once their calls are done; a new one is made on use."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
+
+
+THREADS = Threads()
+
+
+def thread_route(handler: Handler) -> Route:
+    """The route that runs the ``def`` ``handler`` on a worker thread, and awaits it there.
+
+    It runs in a copy of the caller's context (the per-call context included), which
+    also tells ``call_sync`` the loop to run its calls on.
+    """
+
+    async def in_thread(request: object) -> object:
+        loop = asyncio.get_running_loop()
+        scope = contextvars.copy_context()
+        scope.run(router.bind_loop, loop)
+        return await loop.run_in_executor(THREADS.pool(), scope.run, handler, request)
+
+    return in_thread
 
 
 class Hook:
@@ -128,6 +175,7 @@ class Node:
         self.hooks = list(hooks)
         self.closables = list(closables)  # the connections to other processes, if any
         self.started: list[str] = []
+        THREADS.resize(settings.threads)
         for endpoint in endpoints:
             endpoint.intercept(self.interceptors)
 
@@ -165,6 +213,7 @@ class Node:
                     failures.append(exc)
         for closable in self.closables:
             await closable.aclose()
+        THREADS.close()
         if failures:
             raise failures[0]
 

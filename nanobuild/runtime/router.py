@@ -9,15 +9,22 @@ more than awaiting the handler directly (reading a property with
 ``operator.attrgetter`` has no Python frame, but calls the handler from C, and costs
 twice as much). A contract with no route answers through the base class's method,
 which raises ``UnknownContract``.
+
+``call_sync`` is the blocking form of ``call``, for code on a worker thread (a
+``def`` handler, which runs on the node's thread pool): it runs the call on the
+event loop that thread works for, and waits.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import types
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from nanobuild.runtime.contracts import ROUTE, Contract
+from nanobuild.runtime.errors import Timeout
 
 R = TypeVar("R")
 
@@ -89,3 +96,49 @@ def _as_method(route: Route) -> Route:
         return route(request)
 
     return routed
+
+
+# the event loop a worker thread runs for: set in the copied context each ``def``
+# handler runs in (``node.thread_route``), so it is there for exactly that call
+_home: contextvars.ContextVar[asyncio.AbstractEventLoop] = contextvars.ContextVar("nano_loop")
+bind_loop = _home.set
+
+
+def call_sync(request: Contract[R], timeout: float | None = None) -> R:
+    """Run ``request`` as ``call`` does, blocking this thread until the response comes.
+
+    For a ``def`` handler (it runs on a worker thread of the node's pool) or any code
+    that handler runs: the call runs on the node's event loop, with the caller's
+    per-call context, and raises what ``call`` would. ``timeout`` bounds the wait
+    (``Timeout`` when it runs out; the call itself is cancelled). On a thread with
+    no loop of a node behind it (a script, a test) it runs the call in a loop of its
+    own. On the event loop's own thread it raises ``RuntimeError`` at once: waiting
+    there would stop the very loop that must run the call.
+    """
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is not None:
+        raise RuntimeError(
+            f"call_sync({type(request).__qualname__}(...)) was called on the event loop's "
+            "own thread, where it would block the loop that must answer it; "
+            "use `await call(...)` in an `async def`, or make the handler a plain `def` "
+            "(it then runs on a worker thread, where call_sync works)"
+        )
+    loop = _home.get(None)
+    if loop is None or loop.is_closed():
+        return asyncio.run(_wait_for(request, timeout))
+    future = asyncio.run_coroutine_threadsafe(_wait_for(request, timeout), loop)
+    return future.result()
+
+
+async def _wait_for(request: Contract[R], timeout: float | None) -> R:
+    if timeout is None:
+        return await call(request)
+    try:
+        return await asyncio.wait_for(call(request), timeout)
+    except asyncio.TimeoutError:  # TimeoutError itself from 3.11
+        raise Timeout(
+            f"no answer to {type(request).__qualname__} within {timeout:g} s (call_sync)"
+        ) from None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextvars
 import dis
-import inspect
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -37,9 +36,10 @@ class Served:
     process, the transport's route for one that runs elsewhere, or — with
     interceptors installed — the seam around either, which sees an inbound call
     arrived by ``face``. ``waits`` says whether it may
-    suspend: an ``async def`` with an await (or ``async for``/``async with``) in its
-    body. One without is a plain function in disguise, and ``respond`` runs it to
-    its end like a ``def`` handler, with no task; a server runs the others as tasks.
+    suspend: a ``def`` handler (it runs on the worker pool) or an ``async def`` with
+    an await (or ``async for``/``async with``) in its body. One without is a plain
+    function in disguise, and ``respond`` runs it to its end with no task; a server
+    runs the others as tasks.
     """
 
     __slots__ = ("codecs", "is_async", "msgpack", "name", "public", "run", "service", "waits")
@@ -64,9 +64,9 @@ class Served:
             self.run: Callable[[object], Any] = run  # Any: a value, or a coroutine of one
             self.is_async = self.waits = True
         elif handler is not None:
-            self.run = handler
-            self.is_async = inspect.iscoroutinefunction(handler)
-            self.waits = self.is_async and may_suspend(handler)
+            self.run = target  # the handler itself, or a ``def`` one on the worker pool
+            self.is_async = True
+            self.waits = target is not handler or may_suspend(handler)
         else:
             self.run = target
             self.is_async = self.waits = True

@@ -23,6 +23,7 @@ from nanobuild.runtime.errors import SettingsError
 
 DEFAULT_MAX_BODY = 1024 * 1024  # bytes
 DEFAULT_TIMEOUT = 5.0  # seconds a call to a remote service may take, connecting included
+DEFAULT_THREADS = 32  # worker threads for ``def`` handlers: enough for blocking I/O, bounded
 
 REMOTE_PREFIX = "NANO_REMOTE_"
 TIMEOUT_PREFIX = "NANO_TIMEOUT_"
@@ -74,6 +75,18 @@ VARIABLES: tuple[Variable, ...] = (
         "auto",
     ),
     Variable(
+        "NANO_THREADS",
+        "worker threads that run sync (`def`) handlers, so that one that blocks never "
+        "stalls the event loop",
+        str(DEFAULT_THREADS),
+    ),
+    Variable(
+        "NANO_DATA_DIR",
+        "the folder under which each service gets its writable data folder, "
+        "`<NANO_DATA_DIR>/<service>` (`data_dir()`), made on first use",
+        "`<NANO_APP_CACHE>/<app>-data`",
+    ),
+    Variable(
         "NANO_APP_CACHE",
         "where the binary unpacks itself",
         "`$XDG_CACHE_HOME/nanobuild/apps`",
@@ -105,6 +118,8 @@ class Settings(msgspec.Struct, frozen=True):
     timeouts: dict[str, float] = {}  # NANO_TIMEOUT_<SERVICE>: likewise
     interceptors: tuple[str, ...] = ()  # module:name of each, in order
     server_stack: str = "auto"  # one of SERVER_STACKS; the server resolves "auto"
+    threads: int = DEFAULT_THREADS  # NANO_THREADS: the pool ``def`` handlers run on
+    data_dir: str | None = None  # NANO_DATA_DIR; None: beside the app cache (``data``)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -126,6 +141,8 @@ class Settings(msgspec.Struct, frozen=True):
             },
             interceptors=_targets(environ, "NANO_INTERCEPTORS"),
             server_stack=_choice(environ, "NANO_SERVER_STACK", SERVER_STACKS),
+            threads=_positive_int(environ, "NANO_THREADS", DEFAULT_THREADS, "threads"),
+            data_dir=_folder(environ, "NANO_DATA_DIR"),
         )
 
     def remote(self, service: str) -> str | None:
@@ -148,7 +165,9 @@ def seconds(text: str, what: str) -> float:
     return value
 
 
-def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
+def _positive_int(
+    environ: Mapping[str, str], name: str, default: int, unit: str = "bytes"
+) -> int:
     text = environ.get(name, "").strip()
     if not text:
         return default
@@ -157,8 +176,20 @@ def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
     except ValueError:
         value = 0
     if value <= 0:
-        raise SettingsError(f"{name} must be a positive number of bytes, not {text!r}")
+        raise SettingsError(f"{name} must be a positive number of {unit}, not {text!r}")
     return value
+
+
+def _folder(environ: Mapping[str, str], name: str) -> str | None:
+    """An absolute folder path (``~`` expanded), or None when unset or blank."""
+    text = environ.get(name, "").strip()
+    if not text:
+        return None
+    path = os.path.expanduser(text)
+    if not os.path.isabs(path):
+        # a relative folder would move with the working directory of each start
+        raise SettingsError(f"{name} must be an absolute path, not {text!r}")
+    return path
 
 
 def _flag(environ: Mapping[str, str], name: str) -> bool:
