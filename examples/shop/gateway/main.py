@@ -1,0 +1,99 @@
+"""The gateway: the shop's public API, in front of users and orders. ``uvicorn main:app``."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+import httpx
+from fastapi import FastAPI, Query, Request, Response, status
+from fastapi.responses import JSONResponse
+
+import settings
+from auth import CurrentCaller
+from clients import Orders, Users, checked, client
+from models import Login, NewOrder, Order, Profile, SignUp, Token, User
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async with client(settings.USERS_URL) as users, client(settings.ORDERS_URL) as orders:
+        app.state.users = users
+        app.state.orders = orders
+        yield
+
+
+app = FastAPI(title="shop gateway", lifespan=lifespan)
+
+
+@app.exception_handler(httpx.TransportError)
+async def upstream_down(request: Request, exc: httpx.TransportError) -> JSONResponse:
+    return JSONResponse(
+        status_code=status.HTTP_502_BAD_GATEWAY, content={"detail": "a service is unavailable"}
+    )
+
+
+@app.post("/signup", status_code=status.HTTP_201_CREATED)
+async def signup(body: SignUp, users: Users) -> User:
+    return User(**checked(await users.post("/users", json=body.model_dump())).json())
+
+
+@app.post("/login")
+async def login(body: Login, users: Users) -> Token:
+    return Token(**checked(await users.post("/login", json=body.model_dump())).json())
+
+
+@app.get("/users/{user_id}")
+async def get_user(user_id: int, users: Users) -> User:
+    return User(**checked(await users.get(f"/users/{user_id}")).json())
+
+
+@app.get("/me")
+async def me(caller: CurrentCaller, users: Users, orders: Orders) -> Profile:
+    recent = {"user_id": caller.user_id, "limit": 5}
+    user, orders_answer = await asyncio.gather(
+        users.get(f"/users/{caller.user_id}"),
+        orders.get("/orders", params=recent, headers=caller.headers),
+    )
+    return Profile(user=checked(user).json(), recent_orders=checked(orders_answer).json())
+
+
+@app.delete("/me", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_me(caller: CurrentCaller, users: Users) -> None:
+    checked(await users.delete(f"/users/{caller.user_id}", headers=caller.headers))
+
+
+@app.post("/orders", status_code=status.HTTP_201_CREATED)
+async def place_order(
+    body: NewOrder, caller: CurrentCaller, orders: Orders, response: Response
+) -> Order:
+    answer = checked(await orders.post("/orders", json=body.model_dump(), headers=caller.headers))
+    response.headers["Location"] = answer.headers["Location"]
+    return Order(**answer.json())
+
+
+@app.get("/orders")
+async def list_orders(
+    caller: CurrentCaller, orders: Orders, limit: Annotated[int, Query(ge=1, le=100)] = 10
+) -> list[Order]:
+    answer = await orders.get("/orders", params={"limit": limit}, headers=caller.headers)
+    return [Order(**order) for order in checked(answer).json()]
+
+
+@app.get("/orders/{order_id}")
+async def get_order(order_id: int, caller: CurrentCaller, orders: Orders) -> Order:
+    return Order(**checked(await orders.get(f"/orders/{order_id}", headers=caller.headers)).json())
+
+
+@app.delete("/orders/{order_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def cancel_order(order_id: int, caller: CurrentCaller, orders: Orders) -> None:
+    checked(await orders.delete(f"/orders/{order_id}", headers=caller.headers))
+
+
+@app.get("/health")
+async def health(users: Users, orders: Orders) -> dict[str, str]:
+    """ok once both services behind the gateway answer their own health check."""
+    answers = await asyncio.gather(users.get("/health"), orders.get("/health"))
+    for answer in answers:
+        checked(answer)
+    return {"status": "ok"}

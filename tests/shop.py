@@ -1,0 +1,176 @@
+"""The shop example (examples/shop): run its services and its own tests.
+
+The example is a plain FastAPI project; its tests talk HTTP to a gateway at SHOP_URL
+(and to the services behind it at USERS_URL and ORDERS_URL, when set). These helpers
+start the original apps as three uvicorn processes, run the example's tests against
+any set of URLs, and hash the services' files, so that every way of running the shop
+(original, adopted fused, adopted split) is proved with the same tests and the same
+untouched files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SHOP = REPO / "examples" / "shop"
+SERVICES = ("users", "orders", "gateway")  # start-up order: the gateway calls the others
+SECRET = "the-shop-tests-signing-secret-0123456789"
+
+_RUNNING = re.compile(r"Uvicorn running on (http://\S+)")
+
+
+def route_files(root: Path = SHOP) -> dict[str, str]:
+    """sha256 of every ``.py`` file under the three service folders, by path from ``root``.
+
+    Compare the result before and after a run to prove no service file was changed.
+    """
+    return {
+        path.relative_to(root).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for service in SERVICES
+        for path in sorted((root / service).rglob("*.py"))
+        if "__pycache__" not in path.parts
+    }
+
+
+def run_tests(
+    shop_url: str,
+    *,
+    users_url: str | None = None,
+    orders_url: str | None = None,
+    args: tuple[str, ...] = (),
+    timeout: float = 300,
+) -> subprocess.CompletedProcess[str]:
+    """The example's own pytest run (a subprocess, from examples/shop) against these URLs.
+
+    Without ``users_url``/``orders_url`` the tests that reach a service directly skip.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in ("USERS_URL", "ORDERS_URL")}
+    env |= {"SHOP_URL": shop_url, "PYTHONDONTWRITEBYTECODE": "1"}
+    env |= {k: v for k, v in (("USERS_URL", users_url), ("ORDERS_URL", orders_url)) if v}
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args]
+    return subprocess.run(
+        command, cwd=SHOP, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def assert_tests_pass(
+    shop_url: str, *, users_url: str | None = None, orders_url: str | None = None
+) -> dict[str, int]:
+    """Run the example's tests against these URLs; fail unless they all pass.
+
+    Returns the counts of the summary line (``{"passed": 27}``, ``"skipped"`` when a
+    service URL was not given); with both service URLs nothing may be skipped.
+    """
+    done = run_tests(shop_url, users_url=users_url, orders_url=orders_url)
+    assert done.returncode == 0, done.stdout + done.stderr
+    last = done.stdout.strip().splitlines()[-1]
+    counts = {word: int(n) for n, word in re.findall(r"(\d+) (\w+)", last)}
+    assert counts.get("passed", 0) > 0, done.stdout
+    if users_url and orders_url:
+        assert "skipped" not in counts, done.stdout
+    return counts
+
+
+class Process:
+    """One uvicorn process of the shop, its base URL and its log (stderr and stdout)."""
+
+    def __init__(self, name: str, proc: subprocess.Popen[str], url: str, log: Path) -> None:
+        self.name = name
+        self.proc = proc
+        self.url = url
+        self.log_path = log
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self) -> None:
+        """SIGTERM, and wait for uvicorn's graceful shutdown (the lifespan's end runs)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+
+
+def start_service(name: str, tmp: Path, **env: str) -> Process:
+    """``uvicorn main:app`` from the service's folder on a free port of 127.0.0.1.
+
+    Port 0 lets the system pick the port, which uvicorn reports in its start-up line,
+    so there is no race for a port. Databases go under ``tmp/data``.
+    """
+    log = tmp / f"{name}.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", "0"],
+        cwd=SHOP / name,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={
+            **os.environ,
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "JWT_SECRET": SECRET,
+            "USERS_DB": str(tmp / "data" / "users.db"),
+            "ORDERS_DB": str(tmp / "data" / "orders.db"),
+            **env,
+        },
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=_pump, args=(proc, lines, log), daemon=True).start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=0.2)
+        except queue.Empty:
+            if proc.poll() is not None:
+                break
+            continue
+        if found := _RUNNING.search(line):
+            return Process(name, proc, found.group(1), log)
+    proc.kill()
+    proc.wait()
+    time.sleep(0.2)  # let the pump write the last lines
+    raise AssertionError(f"{name} did not start:\n{log.read_text()}")
+
+
+def _pump(proc: subprocess.Popen[str], lines: queue.Queue[str], log: Path) -> None:
+    """Copy the process's output to its log and to ``lines``, so its pipe never fills."""
+    assert proc.stdout is not None
+    with log.open("w") as out:
+        for line in proc.stdout:
+            out.write(line)
+            out.flush()
+            lines.put(line)
+
+
+@contextmanager
+def original(tmp: Path) -> Iterator[dict[str, Process]]:
+    """The shop as its authors run it: three uvicorn processes, the gateway told the others' URLs.
+
+    Yields the processes by service name; stops them all (gateway first) on the way out.
+    """
+    running: dict[str, Process] = {}
+    try:
+        running["users"] = start_service("users", tmp)
+        running["orders"] = start_service("orders", tmp)
+        running["gateway"] = start_service(
+            "gateway", tmp, USERS_URL=running["users"].url, ORDERS_URL=running["orders"].url
+        )
+        yield running
+    finally:
+        for process in reversed(running.values()):
+            process.stop()
