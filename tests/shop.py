@@ -44,6 +44,19 @@ def route_files(root: Path = SHOP) -> dict[str, str]:
     }
 
 
+def service_env(tmp: Path) -> dict[str, str]:
+    """The shop's settings for every way of running it: one secret, databases in ``tmp/data``.
+
+    (The gateway's USERS_URL and ORDERS_URL are not here: they depend on where the
+    services run.)
+    """
+    return {
+        "JWT_SECRET": SECRET,
+        "USERS_DB": str(tmp / "data" / "users.db"),
+        "ORDERS_DB": str(tmp / "data" / "orders.db"),
+    }
+
+
 def run_tests(
     shop_url: str,
     *,
@@ -111,7 +124,7 @@ def start_service(name: str, tmp: Path, **env: str) -> Process:
     """``uvicorn main:app`` from the service's folder on a free port of 127.0.0.1.
 
     Port 0 lets the system pick the port, which uvicorn reports in its start-up line,
-    so there is no race for a port. Databases go under ``tmp/data``.
+    so there is no race for a port. Settings are :func:`service_env`'s, then ``env``.
     """
     log = tmp / f"{name}.log"
     proc = subprocess.Popen(
@@ -120,14 +133,7 @@ def start_service(name: str, tmp: Path, **env: str) -> Process:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={
-            **os.environ,
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "JWT_SECRET": SECRET,
-            "USERS_DB": str(tmp / "data" / "users.db"),
-            "ORDERS_DB": str(tmp / "data" / "orders.db"),
-            **env,
-        },
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **service_env(tmp), **env},
     )
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=_pump, args=(proc, lines, log), daemon=True).start()

@@ -55,7 +55,8 @@ async def me(caller: CurrentCaller, users: Users, orders: Orders) -> Profile:
         users.get(f"/users/{caller.user_id}"),
         orders.get("/orders", params=recent, headers=caller.headers),
     )
-    return Profile(user=checked(user).json(), recent_orders=checked(orders_answer).json())
+    recent_orders = [Order(**order) for order in checked(orders_answer).json()]
+    return Profile(user=User(**checked(user).json()), recent_orders=recent_orders)
 
 
 @app.delete("/me", status_code=status.HTTP_204_NO_CONTENT)
