@@ -92,6 +92,9 @@ def literal(value: object) -> str:
         return f"({items},)" if len(value) == 1 else f"({items})"
     if value is None or isinstance(value, bool | int):
         return repr(value)
+    if isinstance(value, dict):
+        items = ", ".join(f"{literal(k)}: {literal(v)}" for k, v in value.items())
+        return f"{{{items}}}"
     raise TypeError(f"no literal for {value!r}")
 
 

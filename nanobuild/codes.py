@@ -46,6 +46,13 @@ E007 = _code("E007", "a requirement that is not PEP 508")
 E008 = _code("E008", "`bundle --only` names an unknown service")
 E009 = _code("E009", "`new` cannot create the service")
 E010 = _code("E010", "a service and a library with one name")
+E011 = _code(
+    "E011", "an `asgi` key that cannot be used (`asgi`, or `port`/`mount`/`urls` without it)"
+)
+E012 = _code("E012", "an ASGI service's `port` or `mount` that cannot be used")
+E013 = _code("E013", "two services served on one port or under one mount")
+E014 = _code("E014", "a `urls` entry naming a service that is not a dependency")
+E015 = _code("E015", "a `urls` variable that is not an environment variable name")
 
 E101 = _code("E101", "dependency on a service not in the workspace")
 E102 = _code("E102", "dependency cycle")
@@ -63,6 +70,8 @@ E113 = _code("E113", "a link in a package that leads out of it")
 E114 = _code("E114", "a file or folder in a package that cannot be read")
 E120 = _code("E120", "an import of a third-party package its owner does not declare")
 E121 = _code("E121", "third-party imports that cannot be checked: no staged packages")
+E130 = _code("E130", "an `asgi` target whose module is not in the service's folder")
+E131 = _code("E131", "an `asgi` target whose module does not define the app")
 
 E201 = _code("E201", "a name the dependency's kernel does not define")
 E202 = _code("E202", "a contract with no handler")

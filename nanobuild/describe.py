@@ -8,13 +8,14 @@ same thing.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from nanobuild import codes, graph
 from nanobuild.diagnostics import Diagnostic
 from nanobuild.errors import CheckFailed
 from nanobuild.runtime.spec import AppSpec, ServiceSpec
 from nanobuild.source import Module, read_package
-from nanobuild.workspace import Workspace
+from nanobuild.workspace import Service, Workspace
 
 
 def describe(workspace: Workspace, modules: Mapping[str, list[Module]] | None = None) -> AppSpec:
@@ -31,7 +32,9 @@ def describe(workspace: Workspace, modules: Mapping[str, list[Module]] | None = 
         handlers: dict[str, str] = {}
         hooks: list[str] = []
         read = modules[name] if modules is not None else None
-        for module in read if read is not None else read_package(svc.package_dir, svc.package):
+        if read is None:
+            read = read_package(svc.package_dir, svc.package)
+        for module in read:
             if module.syntax_error is not None:
                 raise CheckFailed([_unparsable(workspace, module)])
             for fn in module.functions:
@@ -48,10 +51,27 @@ def describe(workspace: Workspace, modules: Mapping[str, list[Module]] | None = 
                 hooks=tuple(hooks),
                 public=svc.public,
                 depends=edges[name],
+                errors=dict(svc.errors),
+                **(_adopted(svc, read) if svc.adopted else {}),
             )
         )
     static = str(workspace.ingress.static) if workspace.ingress.static else None
     return AppSpec(name=workspace.name, services=tuple(services), static=static)
+
+
+def _adopted(svc: Service, read: list[Module]) -> dict[str, Any]:
+    """What the runtime needs of an adopted ASGI service: its app, where it is served,
+    its ``urls``, its folder's top-level module names, and the folder (for ``serve``)."""
+    prefix = f"{svc.package}."
+    tops = {m.name[len(prefix) :].partition(".")[0] for m in read if m.name.startswith(prefix)}
+    return {
+        "asgi": svc.asgi,
+        "port": svc.port,
+        "mount": svc.mount,
+        "urls": dict(sorted(svc.urls.items())),
+        "modules": tuple(sorted(tops)),
+        "folder": str(svc.root),
+    }
 
 
 def _unparsable(workspace: Workspace, module: Module) -> Diagnostic:

@@ -181,7 +181,7 @@ def sources(workspace: Workspace, contents: Contents) -> list[Path]:
     if workspace.ingress.static is not None and workspace.ingress.static.is_dir():
         folders.append(workspace.ingress.static)
     files = [path for folder in folders for path in _walk(folder)]
-    files += [path for svc in contents.callees for path in _kernel_files(svc)]
+    files += [path for svc in contents.callees if not svc.adopted for path in _kernel_files(svc)]
     return sorted(files)
 
 
@@ -361,11 +361,13 @@ def collect(
     for owner in owners:
         entries += _tree(
             owner.package_dir,
-            f"{SITE}/{owner.package}",
+            f"{SITE}/{owner.package.replace('.', '/')}",  # an adopted one: _nanoasgi/<name>
             shown=workspace.rel(owner.package_dir),
             sealed=True,
         )
     for callee in contents.callees:
+        if callee.adopted:
+            continue  # reached by its URL: nothing of it is needed here
         for path in _kernel_files(callee):
             shown = workspace.rel(path)
             _check_inside(path, workspace.root, shown)

@@ -22,6 +22,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from nanobuild import codes
 from nanobuild.diagnostics import Diagnostic, did_you_mean
 from nanobuild.errors import WorkspaceError
+from nanobuild.runtime.spec import ERROR_NAMES, adopted_package
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -30,6 +31,10 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 FILENAME = "nano.toml"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_CLASS_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")  # module.Class, dotted
+_ASGI = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+_MOUNT = re.compile(r"^/$|^(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+$")
+_VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 # -- the file's schema: one Struct per table, field defaults are the documented defaults
@@ -52,6 +57,11 @@ class ServiceTable(msgspec.Struct, frozen=True):
     depends: list[str] = []
     libraries: list[str] = []
     public: list[str] = []
+    errors: dict[str, str] = {}  # exception class (module.Class) -> error kind
+    asgi: str | None = None
+    port: int | None = None
+    mount: str | None = None
+    urls: dict[str, str] = {}
 
 
 class LibraryTable(msgspec.Struct, frozen=True):
@@ -96,10 +106,22 @@ class Service(msgspec.Struct, frozen=True):
     depends: tuple[str, ...] = ()
     libraries: tuple[str, ...] = ()
     public: tuple[str, ...] = ()
+    errors: dict[str, str] = {}  # exception class (module.Class) -> error kind
+    # an adopted ASGI app (``module:attribute``), its port or mount, and its ``urls``
+    asgi: str | None = None
+    port: int | None = None
+    mount: str | None = None
+    urls: dict[str, str] = {}
+
+    @property
+    def adopted(self) -> bool:
+        """An existing ASGI app: flat modules in ``root``, no kernel, no handlers."""
+        return self.asgi is not None
 
     @property
     def package_dir(self) -> Path:
-        return self.root / self.package
+        # an adopted service's folder is its package, loaded under its private namespace
+        return self.root if self.asgi is not None else self.root / self.package
 
     @property
     def label(self) -> str:
@@ -153,7 +175,8 @@ class Workspace(msgspec.Struct, frozen=True):
 
     def import_paths(self) -> list[Path]:
         """The folders to put on ``sys.path`` so every package imports by its name."""
-        roots = [s.root for s in self.services.values()]
+        # an adopted service's folder stays off the path: its flat modules would collide
+        roots = [s.root for s in self.services.values() if not s.adopted]
         roots += [lib.root for lib in self.libraries.values()]
         return list(dict.fromkeys(roots))
 
@@ -163,7 +186,8 @@ class Workspace(msgspec.Struct, frozen=True):
         Where two claim one name (E301), the first wins, as it would on ``sys.path``
         set to ``import_paths()``.
         """
-        owners: list[Service | Library] = [*self.services.values(), *self.libraries.values()]
+        owners: list[Service | Library] = [s for s in self.services.values() if not s.adopted]
+        owners += self.libraries.values()
         folders: dict[str, Path] = {}
         for owner in owners:
             folders.setdefault(owner.package, owner.root)
@@ -281,6 +305,8 @@ class _Reader:
                 "use letters, digits, '.', '_' and '-'",
             )
         ingress = self.ingress(ingress_table)
+        if ingress is not None:
+            self.served(services, ingress.port)
         if top is None or head is None or ingress is None:
             return None
         return Workspace(
@@ -328,8 +354,14 @@ class _Reader:
         if table is None:
             return None
         root = self.folder(f"{key}.path", table.path)
-        package = self.package(key, table.package or name)
+        if table.asgi is not None or table.port is not None or table.mount is not None:
+            package = self.adopted(key, table, name)
+        else:
+            package = self.package(key, table.package or name)
+        if table.urls:
+            self.urls(key, table)
         self.requirements(key, table.requires)
+        self.exception_map(key, table.errors)
         for field in ("depends", "libraries", "public"):
             for item in getattr(table, field):
                 if not item.isidentifier():
@@ -348,7 +380,124 @@ class _Reader:
             depends=tuple(table.depends),
             libraries=tuple(table.libraries),
             public=tuple(table.public),
+            errors=dict(table.errors),
+            asgi=table.asgi,
+            port=table.port,
+            mount=table.mount,
+            urls=dict(table.urls),
         )
+
+    def adopted(self, key: str, table: ServiceTable, name: str) -> str | None:
+        """The private package of an adopted ASGI service, or None after naming what is wrong."""
+        if table.asgi is None:
+            given = "port" if table.port is not None else "mount"
+            self.problem(
+                f"{key}.{given}",
+                codes.E011,
+                f"`{key}.{given}` serves an ASGI app, but `{key}.asgi` is not set",
+                'name the app, e.g. asgi = "main:app", or remove the key',
+            )
+            return None
+        ok = _ASGI.match(table.asgi) is not None
+        if not ok:
+            self.problem(
+                f"{key}.asgi",
+                codes.E011,
+                f"`{key}.asgi` = {table.asgi!r} is not module:attribute",
+                'write it as uvicorn takes it, relative to the folder: asgi = "main:app"',
+            )
+        if table.package is not None:
+            ok = False
+            self.problem(
+                f"{key}.package",
+                codes.E011,
+                f"`{key}.package` cannot be set with `{key}.asgi`: an ASGI service's "
+                "modules are the flat modules of its folder",
+                f"remove `{key}.package`; `{key}.path` is the folder uvicorn ran from",
+            )
+        return adopted_package(name) if self.served_by(key, table) and ok else None
+
+    def served_by(self, key: str, table: ServiceTable) -> bool:
+        """Whether ``table`` says where its app is served: a port or a mount, not both."""
+        if (table.port is None) == (table.mount is None):
+            both = table.port is not None
+            has = "has both `port` and `mount`" if both else "has neither `port` nor `mount`"
+            self.problem(
+                f"{key}.mount" if both else f"{key}.asgi",
+                codes.E012,
+                f"{key} {has}: an ASGI service is served on its own port "
+                "or under a mount of the front door",
+                'choose one: port = 8001, or mount = "/"',
+            )
+            return False
+        if table.port is not None and not 0 < table.port <= 65535:
+            self.problem(
+                f"{key}.port", codes.E012, f"`{key}.port` = {table.port} is not a TCP port"
+            )
+            return False
+        if table.mount is not None and not _MOUNT.match(table.mount):
+            self.problem(
+                f"{key}.mount",
+                codes.E012,
+                f"`{key}.mount` = {table.mount!r} is not a URL path prefix",
+                'start it with "/" and end it without one: "/", "/users"',
+            )
+            return False
+        return True
+
+    def urls(self, key: str, table: ServiceTable) -> None:
+        """E011 and E015 for each ``urls`` variable (E014, the services, once all are read)."""
+        if table.asgi is None:
+            self.problem(
+                f"{key}.urls",
+                codes.E011,
+                f"`{key}.urls` sets variables for an ASGI app, but `{key}.asgi` is not set",
+                "a nanobuild service reaches another with call(); remove the key",
+            )
+        for variable in table.urls:
+            if not _VARIABLE.match(variable) or variable.startswith("NANO_"):
+                why = "is nanobuild's own" if variable.startswith("NANO_") else "is not a name"
+                self.problem(
+                    f"{key}.urls",
+                    codes.E015,
+                    f"`{key}.urls`: the variable {variable!r} {why}",
+                    "use letters, digits and '_', not starting with a digit nor NANO_",
+                )
+
+    def served(self, services: dict[str, Service], ingress_port: int) -> None:
+        """E013 for two services on one port or mount; E014 for ``urls`` naming a non-dependency."""
+        taken: dict[tuple[str, object], str] = {("port", ingress_port): "ingress.port"}
+        for svc in services.values():
+            what, where = ("port", svc.port) if svc.port is not None else ("mount", svc.mount)
+            if where is None:
+                continue
+            first = taken.setdefault((what, where), f"{svc.key}.{what}")
+            if first != f"{svc.key}.{what}":
+                self.problem(
+                    f"{svc.key}.{what}",
+                    codes.E013,
+                    f"`{svc.key}.{what}` = {where!r} is already taken by `{first}`",
+                    f"give each ASGI service a {what} of its own",
+                )
+        for svc in services.values():
+            for variable, target in svc.urls.items():
+                if target not in services:
+                    hint = did_you_mean(target, services)
+                    self.problem(
+                        f"{svc.key}.urls",
+                        codes.E014,
+                        f"`{svc.key}.urls`: {variable} names {target}, "
+                        "which is not a service of this workspace",
+                        hint,
+                    )
+                elif target not in svc.depends:
+                    self.problem(
+                        f"{svc.key}.urls",
+                        codes.E014,
+                        f"`{svc.key}.urls`: {variable} names {target}, which is not in "
+                        f"`{svc.key}.depends`",
+                        f'add "{target}" to `{svc.key}.depends`: it starts first, and is placed',
+                    )
 
     def library(self, name: str, raw: dict[str, Any]) -> Library | None:
         key = f"libraries.{name}"
@@ -361,6 +510,26 @@ class _Reader:
         if root is None or package is None:
             return None
         return Library(name=name, root=root, package=package, requires=tuple(table.requires))
+
+    def exception_map(self, key: str, errors: dict[str, str]) -> None:
+        """Each ``"module.Class" = "Kind"`` of ``[services.<name>.errors]``, checked here;
+        whether the class can be imported is known only where it runs (at start-up)."""
+        for path, kind in errors.items():
+            where = f"{key}.errors.{path}"
+            if not _CLASS_PATH.match(path):
+                self.problem(
+                    where,
+                    codes.E017,
+                    f"`{key}.errors`: {path!r} is not a class path (module.Class)",
+                    'name the class with its module, as it is imported: "sqlite3.IntegrityError"',
+                )
+            if kind not in ERROR_NAMES:
+                self.problem(
+                    where,
+                    codes.E016,
+                    f"`{key}.errors`: {path!r} maps to {kind!r}, which is not an error kind",
+                    did_you_mean(kind, ERROR_NAMES) or f"use one of {', '.join(ERROR_NAMES)}",
+                )
 
     # -- values
 

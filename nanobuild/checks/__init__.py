@@ -7,12 +7,14 @@ turn; each family yields ``Diagnostic``s and never stops at the first problem.
     E1xx  structure.py  dependencies.py  imports.py   packages, the graph, who imports whom
           declared.py                                  third-party imports are declared
     E2xx  kernels.py    handlers.py    calls.py        contracts, kernels, handlers, call sites
+    E13x  asgi.py                                      adopted ASGI apps: the app is there
     E3xx  fusion.py                                    can the services share one process
 """
 
 from __future__ import annotations
 
 from nanobuild.checks import (
+    asgi,
     calls,
     declared,
     dependencies,
@@ -26,7 +28,7 @@ from nanobuild.checks.context import Context
 from nanobuild.diagnostics import Diagnostic, sorted_diagnostics
 from nanobuild.workspace import Workspace
 
-FAMILIES = (structure, dependencies, imports, declared, kernels, handlers, calls, fusion)
+FAMILIES = (structure, dependencies, imports, declared, kernels, handlers, calls, fusion, asgi)
 
 
 def run(workspace: Workspace) -> list[Diagnostic]:

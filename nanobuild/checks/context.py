@@ -7,6 +7,7 @@ from functools import cached_property
 from pathlib import Path
 
 from nanobuild import probe
+from nanobuild.checks.asgi import own_imports
 from nanobuild.diagnostics import Diagnostic
 from nanobuild.probe import KernelInfo
 from nanobuild.source import Module, Tree, module_files, read_module, walk
@@ -58,7 +59,7 @@ class Context:
             for path, name in found.items():
                 if path not in parsed:
                     parsed[path] = read_module(path, name)
-        context.modules = _modules(files, parsed)
+        context.modules = own_imports(workspace, _modules(files, parsed))
         context.kernels = running.report()
         return context
 
@@ -82,6 +83,8 @@ class Context:
 
     def kernel(self, service: Service) -> Module | None:
         """The parsed kernel of ``service``, if it has one that parses."""
+        if service.adopted:
+            return None  # an adopted app's modules are all its own: none is a kernel
         for module in self.modules.get(service.name, []):
             if module.name == service.kernel_module and module.syntax_error is None:
                 return module

@@ -35,7 +35,7 @@ def check(ctx: Context) -> Iterator[Diagnostic]:
                 f"service {svc.name} has no package: {ws.rel(svc.package_dir)}/ does not exist",
                 f"create it, or set `{key}.package` to the package's name",
             )
-        elif not svc.kernel_file.is_file():
+        elif not svc.adopted and not svc.kernel_file.is_file():
             yield ws.at(
                 key,
                 codes.E108,

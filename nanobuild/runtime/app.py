@@ -15,7 +15,7 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 from starlette.applications import Starlette
@@ -54,6 +54,10 @@ class Companion(Protocol):
     async def close(self) -> None: ...
 
 
+# an adopted app under its mount: (prefix, app, its lifespan state)
+Mounted = tuple[str, ASGIApp, dict[str, Any]]
+
+
 class _Failed(Exception):
     """A call failed; ``error`` is what its caller is told (and the log was told already)."""
 
@@ -68,7 +72,9 @@ class _ClientGone(Exception):
 class App:
     """The ASGI app serving one wired ``Node``; ``build_app`` makes one."""
 
-    def __init__(self, node: Node, companions: Sequence[Companion] = ()) -> None:
+    def __init__(
+        self, node: Node, companions: Sequence[Companion] = (), mounts: Sequence[Mounted] = ()
+    ) -> None:
         self.node = node
         self.settings: Settings = node.settings
         self.companions = list(companions)
@@ -76,9 +82,19 @@ class App:
         self.routes = {f"/api/{service}/{name}": s for (service, name), s in served.items()}
         self._secret = self.settings.secret.encode() if self.settings.secret else None
         self._site = site(node)
+        # adopted apps mounted on the front door take every path but the contracts'
+        self._contracts_only = not mounts
+        if mounts:
+            from nanobuild.runtime.asgi import Front
+
+            self._site = Front(mounts, self._site)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith("/api/"):
+        if (
+            scope["type"] == "http"
+            and scope["path"].startswith("/api/")
+            and (self._contracts_only or scope["path"] in self.routes)
+        ):
             await self.api(scope, receive, send)
         elif scope["type"] == "lifespan":
             await self.lifespan(receive, send)
@@ -218,12 +234,15 @@ class App:
         return ""
 
 
-def build_app(node: Node, companions: Sequence[Companion] = ()) -> App:
+def build_app(
+    node: Node, companions: Sequence[Companion] = (), mounts: Sequence[Mounted] = ()
+) -> App:
     """The ASGI app for an already wired ``node``, with the node's settings.
 
-    ``companions`` start after the services and stop before them (the internal TCP server).
+    ``companions`` start after the services and stop before them (the internal TCP
+    server, the adopted apps); ``mounts`` are the adopted apps served under a prefix.
     """
-    return App(node, companions)
+    return App(node, companions, mounts)
 
 
 def _declared(content_length: bytes) -> int:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 import uvicorn
 import uvicorn.config
 
-from nanobuild.runtime.app import App, build_app
+from nanobuild.runtime.app import App, Companion, build_app
 from nanobuild.runtime.errors import SettingsError, SetupError
 from nanobuild.runtime.node import Node
 from nanobuild.runtime.placement import Placement
@@ -29,6 +29,7 @@ from nanobuild.runtime.spec import AppSpec
 from nanobuild.runtime.wiring import wire
 
 if TYPE_CHECKING:
+    from nanobuild.runtime.asgi import Adopted
     from nanobuild.runtime.transports.tcp import TcpServer
 
 # exit codes, as the README's commands use them
@@ -90,12 +91,16 @@ def run(
         settings = Settings.from_env() if settings is None else settings
         stack = server_stack(settings.server_stack)
         node = wire(spec, placement, settings=settings)
+        adopted, port = _adopted(spec, placement, host, port, stack)
     except SetupError as exc:
         if isinstance(exc, SettingsError):
             return _complain(str(exc), BAD_INPUT)
         return _complain(f"cannot wire {spec.name}: {exc}", FAILED)
     internal = _internal(node, host, placement)
-    app = build_app(node, companions=[internal] if internal else [])
+    companions: list[Companion] = [c for c in (adopted, internal) if c is not None]
+    app = build_app(node, companions, mounts=adopted.mounts() if adopted else ())
+    if adopted is not None:
+        adopted.front, adopted.access_log = (host, port, app), access_log
     label = spec.name
     if placement is not None and placement.remotes:
         label += f" ({', '.join(placement.local)})"
@@ -107,6 +112,22 @@ def run(
         except SystemExit:  # uvicorn's way out when start-up fails or the port is taken
             return FAILED
     return OK if server.started else FAILED
+
+
+def _adopted(
+    spec: AppSpec, placement: Placement | None, host: str, port: int, stack: Stack
+) -> tuple[Adopted | None, int]:
+    """The adopted ASGI apps placed here, imported (their ``urls`` set first), and the
+    front door's port: a free one for ``0``, since their base URLs must name it."""
+    local = placement.local if placement is not None else spec.carried
+    if not any(s.asgi is not None and s.name in local for s in spec.services):
+        return None, port  # no adopted app: nothing of it is loaded
+    from nanobuild.runtime.asgi import Adopted, adopt
+
+    if port == 0:
+        with socket.create_server((host, 0)) as probe:
+            port = probe.getsockname()[1]
+    return Adopted(adopt(spec, local, placement, host, port), stack.http), port
 
 
 def _internal(node: Node, host: str, placement: Placement | None) -> TcpServer | None:
@@ -138,6 +159,9 @@ def log_config() -> dict[str, Any]:
     # the root logger catches nanobuild.http (tracebacks of 500s) and every
     # service's logging.getLogger(__name__); uvicorn's loggers do not propagate
     config["root"] = {"handlers": ["default"], "level": "INFO"}
+    # an adopted app's httpx client logs every request at INFO, which uvicorn alone
+    # never showed: keep its warnings only
+    config["loggers"]["httpx"] = {"level": "WARNING"}
     return config
 
 

@@ -154,6 +154,13 @@ class Settings(msgspec.Struct, frozen=True):
         return self.timeouts.get(service.upper())
 
 
+def export(variables: Mapping[str, str]) -> None:
+    """Set ``variables`` in this process's environment, for code that reads its settings
+    there (an adopted app's base URLs, set before its modules are imported). The one
+    place the runtime writes the environment, as ``Settings.from_env`` is where it reads."""
+    os.environ.update(variables)
+
+
 def seconds(text: str, what: str) -> float:
     """``text`` as a positive number of seconds; ``SettingsError`` naming ``what`` if not."""
     try:

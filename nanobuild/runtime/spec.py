@@ -25,6 +25,23 @@ class ServiceSpec(msgspec.Struct, frozen=True):
     hooks: tuple[str, ...] = ()  # its @on_startup and @on_shutdown functions
     public: tuple[str, ...] = ()
     depends: tuple[str, ...] = ()
+    # an adopted ASGI service (nano.toml's ``asgi``): its app, ``module:attribute`` of
+    # its folder's flat modules, served on its own ``port`` or under a ``mount`` of the
+    # front door; ``urls`` sets each variable to the base URL of the service it names
+    asgi: str | None = None
+    port: int | None = None
+    mount: str | None = None
+    urls: dict[str, str] = {}
+    modules: tuple[str, ...] = ()  # the folder's top-level module names (``main``, ...)
+    folder: str | None = None  # where those modules are when not packed (serve from source)
+
+
+ADOPTED = "_nanoasgi"  # the private namespace of adopted services: ``_nanoasgi.users.main``
+
+
+def adopted_package(service: str) -> str:
+    """The package an adopted service's flat modules are loaded under."""
+    return f"{ADOPTED}.{service}"
 
 
 class AppSpec(msgspec.Struct, frozen=True):

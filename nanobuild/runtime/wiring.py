@@ -61,6 +61,8 @@ def wire(
     transports: dict[Address, Transport] = {}  # one per remote process, shared
     if placement is not None:
         for name, text in placement.remotes.items():
+            if spec.service(name).asgi is not None:
+                continue  # an adopted app has no contracts: its callers use its URL
             address = parse_address(text)
             transport = transports.get(address) or _transport(address, settings)
             transports[address] = transport

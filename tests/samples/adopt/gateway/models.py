@@ -1,0 +1,3 @@
+"""The gateway's own models."""
+
+OWNER = "gateway"

@@ -1,0 +1,3 @@
+"""The orders app's own models."""
+
+OWNER = "orders"
