@@ -311,24 +311,84 @@ def lock_command(
 
 @app.command()
 def new(
-    name: Annotated[str, typer.Argument(help="The service's name (a Python identifier).")],
+    name: Annotated[
+        str, typer.Argument(help="The service's (or library's) name: a Python identifier.")
+    ],
     workspace_path: WorkspaceOption = None,
     path: Annotated[
         str | None,
-        typer.Option(help="Its project folder, relative to the workspace. Default: services/NAME."),
+        typer.Option(
+            help="Its project folder, relative to the workspace. Default: services/NAME "
+            "(libs/NAME for a library).",
+            show_default=False,
+        ),
     ] = None,
+    package: Annotated[
+        str | None,
+        typer.Option(
+            help="The package inside its folder, when it should not be NAME (a service "
+            "named email needs one: a package email would shadow the standard library's).",
+            show_default=False,
+        ),
+    ] = None,
+    library: Annotated[
+        bool,
+        typer.Option("--library", help="Make a library (plain shared code, no contracts) instead."),
+    ] = False,
 ) -> None:
-    """Create a service from the template and add it to nano.toml; it passes `check`."""
-    from nanobuild.scaffold import new_service
+    """Create a service from the template and add it to nano.toml.
 
+    The service (a kernel with one contract, its handler, its tests) passes `check`,
+    and its tests pass; they run it in process with
+    `nanobuild.runtime.testing.service`, so they keep passing once it calls another
+    service. With `--library`, a library instead: its folder and package, an empty
+    test, and its `[libraries.NAME]` table. Nothing is written if a name is taken.
+    """
+    from nanobuild.scaffold import new_library, new_service
+
+    kind = "libraries" if library else "services"
     try:
         with _reported():
             ws = _load(workspace_path)
-            folder = new_service(ws, name, path)
+            folder = (new_library if library else new_service)(ws, name, path, package)
     except OSError as exc:
         typer.echo(f"nanobuild: cannot create {name}: {exc}", err=True)
         raise typer.Exit(1) from None
-    typer.echo(f"created {ws.rel(folder)}/ and [services.{name}] in nano.toml")
+    typer.echo(f"created {ws.rel(folder)}/ and [{kind}.{name}] in nano.toml")
+
+
+@app.command()
+def init(
+    name: Annotated[
+        Path | None,
+        typer.Argument(
+            help="The folder to make the workspace in (made if missing); it names the "
+            "workspace. Default: the current folder.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Start a workspace: nano.toml, a README and one service, `hello`, with its tests.
+
+    The result passes `check` and its tests pass (`pytest`). It is written into a
+    folder that may already hold other code (the services to adopt), but never over
+    an existing nano.toml or any other file: then nothing is written and the exit
+    code is 2.
+    """
+    from nanobuild.scaffold import init_workspace
+
+    folder = Path.cwd() if name is None else name
+    try:
+        with _reported():
+            workspace_name, files = init_workspace(folder)
+    except OSError as exc:
+        typer.echo(f"nanobuild: cannot write the workspace in {folder}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    shown = os.path.relpath(folder)
+    typer.echo(
+        f"created the workspace {workspace_name} in {shown}: {_count(len(files), 'file')}; "
+        f"next: `nanobuild check`, `pytest`, `nanobuild serve`"
+    )
 
 
 @app.command("graph")

@@ -46,6 +46,9 @@ E007 = _code("E007", "a requirement that is not PEP 508")
 E008 = _code("E008", "`bundle --only` names an unknown service")
 E009 = _code("E009", "`new` cannot create the service")
 E010 = _code("E010", "a service and a library with one name")
+E020 = _code("E020", "`init` cannot write the workspace")
+E021 = _code("E021", "`new --library` cannot create the library")
+E022 = _code("E022", "a `--package` that cannot be used")
 E011 = _code(
     "E011", "an `asgi` key that cannot be used (`asgi`, or `port`/`mount`/`urls` without it)"
 )

@@ -1,0 +1,208 @@
+"""``nanobuild.runtime.testing.service``: a service run in process for its own tests.
+
+Each test writes a test module into a copy of the mini workspace (orders calls
+users) and runs pytest on it in a child Python from the workspace's root, as a user
+would: the service's packages are then imported there, never into this process.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.conftest import Sample
+
+CONFTEST = """\
+import os
+
+import pytest
+
+from nanobuild.runtime.testing import make_importable
+
+os.environ.setdefault("NANO_STRICT", "1")
+make_importable(__file__)
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+"""
+
+HOOKS = """\
+from nanobuild.runtime import on_shutdown, on_startup
+
+EVENTS: list[str] = []
+
+
+@on_startup
+def opened() -> None:
+    EVENTS.append("users started")
+
+
+@on_shutdown
+async def closed() -> None:
+    EVENTS.append("users stopped")
+"""
+
+HEAD = """\
+import pytest
+
+from nanobuild.runtime import NotFound, UnknownContract, call, router
+from nanobuild.runtime.errors import StartupFailed
+from nanobuild.runtime.testing import TestSetupError, fake, service
+from orders.kernel import PlaceOrder
+from units import Quantity
+from users.kernel import GetUser, ListUsers, User
+
+pytestmark = pytest.mark.anyio
+ORDER = PlaceOrder(user_id="u1", quantity=Quantity(2))
+"""
+
+
+def run_tests(mini: Sample, body: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """pytest on ``body`` (after HEAD) as orders' own test, from the workspace root."""
+    mini.write("services/orders/conftest.py", CONFTEST)
+    mini.write("services/orders/tests/test_orders.py", HEAD + body)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args, "services/orders"],
+        cwd=mini.root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_service_runs_with_its_dependencies_hooks_fakes_and_http(mini: Sample) -> None:
+    mini.write("services/users/users/hooks.py", HOOKS)
+    done = run_tests(
+        mini,
+        """
+from users.hooks import EVENTS
+
+
+async def test_dependencies_run_for_real_with_their_hooks():
+    async with service("orders"):
+        assert EVENTS == ["users started"]
+        assert (await call(ORDER)).user_name == "Ada"
+        with pytest.raises(NotFound, match="no user u9"):
+            await call(PlaceOrder(user_id="u9", quantity=Quantity(1)))
+    assert EVENTS == ["users started", "users stopped"]
+
+
+async def test_a_fake_answers_instead_of_the_dependency():
+    seen = []
+
+    def get_user(req):
+        seen.append(req.id)
+        return User(id=req.id, name="Bob")
+
+    async with service("orders", fakes={GetUser: get_user}):
+        assert (await call(ORDER)).user_name == "Bob"
+    assert seen == ["u1"]
+
+
+async def test_an_isolated_service_names_the_fake_it_lacks():
+    async with service("orders", isolated=True):
+        with pytest.raises(UnknownContract, match=r"orders calls users.GetUser, which this isolated test does not fake: give service\\('orders', fakes=\\{GetUser: ...\\}\\)"):
+            await call(ORDER)
+    async with service("orders", isolated=True, fakes={GetUser: lambda req: User(id="u1", name="Eve")}):
+        assert (await call(ORDER)).user_name == "Eve"
+
+
+async def test_no_route_is_left_installed_however_the_block_ends():
+    before = router.installed()
+    with pytest.raises(ZeroDivisionError):
+        async with service("orders"):
+            assert (await call(GetUser(id="u1"))).name == "Ada"
+            1 / 0
+    assert router.installed() == before
+    with pytest.raises(UnknownContract):
+        await call(GetUser(id="u1"))
+    with fake({GetUser: lambda req: User(id="f", name="Fay")}):
+        async with service("orders"):
+            assert (await call(GetUser(id="u1"))).name == "Ada"
+        assert (await call(GetUser(id="u1"))).name == "Fay"
+
+
+async def test_the_http_face_in_memory_public_and_trusted():
+    async with service("orders") as svc:
+        placed = await svc.http.post("/api/orders/PlaceOrder", json={"user_id": "u1", "quantity": {"amount": 3}})
+        assert placed.status_code == 200, placed.text
+        assert placed.json() == {"user_name": "Ada", "quantity": {"amount": 3, "unit": "piece"}}
+        missing = await svc.http.post("/api/users/GetUser", json={"id": "u9"})
+        assert missing.status_code == 404 and missing.json()["error"]["kind"] == "not_found"
+        hidden = await svc.http.post("/api/users/ListUsers", json={})
+        assert hidden.status_code == 404 and hidden.json()["error"]["kind"] == "unknown_contract"
+        listed = await svc.trusted.post("/api/users/ListUsers", json={})
+        assert listed.status_code == 200 and listed.json() == [{"id": "u1", "name": "Ada"}]
+        health = await svc.http.get("/healthz")
+        assert health.json()["services"] == ["users", "orders"]
+
+
+async def test_an_unknown_service_is_named_with_the_known_ones():
+    with pytest.raises(TestSetupError, match=r"ghost is not a service of .*nano.toml \\(its services: orders, users\\)"):
+        async with service("ghost"):
+            pass
+""",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "6 passed" in done.stdout
+
+
+def test_a_failing_start_up_hook_fails_the_block_and_stops_what_started(mini: Sample) -> None:
+    mini.write("services/users/users/hooks.py", HOOKS)
+    mini.write(
+        "services/orders/orders/hooks.py",
+        "from nanobuild.runtime import on_startup\n\n\n"
+        "@on_startup\ndef broken() -> None:\n    raise RuntimeError('no database')\n",
+    )
+    done = run_tests(
+        mini,
+        """
+from users.hooks import EVENTS
+
+
+async def test_start_up_fails():
+    before = router.installed()
+    with pytest.raises(StartupFailed, match="service orders failed to start: RuntimeError: no database"):
+        async with service("orders"):
+            raise AssertionError("the block must not run")
+    assert EVENTS == ["users started", "users stopped"]
+    assert router.installed() == before
+""",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout
+
+
+def test_a_service_that_cannot_be_imported_is_named(mini: Sample) -> None:
+    mini.write("services/users/users/broken.py", "import no_such_module_here\n")
+    done = run_tests(
+        mini,
+        """
+async def test_import_fails():
+    with pytest.raises(TestSetupError, match="service users: cannot import users.broken: ModuleNotFoundError"):
+        async with service("orders"):
+            pass
+""",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout
+
+
+def test_the_tests_run_from_the_services_own_folder(mini: Sample) -> None:
+    mini.write("services/orders/conftest.py", CONFTEST)
+    mini.write(
+        "services/orders/tests/test_orders.py",
+        HEAD + "\n\nasync def test_it():\n    async with service('orders'):\n"
+        "        assert (await call(ORDER)).user_name == 'Ada'\n",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=mini.root / "services/orders",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout
