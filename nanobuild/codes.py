@@ -56,6 +56,8 @@ E012 = _code("E012", "an ASGI service's `port` or `mount` that cannot be used")
 E013 = _code("E013", "two services served on one port or under one mount")
 E014 = _code("E014", "a `urls` entry naming a service that is not a dependency")
 E015 = _code("E015", "a `urls` variable that is not an environment variable name")
+E016 = _code("E016", "an unknown error kind in an exception map (`services.<name>.errors`)")
+E017 = _code("E017", "an exception class in an exception map that is not `module.Class`")
 
 E101 = _code("E101", "dependency on a service not in the workspace")
 E102 = _code("E102", "dependency cycle")

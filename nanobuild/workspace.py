@@ -306,7 +306,8 @@ class _Reader:
             )
         ingress = self.ingress(ingress_table)
         if ingress is not None:
-            self.served(services, ingress.port)
+            tables = raw.get("services")
+            self.served(services, ingress.port, set(tables) if isinstance(tables, dict) else set())
         if top is None or head is None or ingress is None:
             return None
         return Workspace(
@@ -464,7 +465,7 @@ class _Reader:
                     "use letters, digits and '_', not starting with a digit nor NANO_",
                 )
 
-    def served(self, services: dict[str, Service], ingress_port: int) -> None:
+    def served(self, services: dict[str, Service], ingress_port: int, named: set[str]) -> None:
         """E013 for two services on one port or mount; E014 for ``urls`` naming a non-dependency."""
         taken: dict[tuple[str, object], str] = {("port", ingress_port): "ingress.port"}
         for svc in services.values():
@@ -481,7 +482,7 @@ class _Reader:
                 )
         for svc in services.values():
             for variable, target in svc.urls.items():
-                if target not in services:
+                if target not in named:  # a service with a problem of its own is still there
                     hint = did_you_mean(target, services)
                     self.problem(
                         f"{svc.key}.urls",
@@ -490,7 +491,7 @@ class _Reader:
                         "which is not a service of this workspace",
                         hint,
                     )
-                elif target not in svc.depends:
+                elif target in services and target not in svc.depends:
                     self.problem(
                         f"{svc.key}.urls",
                         codes.E014,

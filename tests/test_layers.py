@@ -20,7 +20,7 @@ RUNTIME = "nanobuild.runtime"
 LAYERS = [
     ["spec", "errors"],
     ["settings", "addresses", "context", "contracts", "codecs", "static", "bootstrap"],
-    ["router", "seam", "faults", "shapes"],
+    ["router", "seam", "faults", "shapes", "data"],
     ["node", "openapi"],
     ["serving"],
     ["transports", "transports.frames", "transports.base", "transports.local"],
@@ -136,7 +136,7 @@ def test_the_runtime_imports_point_down_the_layers() -> None:
 
 
 def test_the_package_re_exports_only_the_api_service_code_uses() -> None:
-    api = {"context", "contracts", "errors", "router", "seam", "spec"}
+    api = {"context", "contracts", "data", "errors", "router", "seam", "spec"}
     assert runtime_graph()[RUNTIME] == {f"{RUNTIME}.{name}" for name in api}
 
 

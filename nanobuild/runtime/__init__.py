@@ -9,6 +9,7 @@ This package imports nothing from nanobuild's build side.
 
 from nanobuild.runtime import context
 from nanobuild.runtime.contracts import Contract, handler, on_shutdown, on_startup
+from nanobuild.runtime.data import data_dir
 from nanobuild.runtime.errors import (
     BadRequest,
     Conflict,
@@ -58,6 +59,7 @@ __all__ = [
     "call",
     "call_sync",
     "context",
+    "data_dir",
     "handler",
     "on_shutdown",
     "on_startup",

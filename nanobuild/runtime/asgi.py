@@ -40,9 +40,9 @@ from nanobuild.runtime.spec import ADOPTED, AppSpec, ServiceSpec, adopted_packag
 Scope = dict[str, Any]
 ASGIApp = Callable[..., Any]
 
-# origin (scheme, host, port) -> the app answering there in this process, and its
-# lifespan state: what ``nanobuild.runtime.httpclient`` serves in memory
-ORIGINS: dict[tuple[str, str, int], tuple[ASGIApp, dict[str, Any]]] = {}
+# origin (scheme, host, port) -> the app answering there in this process, its
+# lifespan state and its loop: what ``nanobuild.runtime.httpclient`` serves in memory
+ORIGINS: dict[tuple[str, str, int], tuple[ASGIApp, dict[str, Any], asyncio.AbstractEventLoop]] = {}
 
 
 # -- the namespacing loader
@@ -294,8 +294,9 @@ class Adopted:
 
     def _register(self, host: str, port: int, app: ASGIApp, state: dict[str, Any]) -> None:
         hosts = {host, "127.0.0.1", "localhost"} if host in ("127.0.0.1", "0.0.0.0") else {host}
+        loop = asyncio.get_running_loop()
         for name in hosts:
-            ORIGINS[("http", name, port)] = (app, state)
+            ORIGINS[("http", name, port)] = (app, state, loop)
 
     async def close(self) -> None:
         ORIGINS.clear()

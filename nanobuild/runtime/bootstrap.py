@@ -21,6 +21,10 @@ What ``boot`` promises:
   manifest of every file's size, written last, and is extracted again, instead of
   failing later with a puzzling ImportError.
 * Extracting a build removes the extractions of the same app's other builds.
+* The extraction is read-only (no write bit on any file or folder of it), so code
+  that writes a file next to itself fails at once, loudly, instead of writing into
+  a folder the next build replaces. Data belong in the service's data folder
+  (``nanobuild.runtime.data_dir()``), beside the extractions: ``<root>/<name>-data``.
 * The host's site-packages (system, user, virtual environment, and whatever their
   ``.pth`` files added) are taken off ``sys.path`` before anything of the app is
   imported: the binary runs on a bare Python and never picks up a host's package.
@@ -188,8 +192,6 @@ def extract(archive: str, root: str, folder: str, name: str) -> str:
     Concurrent callers each unpack into a folder of their own and rename it into
     place; the first rename wins and the others use its result.
     """
-    import shutil
-
     os.makedirs(root, exist_ok=True)
     target = os.path.join(root, folder)
     work = os.path.join(root, f".{folder}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
@@ -198,9 +200,10 @@ def extract(archive: str, root: str, folder: str, name: str) -> str:
         _unzip(archive, work)
         _compile(os.path.join(work, SITE), os.path.join(target, SITE))
         write_manifest(work)
+        _seal(work)
         _install(work, target)
     finally:
-        shutil.rmtree(work, ignore_errors=True)  # gone already when the rename succeeded
+        _remove(work)  # gone already when the rename succeeded
     remove_other_builds(root, name, folder)
     return os.path.join(target, SITE)
 
@@ -233,10 +236,40 @@ def _compile(site_packages: str, final: str) -> None:
     compileall.compile_dir(site_packages, ddir=final, quiet=2, workers=1)
 
 
-def _install(work: str, target: str) -> None:
-    """Rename ``work`` to ``target``; a damaged ``target`` in the way is moved aside."""
+def _seal(work: str) -> None:
+    """Take the write bits off every file and folder of ``work``, bottom up.
+
+    The lock file is made first and stays writable: every start takes a lock on it.
+    """
+    os.close(os.open(os.path.join(work, _LOCK), os.O_RDWR | os.O_CREAT, 0o600))
+    for folder, _, names in os.walk(work, topdown=False):
+        for entry in names:
+            if folder != work or entry != _LOCK:
+                _read_only(os.path.join(folder, entry))
+        _read_only(folder)
+
+
+def _read_only(path: str) -> None:
+    mode = os.lstat(path).st_mode
+    if mode & 0o170000 != 0o120000:  # a link has no mode of its own to change
+        os.chmod(path, mode & ~0o222)
+
+
+def _remove(path: str) -> None:
+    """Remove the folder ``path`` (sealed or not), as far as it can be removed."""
+    import contextlib
     import shutil
 
+    if not os.path.lexists(path):
+        return
+    for folder, _, _ in os.walk(path):
+        with contextlib.suppress(OSError):
+            os.chmod(folder, 0o700)  # a sealed folder's entries cannot be unlinked
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _install(work: str, target: str) -> None:
+    """Rename ``work`` to ``target``; a damaged ``target`` in the way is moved aside."""
     for _ in range(3):
         try:
             os.rename(work, target)
@@ -249,7 +282,7 @@ def _install(work: str, target: str) -> None:
             os.rename(target, aside)
         except FileNotFoundError:
             continue  # someone else moved it already
-        shutil.rmtree(aside, ignore_errors=True)
+        _remove(aside)
     os.rename(work, target)  # let the error say why
 
 
@@ -289,7 +322,6 @@ def _in_use(folder: str) -> bool:
 def remove_other_builds(root: str, name: str, keep: str) -> None:
     """Remove the other builds of app ``name`` in ``root``, and its stale temporary
     folders; other apps' folders are left alone."""
-    import shutil
     import time
 
     now = time.time()
@@ -302,7 +334,7 @@ def remove_other_builds(root: str, name: str, keep: str) -> None:
             continue  # perhaps another start is extracting there right now
         if not stale and _in_use(path):
             continue  # an older build still running: its files must stay
-        shutil.rmtree(path, ignore_errors=True)
+        _remove(path)
 
 
 def _app_of(entry: str) -> str | None:

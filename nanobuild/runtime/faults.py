@@ -3,13 +3,29 @@
 Every face that answers calls — the HTTP face, the TCP server, strict mode's
 in-memory round trip, the binary's ``call`` command — tells callers and the log the
 same things through these three functions (``serving.Served.failure`` uses them).
+
+A service's exception map (nano.toml's ``[services.<name>.errors]``) turns its
+handlers' own exceptions into the errors callers act on: ``exception_map`` finds the
+classes once, at wiring, and ``mapping_handler`` wraps each handler of the service
+(only of a service that has a map, so the others pay nothing).
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import logging
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from nanobuild.runtime.errors import Internal, NanoError, UnknownContract, WrongResponse
+from nanobuild.runtime import errors
+from nanobuild.runtime.errors import (
+    Internal,
+    NanoError,
+    UnknownContract,
+    WiringError,
+    WrongResponse,
+)
 
 
 def unknown_contract(service: str, contract: str) -> UnknownContract:
@@ -44,3 +60,102 @@ def log_failure(log: logging.Logger, exc: NanoError) -> None:
         log.warning("%s: %s: %s", where, exc.kind, exc.message)
     else:
         log.debug("%s: %s: %s", where, exc.kind, exc.message)
+
+
+ExceptionMap = dict[type, type[NanoError]]  # exception class -> the error callers get
+
+
+def exception_map(
+    service: str, entries: Mapping[str, str], namespace: str | None = None
+) -> ExceptionMap:
+    """The classes ``entries`` (``"module.Class" -> "NotFound"``) name, imported.
+
+    ``WiringError`` in one line naming the entry when a class cannot be found or is
+    not an exception class. ``namespace`` is where the service's own top-level
+    modules are loaded, for an adopted service (``models.DoesNotExist``).
+    """
+    found: ExceptionMap = {}
+    for path, name in entries.items():
+        where = f"services.{service}.errors: {path!r}"
+        kind = getattr(errors, name, None)
+        if not (isinstance(kind, type) and issubclass(kind, NanoError)):
+            raise WiringError(f"{where} maps to {name!r}, which is not an error kind")
+        cls = _find_class(path, where, namespace)
+        if not (isinstance(cls, type) and issubclass(cls, BaseException)):
+            raise WiringError(f"{where} is {cls!r}, not an exception class")
+        found[cls] = kind
+    return found
+
+
+def _find_class(path: str, where: str, namespace: str | None) -> object:
+    """The object ``a.b.C`` names: the longest importable module prefix, then attributes."""
+    parts = path.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        module_name = ".".join(parts[:cut])
+        module = _module(module_name, where, namespace)
+        if module is None:
+            continue
+        found: object = module
+        for attribute in parts[cut:]:
+            found = getattr(found, attribute, _MISSING)
+            if found is _MISSING:
+                raise WiringError(
+                    f"{where} cannot be found: {module_name} has no {'.'.join(parts[cut:])}"
+                )
+        return found
+    raise WiringError(f"{where} cannot be found: there is no module {parts[0]}")
+
+
+_MISSING = object()
+
+
+def _module(name: str, where: str, namespace: str | None) -> object | None:
+    """The module ``name`` (in ``namespace`` first, if given), or None if there is none."""
+    for candidate in ([f"{namespace}.{name}"] if namespace else []) + [name]:
+        try:
+            return importlib.import_module(candidate)
+        except ModuleNotFoundError as exc:
+            missing = exc.name or candidate
+            if not (candidate == missing or candidate.startswith(missing + ".")):
+                raise WiringError(f"{where}: importing {candidate} failed: {exc}") from exc
+        except Exception as exc:  # the module's own code failed: say so, not "missing"
+            raise WiringError(
+                f"{where}: importing {candidate} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+    return None
+
+
+def mapping_handler(handler: Callable[..., Any], table: ExceptionMap) -> Callable[..., Any]:
+    """``handler``, raising the mapped NanoError for an exception of a class in ``table``.
+
+    The most specific mapped class of the exception wins (a subclass's entry before
+    its base's); the error carries the exception's message and has it as its cause.
+    A NanoError the handler raises passes as it is; anything else unmapped too.
+    """
+    caught = tuple(table)
+
+    def translate(exc: BaseException) -> NanoError:
+        kind = next(table[cls] for cls in type(exc).__mro__ if cls in table)
+        return kind(str(exc) or type(exc).__name__)
+
+    if inspect.iscoroutinefunction(handler):
+
+        async def mapped(request: object) -> object:
+            try:
+                return await handler(request)
+            except NanoError:
+                raise
+            except caught as exc:
+                raise translate(exc) from exc
+
+        return mapped
+
+    def mapped_sync(request: object) -> object:
+        try:
+            return handler(request)
+        except NanoError:
+            raise
+        except caught as exc:
+            raise translate(exc) from exc
+
+    return mapped_sync

@@ -44,6 +44,19 @@ def adopted_package(service: str) -> str:
     return f"{ADOPTED}.{service}"
 
 
+# the error kinds an exception map may name: the NanoError classes a handler raises
+ERROR_NAMES = (
+    "BadRequest",
+    "Unauthorized",
+    "Forbidden",
+    "NotFound",
+    "Conflict",
+    "Internal",
+    "Unavailable",
+    "Timeout",
+)
+
+
 class AppSpec(msgspec.Struct, frozen=True):
     """The whole workspace: services in start-up order (dependencies first)."""
 

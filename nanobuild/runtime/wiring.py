@@ -17,6 +17,7 @@ import importlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, cast
 
+from nanobuild.runtime import data
 from nanobuild.runtime.addresses import Address, parse_address
 from nanobuild.runtime.contracts import (
     HOOK_MARK,
@@ -26,6 +27,7 @@ from nanobuild.runtime.contracts import (
     response_type,
 )
 from nanobuild.runtime.errors import WiringError
+from nanobuild.runtime.faults import exception_map, mapping_handler
 from nanobuild.runtime.node import Endpoint, Handler, Hook, Node, local_route
 from nanobuild.runtime.placement import Placement
 from nanobuild.runtime.seam import Interceptor
@@ -51,6 +53,7 @@ def wire(
     (after those ``NANO_INTERCEPTORS`` names).
     """
     settings = Settings.from_env() if settings is None else settings
+    data.configure(spec, settings)  # data_dir() of the services wired here
     local = placement.local if placement is not None else spec.carried
     endpoints: list[Endpoint] = []
     hooks: list[Hook] = []
@@ -81,6 +84,8 @@ def wire(
 
 def _local_endpoints(service: ServiceSpec, *, strict: bool) -> list[Endpoint]:
     endpoints = []
+    # found at start-up, so a class that is not there stops the process before it serves
+    errors = exception_map(service.name, service.errors) if service.errors else None
     for contract, target in service.handlers.items():
         fn = resolve(target)
         if not is_handler(fn) or not callable(fn):
@@ -94,6 +99,8 @@ def _local_endpoints(service: ServiceSpec, *, strict: bool) -> list[Endpoint]:
                 f"{target} should handle {service.name}.{contract} but takes {request!r}: "
                 "the wiring is older than the code; rebuild it"
             )
+        if errors:
+            fn = mapping_handler(fn, errors)
         public = contract in service.public
         endpoint = Endpoint(
             service.name, request, response, public=public, target=local_route(fn), handler=fn
