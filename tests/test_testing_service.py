@@ -7,10 +7,22 @@ would: the service's packages are then imported there, never into this process.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
-from tests.conftest import Sample
+import pytest
+
+from tests.conftest import SAMPLES, Sample
+
+
+@pytest.fixture
+def adopt(tmp_path: Path) -> Sample:
+    """A copy of the sample of three adopted ASGI apps (users on a port, two mounted)."""
+    shutil.copytree(SAMPLES / "adopt", tmp_path / "adopt")
+    return Sample(tmp_path / "adopt")
+
 
 CONFTEST = """\
 import os
@@ -206,3 +218,58 @@ def test_the_tests_run_from_the_services_own_folder(mini: Sample) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 passed" in done.stdout
+
+
+ADOPTED = """\
+import os
+
+import pytest
+
+from nanobuild.runtime.testing import service
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_an_app_on_its_own_port_with_its_lifespan_state():
+    async with service("users") as svc:
+        assert svc.url == "http://127.0.0.1:18401"
+        answer = await svc.http.get("/users/u1")
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"id": "u1", "name": "Ada", "models": "users", "state": "hello"}
+        assert (await svc.http.get("/users/u9")).status_code == 404
+
+
+async def test_a_mounted_app_calls_the_others_in_memory(tmp_path):
+    log = tmp_path / "log"
+    os.environ["ADOPT_LOG"] = str(log)
+    async with service("gateway") as svc:
+        assert svc.url == "http://127.0.0.1:8000"
+        urls = (await svc.http.get("/urls")).json()
+        assert urls == {"USERS_URL": "http://127.0.0.1:18401", "ORDERS_URL": "http://127.0.0.1:8000/orders"}
+        profile = await svc.http.get("/profile/u1")
+        assert profile.status_code == 200, profile.text
+        assert profile.json()["orders"] == {"models": "orders", "user": "u1", "root": "/orders"}
+        assert profile.json()["user"]["state"] == "hello"
+        assert log.read_text() == "start users\\nstart gateway\\n"
+    assert log.read_text() == "start users\\nstart gateway\\nstop gateway\\nstop users\\n"
+    assert "USERS_URL" not in os.environ and "ORDERS_URL" not in os.environ
+"""
+
+
+def test_adopted_apps_run_in_memory_with_their_lifespans(adopt: Sample) -> None:
+    # the one-line change: the gateway's clients are nanobuild's, which reach the apps
+    # of this process in memory (a plain httpx client would need their sockets)
+    adopt.edit("gateway/clients.py", "import httpx\n", "from nanobuild.runtime import httpclient\n")
+    adopt.edit("gateway/clients.py", "httpx.AsyncClient(base_url=os.environ['USERS_URL'])".replace("'", '"'), 'httpclient.AsyncClient(base_url=os.environ["USERS_URL"])')  # fmt: skip
+    adopt.edit("gateway/clients.py", 'httpx.AsyncClient(base_url=os.environ["ORDERS_URL"])', 'httpclient.AsyncClient(base_url=os.environ["ORDERS_URL"])')  # fmt: skip
+    adopt.write("conftest.py", CONFTEST.replace("make_importable(__file__)", ""))
+    adopt.write("tests/test_adopted.py", ADOPTED)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+        cwd=adopt.root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 passed" in done.stdout

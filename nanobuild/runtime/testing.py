@@ -64,11 +64,13 @@ from nanobuild.runtime.contracts import HOOK_MARK, handler_types, is_contract, i
 from nanobuild.runtime.errors import SetupError, UnknownContract
 from nanobuild.runtime.node import Node
 from nanobuild.runtime.settings import Settings
-from nanobuild.runtime.spec import AppSpec, ServiceSpec
+from nanobuild.runtime.spec import AppSpec, ServiceSpec, adopted_package
 from nanobuild.runtime.wiring import wire
 
 if TYPE_CHECKING:
     import httpx
+
+    from nanobuild.runtime.asgi import Adopted
 
 Fake = Callable[[Any], Any]
 WORKSPACE_FILE = "nano.toml"
@@ -125,13 +127,14 @@ async def service(
     spec = ws.spec(name, isolated=isolated)
     settings = _test_settings()
     before = router.installed()
+    variables = {v: os.environ.get(v) for s in spec.services for v in s.urls}
     running: Running | None = None
     try:
         node = wire(spec, settings=settings)
         kept = {} if not isolated else _refusals(ws, name, routes)
         router.install({**kept, **router.installed(), **routes})
-        running = Running(name, node, settings.secret or "")
-        await node.startup()
+        running = Running(name, node, settings.secret or "", ws.front)
+        await running.start()
         yield running
     finally:
         try:
@@ -139,28 +142,54 @@ async def service(
                 await running.close()
         finally:
             router.install(before)
+            _restore(variables)
+
+
+def _restore(variables: Mapping[str, str | None]) -> None:
+    """Put back the environment variables an adopted app's ``urls`` set."""
+    for variable, value in variables.items():
+        if value is None:
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = value
 
 
 class Running:
-    """A service running for a test: its node, its HTTP face and clients of it."""
+    """A service running for a test: its node, its HTTP face and clients of it.
+
+    Adopted ASGI apps of the services it runs are started too (their lifespans, in
+    order) and reached in memory, where nanobuild's HTTP client finds them
+    (``nanobuild.runtime.httpclient``): on their own port or under their mount of the
+    front door, at the addresses their ``urls`` name. Nothing listens on a socket.
+    """
 
     __test__ = False
 
-    def __init__(self, name: str, node: Node, secret: str) -> None:
+    def __init__(self, name: str, node: Node, secret: str, front: tuple[str, int]) -> None:
         self.name = name
         self.node = node
         self.secret = secret  # the workspace secret this test runs with
-        self.app: App = build_app(node)  # the ASGI app of the process's HTTP face
+        self.front = front  # the front door's host and port, as nano.toml's ingress says
+        self.adopted = _adopt(node.spec, front)
+        mounts = self.adopted.mounts() if self.adopted is not None else ()
+        self.app: App = build_app(node, mounts=mounts)  # the ASGI app of the HTTP face
         self._clients: dict[bool, httpx.AsyncClient] = {}
 
     @property
+    def url(self) -> str:
+        """The base URL of the service: its own port if it is an app served on one, else
+        the front door's (a mounted app's paths include its mount, as before adoption)."""
+        port = self.node.spec.service(self.name).port
+        return f"http://{self.front[0]}:{self.front[1] if port is None else port}"
+
+    @property
     def http(self) -> httpx.AsyncClient:
-        """A client of the HTTP face as the outside world calls it: no secret."""
+        """A client of the service's HTTP face as the outside world calls it: no secret."""
         return self._client(trusted=False)
 
     @property
     def trusted(self) -> httpx.AsyncClient:
-        """A client of the HTTP face carrying the workspace secret: every contract answers."""
+        """The same client carrying the workspace secret: every contract answers."""
         return self._client(trusted=True)
 
     def _client(self, *, trusted: bool) -> httpx.AsyncClient:
@@ -169,18 +198,78 @@ class Running:
 
             headers = _secret_headers(self.secret) if trusted else {}
             self._clients[trusted] = httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=self.app),
-                base_url="http://testserver",
+                transport=httpx.ASGITransport(app=self._answering()),
+                base_url=self.url,
                 headers=headers,
             )
         return self._clients[trusted]
 
+    def _answering(self) -> Callable[..., Awaitable[None]]:
+        """The ASGI app at ``url``: an app on its own port, or the front door."""
+        served = self.node.spec.service(self.name)
+        if self.adopted is None or served.port is None:
+            return self.app
+        return _with_state(*_origin(self.adopted, self.name))
+
+    async def start(self) -> None:
+        """Run the start-up hooks, then the adopted apps' lifespans, as a process does."""
+        await self.node.startup()
+        if self.adopted is not None:
+            await self.adopted.start()
+            _serve_in_memory(self.adopted, self.front, self.app)
+
     async def close(self) -> None:
-        """Close the clients, then stop the services (shutdown hooks, in reverse order)."""
+        """Close the clients, stop the adopted apps, then the services (in reverse order)."""
         for client in self._clients.values():
             await client.aclose()
         self._clients.clear()
-        await self.node.shutdown()
+        try:
+            if self.adopted is not None:
+                await self.adopted.close()
+        finally:
+            await self.node.shutdown()
+
+
+def _adopt(spec: AppSpec, front: tuple[str, int]) -> Adopted | None:
+    """The adopted apps of ``spec``, imported after their ``urls`` are set; none listens."""
+    if not any(s.asgi is not None for s in spec.services):
+        return None
+    from nanobuild.runtime.asgi import Adopted, adopt
+
+    try:
+        loaded = adopt(spec, spec.carried, None, *front)
+    except SetupError as exc:
+        raise TestSetupError(str(exc)) from None
+    # each on its own port is reached in memory (``_serve_in_memory``), not on a socket
+    return Adopted([(msgspec.structs.replace(s, port=None), app) for s, app in loaded], "h11")
+
+
+def _serve_in_memory(adopted: Adopted, front: tuple[str, int], door: App) -> None:
+    """Make each adopted app on a port of its own, and the front door, answer nanobuild's
+    HTTP client at its address in this process, as a process serving them does."""
+    ports = {s.name: s.port for s in door.node.spec.services if s.port is not None}
+    for served, app in adopted.services:
+        port = ports.get(served.name)
+        if port is not None:
+            adopted._register(front[0], port, app, adopted.states[served.name])
+    adopted._register(front[0], front[1], door, {})
+
+
+def _origin(adopted: Adopted, name: str) -> tuple[Callable[..., Awaitable[None]], dict[str, Any]]:
+    """The app of the adopted service ``name`` and its lifespan state."""
+    app = next(app for served, app in adopted.services if served.name == name)
+    return app, adopted.states[name]
+
+
+def _with_state(
+    app: Callable[..., Awaitable[None]], state: dict[str, Any]
+) -> Callable[..., Awaitable[None]]:
+    """``app`` given its lifespan's state in every request's scope, as a server gives it."""
+
+    async def serve(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await app({**scope, "state": state.copy()}, receive, send)
+
+    return serve
 
 
 def _secret_headers(secret: str) -> dict[str, str]:
@@ -255,6 +344,8 @@ class Workspace:
         self.name = str(data.get("workspace", {}).get("name", self.root.name))
         self.services: dict[str, dict[str, Any]] = dict(data.get("services", {}))
         self.libraries: dict[str, dict[str, Any]] = dict(data.get("libraries", {}))
+        ingress = data.get("ingress", {})
+        self.front = (str(ingress.get("host", "127.0.0.1")), int(ingress.get("port", 8000)))
 
     @classmethod
     def find(cls, start: Path) -> Workspace:
@@ -329,6 +420,9 @@ class Workspace:
     def service_spec(self, name: str) -> ServiceSpec:
         """``name`` as the runtime wires it: its handlers and hooks, found by importing
         every module of its package, as ``nanobuild serve`` finds them by reading them."""
+        table = self._table(name)
+        if "asgi" in table:
+            return self._adopted_spec(name, table)
         package = self.package(name)
         kernel = f"{package}.kernel"
         handlers: dict[str, str] = {}
@@ -344,7 +438,6 @@ class Workspace:
                         handlers[request.__name__] = target
                 elif getattr(value, HOOK_MARK, None) in ("startup", "shutdown"):
                     hooks.append(target)
-        table = self._table(name)
         return ServiceSpec(
             name=name,
             package=package,
@@ -354,8 +447,29 @@ class Workspace:
             depends=tuple(self.depends(name)),
         )
 
+    def _adopted_spec(self, name: str, table: dict[str, Any]) -> ServiceSpec:
+        """An adopted ASGI app as the runtime loads it: its folder's flat modules."""
+        folder = self.root / str(table.get("path", ""))
+        modules = {p.stem for p in folder.glob("*.py")}
+        modules |= {d.name for d in folder.iterdir() if d.is_dir() and any(d.glob("*.py"))}
+        return ServiceSpec(
+            name=name,
+            package=adopted_package(name),
+            handlers={},
+            public=tuple(str(p) for p in table.get("public", [])),
+            depends=tuple(self.depends(name)),
+            asgi=str(table["asgi"]),
+            port=table.get("port"),
+            mount=table.get("mount"),
+            urls={str(k): str(v) for k, v in table.get("urls", {}).items()},
+            modules=tuple(sorted(m for m in modules if m.isidentifier())),
+            folder=str(folder),
+        )
+
     def contracts(self, name: str) -> list[type]:
-        """The contracts of ``name``'s kernel."""
+        """The contracts of ``name``'s kernel (an adopted app has none)."""
+        if "asgi" in self._table(name):
+            return []
         module = _import(name, f"{self.package(name)}.kernel")
         return [
             v for v in vars(module).values() if is_contract(v) and v.__module__ == module.__name__
