@@ -371,24 +371,24 @@ def init(
     """Start a workspace: nano.toml, a README and one service, `hello`, with its tests.
 
     The result passes `check` and its tests pass (`pytest`). It is written into a
-    folder that may already hold other code (the services to adopt), but never over
-    an existing nano.toml or any other file: then nothing is written and the exit
-    code is 2.
+    folder that may already hold other code (the services to adopt: a README or
+    .gitignore already there is kept as it is), but never over an existing nano.toml
+    or any other file: then nothing is written and the exit code is 2.
     """
     from nanobuild.scaffold import init_workspace
 
     folder = Path.cwd() if name is None else name
     try:
         with _reported():
-            workspace_name, files = init_workspace(folder)
+            workspace_name, files, kept = init_workspace(folder)
     except OSError as exc:
         typer.echo(f"nanobuild: cannot write the workspace in {folder}: {exc}", err=True)
         raise typer.Exit(1) from None
     shown = os.path.relpath(folder)
-    typer.echo(
-        f"created the workspace {workspace_name} in {shown}: {_count(len(files), 'file')}; "
-        f"next: `nanobuild check`, `pytest`, `nanobuild serve`"
-    )
+    typer.echo(f"created the workspace {workspace_name} in {shown}: {_count(len(files), 'file')}")
+    for path in kept:
+        typer.echo(f"kept your {path.name} as it is")
+    typer.echo("next: `nanobuild check`, `pytest`, `nanobuild serve`")
 
 
 @app.command("graph")

@@ -43,6 +43,7 @@ WORKSPACE_FILES = {
     "README.md.j2": "README.md",
     "gitignore.j2": ".gitignore",
 }
+KEPT_IF_THERE = ("README.md", ".gitignore")  # a project's own: kept, not refused
 FIRST_SERVICE = "hello"  # the service ``init`` writes
 _NOT_IN_A_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -74,10 +75,13 @@ def new_library(
     return folder
 
 
-def init_workspace(folder: Path, service: str = FIRST_SERVICE) -> tuple[str, list[Path]]:
+def init_workspace(
+    folder: Path, service: str = FIRST_SERVICE
+) -> tuple[str, list[Path], list[Path]]:
     """Write a workspace into ``folder`` (made if missing): nano.toml, a README and one
-    service; its name and the files written. ``WorkspaceError`` (E020), with nothing
-    written, if ``folder`` has a nano.toml or a file this would write."""
+    service; its name, the files written and those kept (a README or .gitignore that
+    was there already is left as it is). ``WorkspaceError`` (E020), with nothing
+    written, if ``folder`` has a nano.toml or any other file this would write."""
     folder = folder.resolve()
     name = _NOT_IN_A_NAME.sub("-", folder.name).strip(".-") or "workspace"
     files = _render("workspace", WORKSPACE_FILES, workspace=name, service=service)
@@ -87,6 +91,9 @@ def init_workspace(folder: Path, service: str = FIRST_SERVICE) -> tuple[str, lis
     files[FILENAME] += _table("services", service, project, service) + (
         'depends = []\npublic = ["Greet"]\n'
     )
+    kept = [target for target in KEPT_IF_THERE if (folder / target).is_file()]
+    for target in kept:
+        del files[target]
     taken = [target for target in files if (folder / target).exists()]
     if (folder / project).exists():
         taken.insert(0, project)
@@ -105,7 +112,7 @@ def init_workspace(folder: Path, service: str = FIRST_SERVICE) -> tuple[str, lis
             ]
         )
     _write(folder, files)
-    return name, [folder / target for target in files]
+    return name, [folder / target for target in files], [folder / target for target in kept]
 
 
 def _table(kind: str, name: str, rel: str, package: str) -> str:

@@ -187,8 +187,12 @@ def test_init_in_the_current_folder_beside_existing_code(tmp_path: Path) -> None
     project = tmp_path / "my project"
     (project / "users").mkdir(parents=True)
     (project / "users/main.py").write_text("app = None\n")
+    (project / "README.md").write_text("# my project\n")
     done = nanobuild("init", cwd=project)
     assert done.returncode == 0, done.stderr
+    assert "kept your README.md as it is" in done.stdout
+    assert (project / "README.md").read_text() == "# my project\n"
+    assert (project / ".gitignore").is_file()
     assert 'name = "my-project"' in (project / "nano.toml").read_text()
     assert (project / "users/main.py").read_text() == "app = None\n"  # left alone
     assert nanobuild("check", cwd=project).returncode == 0
@@ -203,14 +207,13 @@ def test_init_never_overwrites_and_writes_nothing_when_it_refuses(tmp_path: Path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nano.toml"]
     other = tmp_path / "other"
     (other / "services/hello").mkdir(parents=True)
-    (other / "README.md").write_text("mine\n")
+    (other / "nano.lock").write_text("mine\n")
     refused = nanobuild("init", "other", cwd=tmp_path)
     assert refused.returncode == 2
     assert (
         f"E020 cannot write the workspace: {other}/services/hello already exists" in refused.stderr
     )
-    assert sorted(p.name for p in other.iterdir()) == ["README.md", "services"]
-    assert (other / "README.md").read_text() == "mine\n"
+    assert sorted(p.name for p in other.iterdir()) == ["nano.lock", "services"]
     (tmp_path / "afile").write_text("")
     not_a_folder = nanobuild("init", "afile", cwd=tmp_path)
     assert not_a_folder.returncode == 2 and "E020" in not_a_folder.stderr
