@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -19,7 +20,17 @@ from nanobuild.runtime.asgi import ORIGINS, Adopted, load_app
 from nanobuild.runtime.httpclient import AsyncClient, Client
 from nanobuild.runtime.spec import ServiceSpec
 from tests.conftest import REPO, SAMPLES, Sample
-from tests.servers import build_binary, start
+from tests.servers import Binary, Server, build_binary, start
+
+
+def launch(command: list[str], log: Path, *extra: dict[str, str], **env: str) -> Server:
+    """``tests.servers.start`` with the environment given as dictionaries too."""
+    merged: dict[str, str] = {}
+    for part in (*extra, env):
+        merged |= part
+    starting: Any = start  # its keyword-only cwd would clash with a dict's keys, to mypy
+    server: Server = starting(command, log, **merged)
+    return server
 
 
 @pytest.fixture
@@ -53,27 +64,32 @@ def test_the_sample_loads_with_its_keys(adopt: Sample) -> None:
     assert adopt.root / "users" not in ws.import_paths()  # its main.py would collide
 
 
-@pytest.mark.parametrize(
-    ("old", "new", "code", "words"),
-    [
-        ('asgi = "main:app"\nport', 'asgi = "main"\nport', "E011", "is not module:attribute"),
-        ('asgi = "main:app"\nport = 18401', "port = 18401", "E011", "asgi` is not set"),
-        ("port = 18401", 'port = 18401\nmount = "/u"', "E012", "both `port` and `mount`"),
-        ("port = 18401", "port = 70000", "E012", "is not a TCP port"),
-        ('mount = "/orders"', 'mount = "orders/"', "E012", "is not a URL path prefix"),
-        ('mount = "/orders"', 'mount = "/"', "E013", "already taken by `services.orders"),
-        ("port = 18401", "port = 8000", "E013", "already taken by `ingress.port`"),
-        ('USERS_URL = "users"', 'USERS_URL = "userz"', "E014", "not a service of this"),
-        ('depends = ["users", "orders"]', 'depends = ["orders"]', "E014", "is not in"),
-        ('USERS_URL = "users"', '"2URL" = "users"', "E015", "'2URL' is not a name"),
-        ('USERS_URL = "users"', 'NANO_SECRET = "users"', "E015", "is nanobuild's own"),
-    ],
-)
-def test_a_bad_asgi_key_is_named(adopt: Sample, old: str, new: str, code: str, words: str) -> None:
-    adopt.edit("nano.toml", old, new)
-    found = problems(adopt)
-    assert [c for c, _, _ in found] == [code], found
-    assert words in found[0][1]
+BAD_KEYS = [
+    ('asgi = "main:app"\nport', 'asgi = "main"\nport', "E011", "is not module:attribute"),
+    ('asgi = "main:app"\nport = 18401', "port = 18401", "E011", "asgi` is not set"),
+    ("port = 18401", 'port = 18401\nmount = "/u"', "E012", "both `port` and `mount`"),
+    ("port = 18401", "port = 70000", "E012", "is not a TCP port"),
+    ('mount = "/orders"', 'mount = "orders/"', "E012", "is not a URL path prefix"),
+    ('mount = "/orders"', 'mount = "/"', "E013", "already taken by `services.orders"),
+    ("port = 18401", "port = 8000", "E013", "already taken by `ingress.port`"),
+    ('USERS_URL = "users"', 'USERS_URL = "userz"', "E014", "not a service of this"),
+    ('depends = ["users", "orders"]', 'depends = ["orders"]', "E014", "is not in"),
+    ('USERS_URL = "users"', '"2URL" = "users"', "E015", "'2URL' is not a name"),
+    ('USERS_URL = "users"', 'NANO_SECRET = "users"', "E015", "is nanobuild's own"),
+]
+
+
+def test_each_bad_asgi_key_is_named_with_its_own_code(tmp_path: Path) -> None:
+    found = []
+    for number, (old, new, code, words) in enumerate(BAD_KEYS):
+        shutil.copytree(SAMPLES / "adopt", tmp_path / str(number))
+        sample = Sample(tmp_path / str(number))
+        sample.edit("nano.toml", old, new)
+        [(got, message, _)] = problems(sample)
+        assert words in message, (code, message)
+        found.append(got)
+    assert found == [code for _, _, code, _ in BAD_KEYS]
+    assert sorted(set(found)) == ["E011", "E012", "E013", "E014", "E015"]
 
 
 def test_a_urls_service_not_in_the_workspace_gets_a_did_you_mean(adopt: Sample) -> None:
@@ -242,23 +258,23 @@ def _blocking(port: int) -> int:
 
 
 @pytest.fixture(scope="module")
-def adopt_binary(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+def adopt_binary(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Binary]:
     tmp = tmp_path_factory.mktemp("adopt-binary")
     return tmp, build_binary(SAMPLES / "adopt", tmp)
 
 
 def test_the_binary_serves_the_apps_fused(
-    adopt_binary: tuple[Path, object], tmp_path: Path
+    adopt_binary: tuple[Path, Binary], tmp_path: Path
 ) -> None:
     _, binary = adopt_binary
     log = tmp_path / "life.log"
     front = free_port()
-    server = start(
+    server = launch(
         binary.command("serve", "--port", str(front)),
-        tmp_path / "err.log",  # type: ignore[attr-defined]
+        tmp_path / "err.log",
         ADOPT_LOG=str(log),
         **binary.env,
-    )  # type: ignore[attr-defined]
+    )
     try:
         profile = httpx.get(f"{server.url}/profile/u1").json()
         assert profile["models"] == "gateway"
@@ -284,18 +300,18 @@ def test_the_binary_serves_the_apps_fused(
 
 
 def test_the_binary_serves_the_gateway_split(
-    adopt_binary: tuple[Path, object], tmp_path: Path
+    adopt_binary: tuple[Path, Binary], tmp_path: Path
 ) -> None:
     _, binary = adopt_binary
-    env = {"NANO_SECRET": "s", **binary.env}  # type: ignore[attr-defined]
+    env = {"NANO_SECRET": "s", **binary.env}
     back_port = free_port()
-    back = start(
-        binary.command("serve", "--only", "users,orders", "--port", str(back_port)),  # type: ignore[attr-defined]
+    back = launch(
+        binary.command("serve", "--only", "users,orders", "--port", str(back_port)),
         tmp_path / "back.log",
         **env,
     )
     try:
-        command = binary.command(  # type: ignore[attr-defined]
+        command = binary.command(
             "serve",
             "--only",
             "gateway",
@@ -306,7 +322,7 @@ def test_the_binary_serves_the_gateway_split(
             "--remote",
             f"orders={back.url}",
         )
-        gateway = start(command, tmp_path / "gateway.log", **env)
+        gateway = launch(command, tmp_path / "gateway.log", **env)
         try:
             profile = httpx.get(f"{gateway.url}/profile/u1").json()
             assert profile["user"]["models"] == "users"
@@ -361,19 +377,19 @@ def test_the_shops_tests_pass_against_the_adopted_binary_fused_and_split(tmp_pat
     env = {**shop.service_env(tmp_path), "NANO_SECRET": "s", **binary.env}
     users = f"http://127.0.0.1:{users_port}"
     orders = f"http://127.0.0.1:{orders_port}"
-    fused = start(binary.command("serve", "--port", "0"), tmp_path / "fused.log", **env)
+    fused = launch(binary.command("serve", "--port", "0"), tmp_path / "fused.log", **env)
     try:
         shop.assert_tests_pass(fused.url, users_url=users, orders_url=orders)
     finally:
         assert fused.stop() == 0
     time.sleep(0.5)
-    back = start(
+    back = launch(
         binary.command("serve", "--only", "users,orders", "--port", "0"),
         tmp_path / "back.log",
         **env,
     )
     try:
-        gateway = start(
+        gateway = launch(
             binary.command(
                 "serve",
                 "--only",

@@ -100,6 +100,68 @@ def python_binding() -> str:
 # -- contract shapes: what two builds compare before they call each other
 #
 # A contract's *shape* is its request and response types as they travel: every
+# -- REST routes: a contract's ``Route("GET /users/{id}")``, as text both sides read
+#
+# The binary serves the route and ``check`` judges it, so the one reading of the text
+# lives here, in the module both may import.
+
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+BODYLESS = frozenset({"GET", "DELETE"})  # their fields not in the path come from the query
+RESERVED_PATHS = frozenset({"/healthz", "/openapi.json"})  # the HTTP face's own
+
+
+def route_parts(text: object) -> tuple[str, str, tuple[str, ...]]:
+    """(method, path template, parameter names) of a route text such as ``GET /users/{id}``.
+
+    ``ValueError`` saying what is wrong: not ``METHOD /path``, an unknown method, no
+    leading slash, a query or fragment, unbalanced braces, a parameter that is not a
+    whole segment or not an identifier, a parameter twice, an empty segment, or a
+    path of the HTTP face's own.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"a route is text such as 'GET /users/{{id}}', not {text!r}")
+    words = text.split()
+    if len(words) != 2:
+        raise ValueError(f"route {text!r} is not 'METHOD /path', e.g. 'GET /users/{{id}}'")
+    method, path = words[0].upper(), words[1]
+    if method not in METHODS:
+        raise ValueError(f"route {text!r}: {words[0]} is not one of {', '.join(METHODS)}")
+    if not path.startswith("/"):
+        raise ValueError(f"route {text!r}: the path must start with '/'")
+    if "?" in path or "#" in path:
+        raise ValueError(f"route {text!r}: no query in the path; name query fields in query=")
+    if path in RESERVED_PATHS:
+        raise ValueError(f"route {text!r}: {path} is the HTTP face's own")
+    return method, path, _parameters(text, path)
+
+
+def _parameters(text: str, path: str) -> tuple[str, ...]:
+    params: list[str] = []
+    segments = path[1:].split("/")
+    for i, segment in enumerate(segments):
+        if not segment and i < len(segments) - 1:  # a trailing slash is a path of its own
+            raise ValueError(f"route {text!r}: an empty segment ('//')")
+        if segment.count("{") != segment.count("}"):
+            raise ValueError(f"route {text!r}: unbalanced braces in {segment!r}")
+        if "{" not in segment and "}" not in segment:
+            continue
+        name = segment[1:-1]
+        if not (segment.startswith("{") and segment.endswith("}")) or "{" in name or "}" in name:
+            raise ValueError(f"route {text!r}: a parameter is a whole segment, not {segment!r}")
+        if not name.isidentifier():
+            raise ValueError(f"route {text!r}: parameter {segment} does not name a field")
+        if name in params:
+            raise ValueError(f"route {text!r}: parameter {segment} appears twice")
+        params.append(name)
+    return tuple(params)
+
+
+def route_key(method: str, path: str) -> str:
+    """What two routes share when they are one route: ``GET /users/{}`` for ``/users/{id}``."""
+    segments = ["{}" if s.startswith("{") else s for s in path.split("/")]
+    return f"{method} {'/'.join(segments)}"
+
+
 # field's wire name, type and whether it is required, the nested records, tags and
 # layout. ``nanobuild.runtime.shapes`` computes it from the classes; two builds
 # exchange shapes (``nanobuild check --against``, the TCP handshake) and ``compare``
