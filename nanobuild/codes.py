@@ -95,6 +95,12 @@ E214 = _code("E214", "a call with more positional arguments than its class takes
 E215 = _code("E215", "a literal of the wrong type for its field")
 E216 = _code("E216", "an attribute the call's response type does not have")
 E217 = _code("E217", "a field given both by position and by keyword")
+E230 = _code("E230", "a malformed REST route")
+E231 = _code("E231", "a route parameter that is not a field of its contract")
+E232 = _code("E232", "a route parameter whose field cannot come from text")
+E233 = _code("E233", "two contracts on one route")
+E234 = _code("E234", "a route status outside 200-299")
+E235 = _code("E235", "a 204 route whose response is not None")
 
 E301 = _code("E301", "two packages claiming one module name")
 E302 = _code("E302", "requirements that cannot be met together")

@@ -67,6 +67,24 @@ class ContractInfo(msgspec.Struct, frozen=True, omit_defaults=True):
     answers: StructInfo | None = None  # the response type, when it is a Struct
 
 
+class RouteField(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A field of a routed contract: its type text, and how it can come from a URL."""
+
+    type: str
+    kind: str = ""  # "scalar", "list", or "" (not from text: a Struct, a dict, ...)
+
+
+class RouteInfo(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A contract's ``http`` route as its kernel declares it; ``checks.routes`` judges it."""
+
+    text: str  # the route text (``GET /users/{id}``), or what was given instead
+    line: int | None = None  # where the ``Route(...)`` is written
+    status: int = 200
+    query: list[str] = []
+    fields: dict[str, RouteField] = {}
+    problem: str | None = None  # what is wrong that the text cannot show (not a Route, ...)
+
+
 class ImportFailure(msgspec.Struct, frozen=True, omit_defaults=True):
     message: str
     path: str | None = None
@@ -77,6 +95,7 @@ class KernelInfo(msgspec.Struct, frozen=True, omit_defaults=True):
     names: list[str] = []
     contracts: dict[str, ContractInfo] = {}
     structs: dict[str, StructInfo] = {}  # each Struct the kernel defines, contracts included
+    routes: dict[str, RouteInfo] = {}  # each contract's REST route (``http``), if it has one
     error: ImportFailure | None = None
 
 
@@ -256,8 +275,61 @@ def describe(module_name: str, roots: tuple[str, ...]) -> KernelInfo:
         else ContractInfo()
         for name, pair in declared.items()
     }
+    routed = {name: route_info(pair[0]) for name, pair in declared.items() if pair}
+    routes = {name: route for name, route in routed.items() if route is not None}
     names = [name for name in vars(module) if not name.startswith("__")]
-    return KernelInfo(names=names, contracts=contracts, structs=structs)
+    return KernelInfo(names=names, contracts=contracts, structs=structs, routes=routes)
+
+
+def route_info(contract: type) -> RouteInfo | None:
+    """The REST route ``contract`` declares, as plain data, or None if it declares none."""
+    from nanobuild.runtime.contracts import Route, route_of, text_kind
+
+    declared = route_of(contract)
+    if declared is None:
+        return None
+    if not isinstance(declared, Route):
+        what = f"its http is {type(declared).__name__} {declared!r:.80}, not a Route"
+        return RouteInfo(text=repr(declared)[:80], problem=what)
+    fields = {
+        name: RouteField(type=type_text(tp), kind=text_kind(tp) or "")
+        for name, tp in _field_types_of(contract).items()
+    }
+    status, problem = declared.status, _route_problem(declared)
+    return RouteInfo(
+        text=declared.text if isinstance(declared.text, str) else repr(declared.text),
+        line=declared.line,
+        status=status if isinstance(status, int) and not isinstance(status, bool) else 0,
+        query=[str(name) for name in declared.query],
+        fields=fields,
+        problem=problem,
+    )
+
+
+def _route_problem(route: Any) -> str | None:
+    """What is wrong with a ``Route``'s status, headers or query, if anything."""
+    status = route.status
+    if not isinstance(status, int) or isinstance(status, bool):
+        return f"its status {status!r} is not a number"
+    headers = route.headers
+    if headers is not None and not (
+        isinstance(headers, dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items())
+    ):
+        return f"its headers {headers!r:.80} are not a mapping of text to text"
+    if not all(isinstance(name, str) for name in route.query):
+        return f"its query {route.query!r:.80} is not a list of field names"
+    return None
+
+
+def _field_types_of(contract: Any) -> dict[str, Any]:
+    """A contract's fields and their types: a Struct's, or a pydantic model's."""
+    if _is_struct(contract):
+        try:
+            return {f.name: f.type for f in msgspec.structs.fields(contract)}
+        except Exception:  # an annotation that cannot be resolved: E206 says so
+            return {}
+    return {name: info.annotation for name, info in getattr(contract, "model_fields", {}).items()}
 
 
 def _is_struct(value: object) -> bool:

@@ -407,7 +407,7 @@ def test_a_breaking_change_fails_at_once_naming_both_builds(
         )
         assert "400" not in message and "unknown field" not in message
         # the contract whose shapes agree still answers, on the same connection
-        listed = caller.call("users", "ListUsers", headers={"authorization": f"Bearer {SECRET}"})
+        listed = caller.call("users", "ListUsers", headers={"nano-secret": SECRET})
         assert listed.status_code == 200 and listed.json() == [{"id": "u1", "name": "Ada"}]
         health = caller.http.get("/healthz").json()
         [disagree] = health["disagree"]

@@ -20,9 +20,9 @@ RUNTIME = "nanobuild.runtime"
 LAYERS = [
     ["spec", "errors"],
     ["settings", "addresses", "context", "contracts", "codecs", "static", "bootstrap"],
-    ["router", "seam", "faults", "shapes", "data"],
+    ["router", "seam", "faults", "shapes", "data", "exchange"],
     ["node", "openapi"],
-    ["serving"],
+    ["serving", "rest"],
     ["transports", "transports.frames", "transports.base", "transports.local"],
     ["transports.tcp", "transports.http"],
     ["placement"],
@@ -136,7 +136,7 @@ def test_the_runtime_imports_point_down_the_layers() -> None:
 
 
 def test_the_package_re_exports_only_the_api_service_code_uses() -> None:
-    api = {"context", "contracts", "data", "errors", "router", "seam", "spec"}
+    api = {"context", "contracts", "data", "errors", "exchange", "router", "seam", "spec"}
     assert runtime_graph()[RUNTIME] == {f"{RUNTIME}.{name}" for name in api}
 
 

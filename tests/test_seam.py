@@ -255,7 +255,7 @@ def test_an_interceptor_follows_place_order_through_every_placement(
         item = {"product_id": "66VCHSJNUP", "quantity": 1}
         assert front.call("cart", "AddItem", {"user_id": user, "item": item}).status_code == 200
         spy_file.write_text("")  # only PlaceOrder from here on
-        headers = {"authorization": f"Bearer {SECRET}", "nano-context": f"trial={trial}"}
+        headers = {"nano-secret": SECRET, "nano-context": f"trial={trial}"}
         response = front.call("checkout", "PlaceOrder", order(user), headers=headers)
         assert response.status_code == 200, response.text
     finally:
@@ -353,7 +353,7 @@ def test_the_http_transport_carries_the_context_to_a_trusted_face(echo_server: A
 
 def test_the_face_refuses_a_malformed_context_from_a_trusted_caller(echo_server: Any) -> None:
     server, _ = echo_server
-    trusted = {"authorization": f"Bearer {SECRET}"}
+    trusted = {"nano-secret": SECRET}
     response = server.call("back", "Echo", headers={**trusted, "nano-context": "no-equals-sign"})
     assert response.status_code == 400
     assert "has no '='" in response.json()["error"]["message"]

@@ -7,6 +7,7 @@ turn; each family yields ``Diagnostic``s and never stops at the first problem.
     E1xx  structure.py  dependencies.py  imports.py   packages, the graph, who imports whom
           declared.py                                  third-party imports are declared
     E2xx  kernels.py    handlers.py    calls.py        contracts, kernels, handlers, call sites
+    E23x  routes.py                                    contracts' REST routes
     E13x  asgi.py                                      adopted ASGI apps: the app is there
     E3xx  fusion.py                                    can the services share one process
 """
@@ -22,13 +23,25 @@ from nanobuild.checks import (
     handlers,
     imports,
     kernels,
+    routes,
     structure,
 )
 from nanobuild.checks.context import Context
 from nanobuild.diagnostics import Diagnostic, sorted_diagnostics
 from nanobuild.workspace import Workspace
 
-FAMILIES = (structure, dependencies, imports, declared, kernels, handlers, calls, fusion, asgi)
+FAMILIES = (
+    structure,
+    dependencies,
+    imports,
+    declared,
+    kernels,
+    handlers,
+    calls,
+    fusion,
+    asgi,
+    routes,
+)
 
 
 def run(workspace: Workspace) -> list[Diagnostic]:

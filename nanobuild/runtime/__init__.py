@@ -8,7 +8,7 @@ This package imports nothing from nanobuild's build side.
 """
 
 from nanobuild.runtime import context
-from nanobuild.runtime.contracts import Contract, handler, on_shutdown, on_startup
+from nanobuild.runtime.contracts import Contract, Route, handler, on_shutdown, on_startup
 from nanobuild.runtime.data import data_dir
 from nanobuild.runtime.errors import (
     BadRequest,
@@ -29,6 +29,7 @@ from nanobuild.runtime.errors import (
     UnsupportedMediaType,
     WrongResponse,
 )
+from nanobuild.runtime.exchange import Exchange, this_call
 from nanobuild.runtime.router import call, call_sync
 from nanobuild.runtime.seam import CallInfo, Interceptor, Proceed
 from nanobuild.runtime.spec import __version__
@@ -38,6 +39,7 @@ __all__ = [
     "CallInfo",
     "Conflict",
     "Contract",
+    "Exchange",
     "Forbidden",
     "Incompatible",
     "Interceptor",
@@ -48,6 +50,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "Proceed",
+    "Route",
     "Timeout",
     "Unauthorized",
     "Unavailable",
@@ -63,4 +66,5 @@ __all__ = [
     "handler",
     "on_shutdown",
     "on_startup",
+    "this_call",
 ]

@@ -1,6 +1,7 @@
 """The HTTP face of a node, as one ASGI app (the README's "The HTTP face").
 
     POST /api/<service>/<Contract>    the fast path, answered here at the ASGI level
+    GET /users/{id}, ...              contracts' REST routes (rest.py), also at the ASGI level
     GET  /healthz, /openapi.json, /   a small Starlette app (openapi.py, static.py)
     lifespan                          the services' start-up and shutdown hooks
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 import msgspec
@@ -24,8 +25,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from nanobuild.runtime import context, openapi
-from nanobuild.runtime.codecs import JSON, Format, format_of
+from nanobuild.runtime import context, openapi, rest
+from nanobuild.runtime.codecs import JSON, MSGPACK, Format, format_of
 from nanobuild.runtime.errors import (
     BadRequest,
     MethodNotAllowed,
@@ -35,15 +36,18 @@ from nanobuild.runtime.errors import (
     UnknownContract,
     UnsupportedMediaType,
 )
+from nanobuild.runtime.exchange import SECRET_HEADER, Exchange, bind, unbind
 from nanobuild.runtime.faults import log_failure, unknown_contract
 from nanobuild.runtime.node import Node
+from nanobuild.runtime.rest import RestRoute
 from nanobuild.runtime.serving import Served, served_endpoints
 from nanobuild.runtime.settings import Settings
-from nanobuild.runtime.spec import __version__
+from nanobuild.runtime.spec import METHODS, __version__
 from nanobuild.runtime.static import Frontend
 
 log = logging.getLogger("nanobuild.http")
 _CONTEXT_HEADER = context.HEADER  # read for every header of every call: a plain global
+_SECRET_HEADER = SECRET_HEADER  # as is this one
 
 
 class Companion(Protocol):
@@ -82,6 +86,7 @@ class App:
         self.routes = {f"/api/{service}/{name}": s for (service, name), s in served.items()}
         self._secret = self.settings.secret.encode() if self.settings.secret else None
         self._site = site(node)
+        self.rest = rest.table(node.every_endpoint(), served)  # contracts' own routes
         # adopted apps mounted on the front door take every path but the contracts'
         self._contracts_only = not mounts
         if mounts:
@@ -98,35 +103,39 @@ class App:
             await self.api(scope, receive, send)
         elif scope["type"] == "lifespan":
             await self.lifespan(receive, send)
-        else:
+        elif not (
+            self.rest and scope["type"] == "http" and await self.rest_call(scope, receive, send)
+        ):
             await self._site(scope, receive, send)
 
     # -- contract calls
 
     async def api(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer one ``/api/`` request: find, check, decode, run, encode."""
-        content_type = content_length = authorization = values = None
+        content_type = content_length = secret = values = None
         for name, value in scope["headers"]:
             if name == b"content-type":
                 content_type = value
             elif name == b"content-length":
                 content_length = value
-            elif name == b"authorization":
-                authorization = value
+            elif name == _SECRET_HEADER:
+                secret = value
             elif name == _CONTEXT_HEADER:
                 values = value
         fmt = None if content_type is None else format_of(content_type)
         path: str = scope["path"]
         served = self.routes.get(path)
+        if served is None and self.rest and await self.rest_call(scope, receive, send):
+            return  # a contract's REST route under /api/
         try:
-            if served is None or not (served.public or self._authorized(authorization)):
+            if served is None or not (served.public or self._authorized(secret)):
                 raise _unknown(path)  # a contract kept from this caller looks absent
             if scope["method"] != "POST":
                 raise MethodNotAllowed(f"call {served.service}.{served.name} with POST")
             if fmt is None:
                 raise UnsupportedMediaType(_media_type_message(content_type))
             body = await self._body(receive, content_length)
-            payload = await self._answer(served, body, fmt, values, authorization)
+            payload, exchange = await self._answer(served, body, fmt, values, secret, scope)
         except _Failed as failed:
             await _fail(send, failed.error, fmt or JSON)
             return
@@ -138,7 +147,7 @@ class App:
             return
         except _ClientGone:
             return
-        await _respond(send, 200, fmt.media_type, payload)
+        await _respond(send, 200, fmt.media_type, payload, exchange.encoded_headers())
 
     async def _answer(
         self,
@@ -146,27 +155,107 @@ class App:
         body: bytes,
         fmt: Format,
         values: bytes | None,
-        authorization: bytes | None,
-    ) -> bytes:
-        """The encoded answer; ``_Failed`` with what the caller is told if the call failed."""
+        secret: bytes | None,
+        scope: Scope,
+    ) -> tuple[bytes, Exchange]:
+        """The encoded answer and its exchange; ``_Failed`` with what the caller is told if
+        the call failed."""
         token = None
-        if values is not None and self._authorized(authorization):
+        if values is not None and self._authorized(secret):
             # only a trusted caller (another nanobuild process) sets the call's context
             token = context.bind(context.from_header(values))
         try:
-            return await served.answer(body, fmt)
+            codec = served.codecs[fmt]
+            request = codec.decode(body)
+            exchange = Exchange(scope["headers"], "POST", scope["path"])
+            return codec.encode(await _run(served, request, exchange)), exchange
         except Exception as exc:
             raise _Failed(served.failure(exc)) from exc
         finally:
             if token is not None:
                 context.unbind(token)
 
-    def _authorized(self, authorization: bytes | None) -> bool:
-        """Whether the call carries ``Bearer <NANO_SECRET>`` (compared in constant time)."""
-        if self._secret is None or authorization is None:
+    # -- contracts' REST routes
+
+    async def rest_call(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Answer a contract's REST route; False if none this caller may see is at the path."""
+        found = self.rest.match(scope["path"])
+        if found is None:
             return False
-        scheme, _, token = authorization.partition(b" ")
-        return scheme.lower() == b"bearer" and hmac.compare_digest(token, self._secret)
+        head = _Head(scope["headers"])
+        trusted = self._authorized(head.secret)
+        methods, parts = found
+        # a route of a contract kept from this caller looks absent, as at /api/
+        visible = {m: methods[m] for m in METHODS if m in methods}
+        if not trusted:
+            visible = {m: r for m, r in visible.items() if r.served.public}
+        if not visible:
+            return False
+        route = visible.get(scope["method"])
+        fmt = head.answer_format()
+        try:
+            if route is None:
+                raise MethodNotAllowed(f"{scope['path']} answers {', '.join(visible)}")
+            body = await self._body(receive, head.content_length)
+            answer = await self._rest_answer(route, scope, parts, body, head, trusted)
+        except _Failed as failed:
+            await _fail(send, failed.error, fmt, visible)
+        except NanoError as exc:  # refused before it ran
+            if route is not None:
+                exc.located(route.served.service, route.served.name)
+            log_failure(log, exc)
+            await _fail(send, exc, fmt, visible)
+        except _ClientGone:
+            pass
+        else:
+            await send(answer[0])
+            await send(answer[1])
+        return True
+
+    async def _rest_answer(
+        self,
+        route: RestRoute,
+        scope: Scope,
+        parts: list[str],
+        body: bytes,
+        head: _Head,
+        trusted: bool,
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The answer's two ASGI messages; ``_Failed`` with what the caller is told if the
+        call failed."""
+        served = route.served
+        token = None
+        if head.values is not None and trusted:
+            token = context.bind(context.from_header(head.values))
+        try:
+            given = head.body_format(body)
+            fmt = head.answer_format(given)
+            # no body: the fields from the URL go through the MessagePack codec
+            request = route.request(parts, scope["query_string"], body, given or MSGPACK)
+            exchange = Exchange(scope["headers"], scope["method"], scope["path"])
+            result = await _run(served, request, exchange)
+            status = exchange.status or route.status
+            payload = b"" if status == 204 else served.codecs[fmt].encode(result)
+        except Exception as exc:
+            raise _Failed(served.failure(exc)) from exc
+        finally:
+            if token is not None:
+                context.unbind(token)
+        headers = [*route.headers, *exchange.encoded_headers()]
+        if status != 204:
+            headers += [(b"content-type", fmt.media_type)]
+        headers.append((b"content-length", str(len(payload)).encode()))
+        start = {"type": "http.response.start", "status": status, "headers": headers}
+        return start, {"type": "http.response.body", "body": payload}
+
+    def _authorized(self, secret: bytes | None) -> bool:
+        """Whether the call's ``nano-secret`` header is NANO_SECRET (compared in constant time).
+
+        A header of nanobuild's own, so that ``Authorization`` stays the app's.
+        """
+        if self._secret is None or secret is None:
+            return False
+        return hmac.compare_digest(secret, self._secret)
 
     async def _body(self, receive: Receive, content_length: bytes | None) -> bytes:
         """The request body, refused as soon as it is known to be over the limit."""
@@ -270,9 +359,57 @@ def _media_type_message(content_type: bytes | None) -> str:
     return f"send application/json or application/msgpack, not {sent}"
 
 
-async def _fail(send: Send, exc: NanoError, fmt: Format) -> None:
+async def _run(served: Served, request: object, exchange: Exchange) -> object:
+    """Run the call with ``exchange`` as what ``this_call(request)`` gives its handler."""
+    bind(request, exchange)
+    try:
+        result = served.run(request)
+        return await result if served.is_async else result
+    finally:
+        unbind(request)
+
+
+class _Head:
+    """What the HTTP face reads of a REST request's headers, in one pass."""
+
+    __slots__ = ("accept", "content_length", "content_type", "secret", "values")
+
+    def __init__(self, headers: list[tuple[bytes, bytes]]) -> None:
+        self.content_type = self.content_length = self.secret = self.values = None
+        self.accept = b""
+        for name, value in headers:
+            if name == b"content-type":
+                self.content_type = value
+            elif name == b"content-length":
+                self.content_length = value
+            elif name == _SECRET_HEADER:
+                self.secret = value
+            elif name == _CONTEXT_HEADER:
+                self.values = value
+            elif name == b"accept":
+                self.accept = value
+
+    def body_format(self, body: bytes) -> Format | None:
+        """The body's format; None for no body."""
+        if not body:
+            return None
+        found = None if self.content_type is None else format_of(self.content_type)
+        if found is None:
+            raise UnsupportedMediaType(_media_type_message(self.content_type))
+        return found
+
+    def answer_format(self, given: Format | None = None) -> Format:
+        """The format ``Accept`` asks for; else the body's; else JSON."""
+        if b"msgpack" in self.accept:
+            return MSGPACK
+        return JSON if given is None or b"json" in self.accept else given
+
+
+async def _fail(
+    send: Send, exc: NanoError, fmt: Format, allowed: Iterable[str] = ("POST",)
+) -> None:
     """Answer with ``exc`` in the request's format (what the log is told is told already)."""
-    extra = [(b"allow", b"POST")] if exc.status == 405 else []
+    extra = [(b"allow", ", ".join(allowed).encode())] if exc.status == 405 else []
     await _respond(send, exc.status, fmt.media_type, fmt.encode({"error": exc.to_wire()}), extra)
 
 

@@ -13,8 +13,9 @@ function: calling it directly costs exactly what it cost before.
 
 from __future__ import annotations
 
+import sys
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
 import msgspec
@@ -27,6 +28,98 @@ F = TypeVar("F", bound=Callable[..., Any])
 HANDLER_MARK = "__nano_handler__"
 ROUTE = "__nano_route__"
 HOOK_MARK = "__nano_hook__"
+
+
+class Route:
+    """A contract's REST route, beside ``POST /api/<service>/<Contract>``::
+
+        class GetUser(Contract[User], frozen=True):
+            http: ClassVar[Route] = Route("GET /users/{id}")
+            id: int
+
+    ``{id}`` binds a path segment to the field ``id``, converted from text to the
+    field's type; ``query`` names fields read from the query string (for GET and
+    DELETE, every field not in the path is); the body (JSON or MessagePack) gives the
+    rest. ``status`` is the success status (a 204 sends no body, and takes a ``None``
+    response); ``headers`` are sent with every success. Nothing is checked here: a
+    kernel with a bad route still imports, and ``nanobuild check`` names the problem.
+    """
+
+    __slots__ = ("headers", "line", "query", "status", "text")
+
+    def __init__(
+        self,
+        route: str,
+        *,
+        status: int = 200,
+        headers: Mapping[str, str] | None = None,
+        query: Sequence[str] | str = (),
+    ) -> None:
+        self.text = route
+        self.status = status
+        self.headers = dict(headers) if isinstance(headers, Mapping) else headers
+        self.query = (query,) if isinstance(query, str) else tuple(query)
+        # where it was written (the class body), for check's messages; costs nothing later
+        self.line: int = sys._getframe(1).f_lineno
+
+    def __repr__(self) -> str:
+        return f"Route({self.text!r}, status={self.status!r})"
+
+
+ROUTE_ATTRIBUTE = "http"  # the class variable a contract declares its Route in
+
+
+def route_of(contract: type) -> object:
+    """What ``contract`` declares as its REST route (a ``Route``, if well written), or None."""
+    if ROUTE_ATTRIBUTE in getattr(contract, "__struct_fields__", ()):
+        return None  # a field of that name: the contract has no route
+    return getattr(contract, ROUTE_ATTRIBUTE, None)
+
+
+def text_kind(tp: Any) -> str | None:
+    """How a field of type ``tp`` can come from a URL: ``"scalar"`` from one piece of text
+    (a path segment, a query value), ``"list"`` from a query parameter given again and
+    again (``?tag=a&tag=b``), None not at all (a Struct, a dict, ...)."""
+    if _from_text(tp):
+        return "scalar"
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Annotated:
+        return text_kind(args[0])
+    if origin in (list, set, frozenset) or (origin is tuple and args[1:] == (...,)):
+        return "list" if args and _from_text(args[0]) else None
+    if _is_union(origin):
+        kinds = {text_kind(arg) for arg in args if arg is not type(None)}
+        return kinds.pop() if len(kinds) == 1 else None
+    return None
+
+
+def _from_text(tp: Any) -> bool:
+    import datetime
+    import decimal
+    import enum
+    import uuid
+
+    plain = (str, int, float, bool, bytes, decimal.Decimal, uuid.UUID)
+    times = (datetime.datetime, datetime.date, datetime.time, datetime.timedelta)
+    if tp in plain or tp in times or (isinstance(tp, type) and issubclass(tp, enum.Enum)):
+        return True
+    if hasattr(tp, "__supertype__"):  # a NewType
+        return _from_text(tp.__supertype__)
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Annotated:
+        return _from_text(args[0])
+    if origin is typing.Literal:
+        return all(isinstance(arg, str | int) for arg in args)
+    if _is_union(origin):
+        rest = [arg for arg in args if arg is not type(None)]
+        return bool(rest) and all(_from_text(arg) for arg in rest)
+    return False
+
+
+def _is_union(origin: Any) -> bool:
+    import types
+
+    return origin is typing.Union or origin is types.UnionType
 
 
 async def _no_route(request: Any) -> Any:
@@ -52,6 +145,8 @@ class Contract(msgspec.Struct, Generic[R], frozen=True):
     """
 
     idempotent: ClassVar[bool] = False
+    # its REST route, if it has one (``Route``); every contract answers at /api/ too
+    http: ClassVar[Route | None] = None
 
     # where ``call`` finds the route to this contract's handler: ``router.install``
     # makes each routed contract's route a method of its class; here, for any

@@ -43,7 +43,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "NANO_SECRET",
         "the workspace secret: opens non-public contracts over HTTP "
-        "(`Authorization: Bearer`), and split processes prove it to each other",
+        "(the `nano-secret` header), and split processes prove it to each other",
         "unset",
     ),
     Variable(
@@ -125,7 +125,7 @@ class Settings(msgspec.Struct, frozen=True):
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
         """The settings ``environ`` gives; ``SettingsError`` naming a variable it cannot use."""
         return cls(
-            # an empty secret would make "Bearer " a valid credential: treat it as unset
+            # an empty secret would make an empty header a valid credential: treat it as unset
             secret=environ.get("NANO_SECRET") or None,
             max_body=_positive_int(environ, "NANO_MAX_BODY", DEFAULT_MAX_BODY),
             strict=_flag(environ, "NANO_STRICT"),

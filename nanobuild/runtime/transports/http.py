@@ -1,9 +1,10 @@
 """The HTTP transport: calls through a remote process's HTTP face, for ``http://`` remotes.
 
 Each call is ``POST /api/<service>/<Contract>`` with a MessagePack body and
-``Authorization: Bearer <NANO_SECRET>`` (when a secret is set), the very request any
-HTTP client would send (see the README's "The HTTP face"), so the remote may be
-anything that speaks it; the per-call context goes as the ``nano-context`` header.
+``nano-secret: <NANO_SECRET>`` (when a secret is set; a header of nanobuild's own, so
+``Authorization`` stays the app's), the very request any HTTP client would send (see
+the README's "The HTTP face"), so the remote may be anything that speaks it; the
+per-call context goes as the ``nano-context`` header.
 An error answer's body names its kind, and the caller raises the same
 ``NanoError`` class; an answer without one is mapped by its status code.
 
@@ -33,6 +34,7 @@ from nanobuild.runtime.errors import (
     Internal,
     NanoError,
 )
+from nanobuild.runtime.exchange import SECRET_HEADER
 from nanobuild.runtime.settings import Settings
 from nanobuild.runtime.transports.base import (
     Backoff,
@@ -88,7 +90,7 @@ class HttpTransport(Transport):
         self._headers = [(b"host", f"{self.address.host}:{self.address.port}".encode())]
         self._headers.append((b"content-type", MEDIA_TYPE))
         if secret:
-            self._headers.append((b"authorization", b"Bearer " + secret.encode()))
+            self._headers.append((SECRET_HEADER, secret.encode()))
         self._idle: list[_HttpConnection] = []
         self._closed = False
 
