@@ -101,6 +101,7 @@ E232 = _code("E232", "a route parameter whose field cannot come from text")
 E233 = _code("E233", "two contracts on one route")
 E234 = _code("E234", "a route status outside 200-299")
 E235 = _code("E235", "a 204 route whose response is not None")
+E240 = _code("E240", "a pydantic model that cannot cross the network")
 
 E301 = _code("E301", "two packages claiming one module name")
 E302 = _code("E302", "requirements that cannot be met together")

@@ -64,7 +64,9 @@ class StructInfo(msgspec.Struct, frozen=True, omit_defaults=True):
 class ContractInfo(msgspec.Struct, frozen=True, omit_defaults=True):
     response: str | None = None  # None: the contract declares no response type
     wire_error: str | None = None  # why the request or response cannot cross the network
-    answers: StructInfo | None = None  # the response type, when it is a Struct
+    answers: StructInfo | None = None  # the response type, when it is a Struct or a model
+    model_error: str | None = None  # why a pydantic model in it cannot cross the network
+    model: str | None = None  # that model's class name
 
 
 class RouteField(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -253,23 +255,32 @@ def describe(module_name: str, roots: tuple[str, ...]) -> KernelInfo:
         module = __import__(module_name, fromlist=["_"])
     except BaseException as exc:  # a kernel may raise anything, SystemExit included
         return KernelInfo(error=_failure(exc, roots))
+    # pydantic's models, when the kernel has loaded pydantic (else there can be none)
+    models: Any = None
+    if "pydantic" in sys.modules:
+        from nanobuild.runtime import models as loaded
+
+        models = loaded
     # contract name -> (the contract, its response type), or None if it declares none
     declared: dict[str, tuple[type, Any] | None] = {}
     structs: dict[str, StructInfo] = {}
     for name, value in vars(module).items():
         if _is_struct(value) and value.__module__ == module_name:
             structs[name] = struct_info(value)
+        elif models and models.is_model(value) and value.__module__ == module_name:
+            structs[name] = model_info(models, value)
         if is_contract(value) and value.__module__ == module_name:
             try:
                 declared[name] = (value, response_type(value))
             except MissingResponseType:
                 declared[name] = None
-    wire_errors = _wire_errors({name: pair for name, pair in declared.items() if pair})
+    wire_errors = _wire_errors({name: pair for name, pair in declared.items() if pair}, models)
     contracts = {
         name: ContractInfo(
             response=type_text(pair[1]),
             wire_error=wire_errors[name],
-            answers=struct_info(pair[1]) if _is_struct(pair[1]) else None,
+            answers=_answers(models, pair[1]),
+            **_model_error(models, pair),
         )
         if pair
         else ContractInfo()
@@ -371,6 +382,55 @@ def struct_info(cls: Any) -> StructInfo:
     return info
 
 
+def _answers(models: Any, response: Any) -> StructInfo | None:
+    """The fields and attributes of a response that is a Struct or a pydantic model."""
+    if _is_struct(response):
+        return struct_info(response)
+    if models is not None and models.is_model(response):
+        return model_info(models, response)
+    return None
+
+
+def model_info(models: Any, cls: Any) -> StructInfo:
+    """The fields of a pydantic model as its constructor takes them: all by keyword, each
+    by its alias unless the model takes field names too (``populate_by_name``)."""
+    if cls in _described:
+        return _described[cls]
+    fields = models.fields(cls)
+    keywords = {field.keyword for field in fields}
+    # an attribute is read by its Python name, even where the constructor takes the alias
+    renamed = [field.name for field in fields if field.name != field.keyword]
+    info = _described[cls] = StructInfo(
+        fields=[
+            FieldInfo(
+                name=field.keyword,
+                encode_name=field.wire,
+                type=type_text(field.annotation),
+                required=field.required,
+                kw_only=True,
+            )
+            for field in fields
+        ],
+        attributes=renamed
+        + [name for name in dir(cls) if not name.startswith("__") and name not in keywords],
+        dynamic=models.allows_any_attribute(cls),
+    )
+    return info
+
+
+def _model_error(models: Any, pair: tuple[type, Any]) -> dict[str, str]:
+    """``model_error`` and ``model`` of a contract whose request or response holds a pydantic
+    model that cannot cross the network (E240), else nothing."""
+    if models is None:
+        return {}
+    for carried in pair:
+        found = models.off_wire(carried)
+        if found is not None:
+            model, reason = found
+            return {"model_error": reason, "model": model}
+    return {}
+
+
 def _field_types(cls: Any) -> dict[str, str]:
     """Each field's type text, from the classes' own annotations where these are types;
     resolved by msgspec (slower) where one is a string."""
@@ -387,13 +447,16 @@ def _field_types(cls: Any) -> dict[str, str]:
         return {}
 
 
-def _wire_errors(contracts: Mapping[str, tuple[type, Any]]) -> dict[str, str | None]:
+def _wire_errors(contracts: Mapping[str, tuple[type, Any]], models: Any) -> dict[str, str | None]:
     """Per contract, why msgspec cannot carry its request or response, or None.
 
     One schema of all a kernel's contracts costs far less than one schema per
     contract, and almost always succeeds; only when it fails is each contract tried
-    on its own, to tell which of them cannot cross the network, and why.
+    on its own, to tell which of them cannot cross the network, and why. A pydantic
+    model is pydantic's to carry: ``_model_error`` (E240) says whether it can.
     """
+    if models is not None:
+        _model_hook[0] = _models_carried
     if wire_error([t for pair in contracts.values() for t in pair]) is None:
         return dict.fromkeys(contracts)
     return {
@@ -402,10 +465,20 @@ def _wire_errors(contracts: Mapping[str, tuple[type, Any]]) -> dict[str, str | N
     }
 
 
+def _models_carried(tp: Any) -> dict[str, Any]:
+    """msgspec's schema hook once pydantic is loaded: a model is fine here (see E240)."""
+    if hasattr(tp, "__pydantic_validator__"):
+        return {"type": "object"}  # not empty: msgspec takes an empty schema for none
+    raise NotImplementedError
+
+
+_model_hook: list[Any] = [None]  # the schema hook for pydantic models, once they may exist
+
+
 def wire_error(carried: Sequence[Any]) -> str | None:
     """Why msgspec cannot carry one of these types, or None."""
     try:
-        msgspec.json.schema_components(carried)
+        msgspec.json.schema_components(carried, schema_hook=_model_hook[0])
     except (TypeError, ValueError) as exc:
         return str(exc).splitlines()[0]
     return None
@@ -465,7 +538,7 @@ def _culprit(carried: Any, where: str, seen: set[int], *, in_field: bool) -> str
 def _last_reason(carried: Any) -> str:
     """The line of msgspec's complaint that names the type (its last), not its preamble."""
     try:
-        msgspec.json.schema_components([carried])
+        msgspec.json.schema_components([carried], schema_hook=_model_hook[0])
     except (TypeError, ValueError) as exc:
         return [line for line in str(exc).splitlines() if line.strip()][-1]
     return "msgspec cannot carry it"  # only together with the rest: say no more than that

@@ -19,7 +19,7 @@ RUNTIME = "nanobuild.runtime"
 # Bottom to top. A module may import from its own layer or any layer below it.
 LAYERS = [
     ["spec", "errors"],
-    ["settings", "addresses", "context", "contracts", "codecs", "static", "bootstrap"],
+    ["settings", "addresses", "context", "contracts", "codecs", "models", "static", "bootstrap"],
     ["router", "seam", "faults", "shapes", "data", "exchange"],
     ["node", "openapi"],
     ["serving", "rest"],
@@ -34,7 +34,7 @@ LAYERS = [
 ]
 # ``python -m nanobuild.probe`` is also the program ``check`` runs in a child Python,
 # beside the kernels it imports; only that child side reads contracts as kernels do
-CHILD_SIDE = {("probe", "describe"): {f"{RUNTIME}.contracts"}}
+CHILD_SIDE = {("probe", "describe"): {f"{RUNTIME}.contracts", f"{RUNTIME}.models"}}
 
 
 def module_name(path: Path) -> str:
@@ -136,7 +136,7 @@ def test_the_runtime_imports_point_down_the_layers() -> None:
 
 
 def test_the_package_re_exports_only_the_api_service_code_uses() -> None:
-    api = {"context", "contracts", "data", "errors", "exchange", "router", "seam", "spec"}
+    api = {"context", "contracts", "data", "errors", "exchange", "models", "router", "seam", "spec"}
     assert runtime_graph()[RUNTIME] == {f"{RUNTIME}.{name}" for name in api}
 
 

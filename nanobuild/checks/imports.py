@@ -34,9 +34,12 @@ BYPASS_HINT = (
     "a package in `requires`"
 )
 KERNEL_RULE = (
-    "a kernel imports only the standard library, msgspec, nanobuild.runtime, "
-    "other services' kernels and libraries that need no third-party package"
+    "a kernel imports only the standard library, msgspec, pydantic (when its service "
+    "requires it), nanobuild.runtime, other services' kernels and libraries that need "
+    "no third-party package"
 )
+# what a kernel of pydantic models (``ModelContract``) imports, once its service requires pydantic
+PYDANTIC_MODULES = frozenset({"pydantic", "pydantic_core", "annotated_types"})
 
 
 def check(ctx: Context) -> Iterator[Diagnostic]:
@@ -195,6 +198,13 @@ def kernel_import_problems(ctx: Context, svc: Service) -> list[Diagnostic]:
             why = f"the kernel of {svc.name} imports {imp.module}, its own service's internals"
         elif imp.top in ALWAYS_AVAILABLE or imp.top == "nanobuild" or isinstance(owner, Service):
             continue  # the standard library, msgspec; nanobuild and services: E110, E103/E104
+        elif imp.top in PYDANTIC_MODULES and owner is None:
+            if _requires_pydantic(svc):
+                continue
+            why = (
+                f"the kernel of {svc.name} imports {imp.module}, but {svc.key}.requires "
+                "does not declare pydantic"
+            )
         elif isinstance(owner, Library):
             if not owner.requires:
                 continue
@@ -209,6 +219,19 @@ def kernel_import_problems(ctx: Context, svc: Service) -> list[Diagnostic]:
             )
         problems.append(Diagnostic(here, codes.E207, why, line=imp.line, hint=KERNEL_RULE))
     return problems
+
+
+def _requires_pydantic(svc: Service) -> bool:
+    """Whether ``svc`` declares pydantic among its requirements."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    for text in svc.requires:
+        try:
+            if Requirement(text).name.lower() == "pydantic":
+                return True
+        except InvalidRequirement:
+            continue  # E007 says so
+    return False
 
 
 def _within(name: str, module: str) -> bool:

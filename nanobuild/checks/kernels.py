@@ -1,4 +1,4 @@
-"""E201, E206, E208, E210: kernels import, their contracts can cross a network, and
+"""E201, E206, E208, E210, E240: kernels import, their contracts can cross a network, and
 every name a service takes from another's kernel is there."""
 
 from __future__ import annotations
@@ -45,6 +45,15 @@ def check(ctx: Context) -> Iterator[Diagnostic]:
                     f"contract {contract} cannot cross the network: {described.wire_error}",
                     line=line,
                     hint="use msgspec Structs, builtin types, datetime, uuid, decimal, enums",
+                )
+            elif described.model_error is not None:
+                yield Diagnostic(
+                    here,
+                    codes.E240,
+                    f"contract {contract} cannot cross the network: {described.model_error}",
+                    line=kernel.classes.get(described.model or "") or line,
+                    hint="give the field a type pydantic can write as JSON (no arbitrary "
+                    "classes, no callables)",
                 )
     # kernel module -> the services whose kernel it is and imported: one service,
     # unless several claim one package (E301)

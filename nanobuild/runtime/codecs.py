@@ -11,12 +11,21 @@ Two C-level decodes of a small body cost about a microsecond; the handler sees
 its own classes, so ``type(request)`` and ``==`` behave as in memory.
 
 Responses are checked before they leave: a handler that returns the wrong type
-is an ``Internal`` error, not a body the caller cannot decode.
+is an ``Internal`` error, not a body the caller cannot decode. Under ``NANO_STRICT``
+(``thorough``) every field is checked too, in MessagePack, which keeps what JSON
+hides: a ``bytes`` in a ``str`` field would be base64 text in JSON.
+
+pydantic models (``nanobuild.runtime.models``) go through the same codecs: msgspec
+writes them through an ``enc_hook`` (called only for a type msgspec does not know,
+so it costs the others nothing) and reads them through a ``dec_hook``; a request or
+response that is itself a model is validated by pydantic straight from the body.
+None of it is imported until pydantic is.
 """
 
 from __future__ import annotations
 
 import re
+import sys
 import types
 import typing
 from collections.abc import Callable
@@ -30,21 +39,70 @@ Encode = Callable[[Any], bytes]
 
 
 class Format:
-    """A wire format: the media type it answers with, and how to build its codecs."""
+    """A wire format: the media type it answers with, and how to build its codecs.
 
-    __slots__ = ("decoder", "encode", "media_type", "name")
+    ``checked`` encodes as ``encode`` does, but refuses a pydantic model whose field
+    holds a value of another type (strict mode).
+    """
+
+    __slots__ = ("checked", "decoder", "encode", "media_type", "name")
 
     def __init__(
-        self, name: str, media_type: bytes, encode: Encode, decoder: Callable[[Any], Any]
+        self,
+        name: str,
+        media_type: bytes,
+        encoder: Callable[..., Any],
+        decoder: Callable[[Any], Any],
     ) -> None:
         self.name = name
         self.media_type = media_type
-        self.encode = encode
+        self.encode: Encode = encoder(enc_hook=_encode_model).encode
+        self.checked: Encode = encoder(enc_hook=_encode_model_checked).encode
         self.decoder = decoder  # type -> a decoder object with ``.decode(bytes)``
 
 
-JSON = Format("json", b"application/json", msgspec.json.encode, msgspec.json.Decoder)
-MSGPACK = Format("msgpack", b"application/msgpack", msgspec.msgpack.encode, msgspec.msgpack.Decoder)
+def _encode_model(value: Any) -> Any:
+    """What msgspec writes for a value of a type it does not know: a pydantic model's data."""
+    if not hasattr(type(value), "__pydantic_serializer__"):
+        raise TypeError(f"Encoding objects of type {type(value).__name__} is unsupported")
+    from nanobuild.runtime import models
+
+    return models.dump(value)
+
+
+def _encode_model_checked(value: Any) -> Any:
+    if not hasattr(type(value), "__pydantic_serializer__"):
+        raise TypeError(f"Encoding objects of type {type(value).__name__} is unsupported")
+    from nanobuild.runtime import models
+
+    return models.dump_checked(value)
+
+
+def _decoder(module: Any, *, json: bool) -> Callable[[Any], Any]:
+    """Decoders of ``module`` (msgspec.json, msgspec.msgpack), or pydantic's for a model."""
+    plain = module.Decoder
+
+    def decoder(tp: Any) -> Any:
+        if "pydantic" not in sys.modules:
+            return plain(tp)  # no model can exist: msgspec's own decoder, untouched
+        from nanobuild.runtime import models
+
+        if models.is_model(tp):
+            return models.ModelDecoder(tp, json)
+        if models.involves_models(tp):
+            return plain(tp, dec_hook=models.validate)
+        return plain(tp)
+
+    return decoder
+
+
+JSON = Format("json", b"application/json", msgspec.json.Encoder, _decoder(msgspec.json, json=True))
+MSGPACK = Format(
+    "msgpack",
+    b"application/msgpack",
+    msgspec.msgpack.Encoder,
+    _decoder(msgspec.msgpack, json=False),
+)
 
 # media type (lowercase, parameters stripped) -> format
 MEDIA_TYPES: dict[bytes, Format] = {
@@ -68,9 +126,11 @@ class Codec:
     __slots__ = ("_check", "_encode", "_is_valid", "_read", "_response")
 
     def __init__(self, fmt: Format, request: type, response: Any, *, thorough: bool) -> None:
-        self._check = fmt.decoder(strict_twin(request)).decode
+        twin = strict_twin(request)
+        # a model validates all in one (unknown fields are its own config's to forbid)
+        self._check = fmt.decoder(twin).decode if twin is not request else _nothing
         self._read = fmt.decoder(request).decode
-        self._encode = fmt.encode
+        self._encode = fmt.checked if thorough else fmt.encode
         self._is_valid = response_check(fmt, response, thorough=thorough)
         self._response = response
 
@@ -87,39 +147,81 @@ class Codec:
         try:
             body = self._encode(value)
         except (TypeError, ValueError, OverflowError) as exc:
+            if type(exc).__name__ == "FieldMismatch":  # models.FieldMismatch, strict mode
+                raise WrongResponse(f"the handler returned {exc}") from exc
             raise Internal(f"the handler returned a value that cannot be encoded: {exc}") from exc
         if not self._is_valid(value, body):
-            raise WrongResponse(
-                f"the handler returned {_describe(value)}, "
-                f"not the contract's response type {type_name(self._response)}"
-            )
+            raise WrongResponse(_wrong_response(value, self._response))
         return body
+
+
+def _nothing(body: Any) -> None:
+    return None
 
 
 def response_check(fmt: Format, response: Any, *, thorough: bool) -> Callable[[Any, bytes], bool]:
     """A cheap, sufficient test that a result and its encoding match ``response``.
 
-    ``None`` and Struct responses are checked by identity and ``isinstance``; every
-    other type by decoding the encoded body with a typed decoder, which is exact and
-    still runs in C. A Struct's constructor does not check its field types, so
-    ``thorough`` mode (under ``NANO_STRICT``) decodes Struct responses too.
+    ``None``, Struct and model responses are checked by identity and ``isinstance``;
+    every other type by decoding the encoded body with a typed decoder, which is exact
+    and still runs in C. A Struct's constructor does not check its field types, so
+    ``thorough`` mode (under ``NANO_STRICT``) decodes Struct responses too, and in
+    MessagePack, where a ``bytes`` stays bytes (a model's fields were checked as it
+    was encoded, by ``Format.checked``).
     """
     if response is None or response is type(None):
         return lambda value, body: value is None
-    decode = fmt.decoder(response).decode
+    decodes = _decodes(fmt, response, thorough=thorough)
+    if not _is_record(response):
+        return decodes
+    if thorough and _is_struct(response):
+        return lambda value, body: isinstance(value, response) and decodes(value, body)
+    return lambda value, body: isinstance(value, response)
+
+
+def _decodes(fmt: Format, response: Any, *, thorough: bool) -> Callable[[Any, bytes], bool]:
+    """Whether the body decodes as ``response``; when ``thorough``, its MessagePack form."""
+    if thorough and fmt is not MSGPACK:
+        decode = MSGPACK.decoder(response).decode
+        encode = MSGPACK.checked
+
+        def exact(value: Any, body: bytes) -> bool:
+            try:
+                decode(encode(value))
+            except (msgspec.DecodeError, TypeError, ValueError):
+                return False
+            return True
+
+        return exact
+    read = fmt.decoder(response).decode
 
     def decodes(value: Any, body: bytes) -> bool:
         try:
-            decode(body)
+            read(body)
         except msgspec.DecodeError:
             return False
         return True
 
-    if not (isinstance(response, type) and issubclass(response, msgspec.Struct)):
-        return decodes
-    if thorough:
-        return lambda value, body: isinstance(value, response) and decodes(value, body)
-    return lambda value, body: isinstance(value, response)
+    return decodes
+
+
+def _is_record(tp: Any) -> bool:
+    """A Struct or a pydantic model: a class whose instances ``isinstance`` tells."""
+    if not isinstance(tp, type) or typing.get_origin(tp) is not None:
+        return False
+    return issubclass(tp, msgspec.Struct) or hasattr(tp, "__pydantic_validator__")
+
+
+def _wrong_response(value: Any, response: Any) -> str:
+    """What is wrong with a result that failed ``response_check`` (slow: errors only)."""
+    name = type_name(response)
+    if _is_record(response) and isinstance(value, response):
+        # the class is right, so strict mode found a field of the wrong type: which
+        try:
+            MSGPACK.decoder(response).decode(MSGPACK.checked(value))
+        except (msgspec.DecodeError, TypeError, ValueError) as exc:
+            return f"the handler returned {_describe(value)} whose fields are wrong: {exc}"
+    return f"the handler returned {_describe(value)}, not the contract's response type {name}"
 
 
 def type_name(tp: Any) -> str:

@@ -177,17 +177,38 @@ def is_handler(obj: object) -> bool:
     return callable(obj) and getattr(obj, HANDLER_MARK, False) is True
 
 
+# the classes whose subclasses are contracts: ``Contract``, and ``ModelContract`` once
+# ``nanobuild.runtime.models`` is imported (so that pydantic is loaded only when used)
+_bases: tuple[type, ...] = (Contract,)
+
+
+def add_base(base: type) -> None:
+    """Make the subclasses of ``base`` contracts too (``models.ModelContract``)."""
+    global _bases
+    _bases = (*_bases, base)
+
+
 def is_contract(obj: object) -> bool:
-    """Whether ``obj`` is a contract class (a strict subclass of ``Contract``)."""
-    return isinstance(obj, type) and issubclass(obj, Contract) and obj is not Contract
+    """Whether ``obj`` is a contract class (a strict subclass of ``Contract`` or of
+    ``ModelContract``; not ``ModelContract[User]``, the class pydantic makes of it)."""
+    return (
+        isinstance(obj, type)
+        and issubclass(obj, _bases)
+        and obj not in _bases
+        and not (obj.__dict__.get("__pydantic_generic_metadata__") or {}).get("origin")
+    )
 
 
 class MissingResponseType(TypeError):
     """A contract subclassed bare ``Contract`` instead of ``Contract[Response]``."""
 
 
-def response_type(contract: type[Contract[Any]]) -> Any:
-    """The response type a contract class declares through ``Contract[Response]``."""
+def response_type(contract: type) -> Any:
+    """The response type a contract class declares through ``Contract[Response]``
+    (or ``ModelContract[Response]``)."""
+    declared = getattr(contract, "__nano_response_type__", None)
+    if declared is not None:
+        return declared()
     for klass in contract.__mro__:
         for base in getattr(klass, "__orig_bases__", ()):
             if typing.get_origin(base) is Contract:

@@ -21,10 +21,13 @@ import asyncio
 import contextvars
 import types
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from nanobuild.runtime.contracts import ROUTE, Contract
+from nanobuild.runtime.contracts import ROUTE, Contract, is_contract
 from nanobuild.runtime.errors import Timeout
+
+if TYPE_CHECKING:
+    from nanobuild.runtime.models import ModelContract  # pydantic's, imported only when used
 
 R = TypeVar("R")
 
@@ -67,7 +70,7 @@ def _subclasses(cls: type) -> list[type]:
     return found
 
 
-def call(request: Contract[R]) -> Awaitable[R]:
+def call(request: Contract[R] | ModelContract[R]) -> Awaitable[R]:
     """Run the contract ``request`` wherever its service lives; await the response.
 
     In memory this returns the handler's own coroutine; across the network, the
@@ -76,7 +79,7 @@ def call(request: Contract[R]) -> Awaitable[R]:
     try:
         return request.__nano_route__()
     except (AttributeError, TypeError):
-        if isinstance(request, Contract):
+        if is_contract(type(request)):
             raise  # a sync handler raised it
         if isinstance(request, type):
             given = f"the class {request.__qualname__}"

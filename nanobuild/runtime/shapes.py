@@ -113,6 +113,8 @@ def _type(info: Any, records: dict[str, RecordShape]) -> TypeShape:
     name = type(info).__name__
     if name in _RECORDS:
         return TypeShape("record", ref=_record(info, records))
+    if name == "CustomType" and hasattr(info.cls, "__pydantic_validator__"):
+        return TypeShape("record", ref=_model_record(info.cls, records))
     args: list[TypeShape] = []
     values: tuple[Any, ...] = ()
     meta: dict[str, Any] = {}
@@ -155,6 +157,34 @@ def _record(info: Any, records: dict[str, RecordShape]) -> str:
         omit_defaults=bool(config and config.omit_defaults),
     )
     return key
+
+
+def _model_record(model: Any, records: dict[str, RecordShape]) -> str:
+    """The key of a pydantic model in ``records`` (described by its fields, by alias)."""
+    from nanobuild.runtime import models  # pydantic is loaded: a model is at hand
+
+    key = f"{model.__module__}.{model.__qualname__}"
+    if key in records:
+        return key
+    records[key] = RecordShape("pydantic")  # a model that refers to itself stops here
+    fields = tuple(
+        FieldShape(f.name, f.wire, _annotation(f.annotation, records), f.required)
+        for f in models.fields(model)
+    )
+    records[key] = RecordShape(
+        "pydantic", fields, forbid_unknown_fields=models.forbids_unknown(model)
+    )
+    return key
+
+
+def _annotation(annotation: Any, records: dict[str, RecordShape]) -> TypeShape:
+    """A field type's shape; one msgspec cannot describe (E240 says why) is ``custom``."""
+    import msgspec.inspect as mi
+
+    try:
+        return _type(mi.type_info(annotation), records)
+    except (TypeError, ValueError):
+        return TypeShape("custom", meta={"class": type_name(annotation)})
 
 
 # -- what two builds' shapes mean

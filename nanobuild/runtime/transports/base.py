@@ -30,7 +30,7 @@ from typing import Any
 import msgspec
 
 from nanobuild.runtime.addresses import Address
-from nanobuild.runtime.codecs import type_name
+from nanobuild.runtime.codecs import MSGPACK, type_name
 from nanobuild.runtime.contracts import response_type as declared_response
 from nanobuild.runtime.errors import Internal, Interrupted, SettingsError, Timeout, Unsent
 from nanobuild.runtime.settings import DEFAULT_TIMEOUT, Settings
@@ -82,7 +82,7 @@ class Target:
         self.response = response
         self.timeout = timeout
         self.idempotent = idempotent
-        self.read = msgspec.msgpack.Decoder(response).decode  # raises msgspec.DecodeError
+        self.read = MSGPACK.decoder(response).decode  # raises msgspec.DecodeError
 
     def __repr__(self) -> str:
         return f"Target({self.service}.{self.name})"

@@ -76,6 +76,7 @@ from typing import Annotated, Any, Union
 
 import msgspec
 
+from nanobuild.runtime.codecs import MSGPACK
 from nanobuild.runtime.spec import ContractShape
 
 VERSION = 2
@@ -180,7 +181,7 @@ Message = Union[  # noqa: UP007
 
 HELLO, CHALLENGE, AUTH, WELCOME, DENIED, CALL, REPLY, FAILURE, DESCRIBE, SHAPES = range(10)
 
-_encode = msgspec.msgpack.Encoder().encode
+_encode = MSGPACK.encode  # msgspec's, which writes a request that is a pydantic model too
 _decode = msgspec.msgpack.Decoder(Message).decode
 _pack_length = HEADER.pack
 _unpack_length = HEADER.unpack_from

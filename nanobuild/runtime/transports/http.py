@@ -28,6 +28,7 @@ import msgspec
 
 from nanobuild.runtime import context
 from nanobuild.runtime.addresses import Address, parse_address
+from nanobuild.runtime.codecs import MSGPACK
 from nanobuild.runtime.errors import (
     ERROR_KINDS,
     BadRequest,
@@ -194,7 +195,7 @@ class HttpTransport(Transport):
 
 def _encode(target: Target, request: Any) -> bytes:
     try:
-        return msgspec.msgpack.encode(request)
+        return MSGPACK.encode(request)  # pydantic models too
     except (TypeError, ValueError, OverflowError) as exc:
         raise BadRequest(
             f"the request cannot be encoded: {exc}", service=target.service, contract=target.name

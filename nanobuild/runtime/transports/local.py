@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
-
 from nanobuild.runtime.addresses import Address
+from nanobuild.runtime.codecs import MSGPACK
 from nanobuild.runtime.errors import NanoError
 from nanobuild.runtime.faults import unknown_contract
 from nanobuild.runtime.node import Node
@@ -37,7 +36,7 @@ class LocalTransport(Transport):
             return await round_trip(served, target, request)
 
 
-_encode = msgspec.msgpack.encode
+_encode = MSGPACK.encode
 
 
 async def round_trip(served: Served, target: Target, request: object) -> object:
