@@ -86,6 +86,17 @@ def run_tests(mini: Sample, body: str, *args: str) -> subprocess.CompletedProces
 
 def test_a_service_runs_with_its_dependencies_hooks_fakes_and_http(mini: Sample) -> None:
     mini.write("services/users/users/hooks.py", HOOKS)
+    mini.edit(
+        "services/users/users/kernel.py",
+        "import msgspec\n",
+        "from typing import ClassVar\n\nimport msgspec\n",
+    )
+    mini.edit("services/users/users/kernel.py", "import Contract\n", "import Contract, Route\n")
+    mini.edit(
+        "services/users/users/kernel.py",
+        "class GetUser(Contract[User], frozen=True):\n",
+        'class GetUser(Contract[User], frozen=True):\n    http: ClassVar[Route] = Route("GET /users/{id}")\n',
+    )
     done = run_tests(
         mini,
         """
@@ -147,6 +158,9 @@ async def test_the_http_face_in_memory_public_and_trusted():
         assert hidden.status_code == 404 and hidden.json()["error"]["kind"] == "unknown_contract"
         listed = await svc.trusted.post("/api/users/ListUsers", json={})
         assert listed.status_code == 200 and listed.json() == [{"id": "u1", "name": "Ada"}]
+        rest = await svc.http.get("/users/u1")  # the contract's REST route
+        assert rest.status_code == 200 and rest.json() == {"id": "u1", "name": "Ada"}
+        assert (await svc.http.get("/users/u9")).status_code == 404
         health = await svc.http.get("/healthz")
         assert health.json()["services"] == ["users", "orders"]
 

@@ -62,6 +62,7 @@ from nanobuild.runtime import router
 from nanobuild.runtime.app import App, build_app
 from nanobuild.runtime.contracts import HOOK_MARK, handler_types, is_contract, is_handler
 from nanobuild.runtime.errors import SetupError, UnknownContract
+from nanobuild.runtime.exchange import SECRET_HEADER
 from nanobuild.runtime.node import Node
 from nanobuild.runtime.settings import Settings
 from nanobuild.runtime.spec import AppSpec, ServiceSpec, adopted_package
@@ -274,13 +275,7 @@ def _with_state(
 
 def _secret_headers(secret: str) -> dict[str, str]:
     """The header that carries the workspace secret to the HTTP face."""
-    from nanobuild.runtime import app
-
-    header = getattr(app, "SECRET_HEADER", None)  # the face's own header, where it has one
-    if isinstance(header, bytes | str):
-        name = header.decode("latin-1") if isinstance(header, bytes) else header
-        return {name: secret}
-    return {"authorization": f"Bearer {secret}"}
+    return {SECRET_HEADER.decode("latin-1"): secret}
 
 
 def _test_settings() -> Settings:
