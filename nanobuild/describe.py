@@ -14,7 +14,7 @@ from nanobuild import codes, graph
 from nanobuild.diagnostics import Diagnostic
 from nanobuild.errors import CheckFailed
 from nanobuild.runtime.spec import AppSpec, ServiceSpec
-from nanobuild.source import Module, read_package
+from nanobuild.source import Module, marked, read_package
 from nanobuild.workspace import Service, Workspace
 
 
@@ -37,12 +37,12 @@ def describe(workspace: Workspace, modules: Mapping[str, list[Module]] | None = 
         for module in read:
             if module.syntax_error is not None:
                 raise CheckFailed([_unparsable(workspace, module)])
-            for fn in module.functions:
-                target = f"{module.name}:{fn.name}"
-                if fn.mark == "handler" and fn.request:
-                    handlers[fn.request.rpartition(".")[2]] = target
-                elif fn.mark != "handler":
-                    hooks.append(target)
+        for module, fn in marked(read, _libraries(workspace, svc, modules)):
+            target = f"{module.name}:{fn.name}"  # a method: ``module:Class.method``
+            if fn.mark == "handler" and fn.request:
+                handlers[fn.request.rpartition(".")[2]] = target
+            elif fn.mark != "handler":
+                hooks.append(target)
         services.append(
             ServiceSpec(
                 name=name,
@@ -73,6 +73,20 @@ def _adopted(svc: Service, read: list[Module]) -> dict[str, Any]:
         "modules": tuple(sorted(tops)),
         "folder": str(svc.root),
     }
+
+
+def _libraries(
+    workspace: Workspace, svc: Service, modules: Mapping[str, list[Module]] | None
+) -> list[Module]:
+    """The modules of the libraries ``svc`` uses, where its decorators may come from."""
+    found: list[Module] = []
+    for name in svc.libraries:
+        library = workspace.libraries.get(name)
+        if modules is not None and name in modules:
+            found += modules[name]
+        elif library is not None:
+            found += read_package(library.package_dir, library.package)
+    return found
 
 
 def _unparsable(workspace: Workspace, module: Module) -> Diagnostic:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import ast
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -110,7 +110,8 @@ CHAIN = "chain"  # an attribute chain from a module an import bound; name: the d
 
 
 class Function(msgspec.Struct, frozen=True):
-    """A top-level function marked ``@handler``, ``@on_startup`` or ``@on_shutdown``."""
+    """A function marked ``@handler``, ``@on_startup`` or ``@on_shutdown``: at the top of
+    its module, or a method of a top-level class (``name`` is then ``Class.method``)."""
 
     name: str
     line: int
@@ -118,6 +119,9 @@ class Function(msgspec.Struct, frozen=True):
     request: str | None = None  # the first parameter's annotation, resolved to a dotted name
     response: str | None = None  # the return annotation as type text (see ``type_text``)
     is_async: bool = False
+    # for a function only a decorator of the workspace's may mark (``@endpoint("users")``):
+    # those decorators, as dotted names; it is a handler if one of them is a factory
+    via: tuple[str, ...] = ()
 
 
 class Module(msgspec.Struct, frozen=True):
@@ -132,6 +136,10 @@ class Module(msgspec.Struct, frozen=True):
     syntax_error: tuple[int | None, str] | None = None
     bypasses: tuple[Bypass, ...] = ()
     calls: tuple[CallSite, ...] = ()  # constructions, and reads off ``await call(...)``
+    # top-level functions that call the runtime's ``handler`` in their body: decorators
+    # (or decorator factories) that register handlers, by dotted name
+    factories: tuple[str, ...] = ()
+    candidates: tuple[Function, ...] = ()  # functions such a decorator may mark (``via``)
 
 
 class Tree(NamedTuple):
@@ -255,14 +263,18 @@ class _Reader:
         importers: list[ast.Call] = []  # calls that may import or change the import path
         lookups: list[ast.Subscript] = []  # ``sys.modules["users.store"]``, maybe
         sites: list[ast.AST] = []  # what ``call_sites`` reads
+        marking: list[ast.Call] = []  # ``handler(fn)`` calls: inside a factory, maybe
         for node in ast.walk(tree):
             kind = type(node)  # one look-up passes over the many nodes of no interest
             if kind in _READ_NODES:
                 if isinstance(node, ast.Attribute):
                     (attributes if isinstance(node.ctx, ast.Load) else stores).append(node)
                 elif isinstance(node, ast.Call):
-                    if _leaf(node.func) in _CALL_LEAVES:
+                    leaf = _leaf(node.func)
+                    if leaf in _CALL_LEAVES:
                         importers.append(node)
+                    elif leaf == "handler":
+                        marking.append(node)
                 elif isinstance(node, ast.Import | ast.ImportFrom):
                     self.add_import(node)
                 elif isinstance(node, ast.Subscript):
@@ -274,12 +286,8 @@ class _Reader:
                 sites.append(node)
         bypasses = [*self.importing(importers), *self.looking_up(lookups), *self.stores(stores)]
         bypasses += self.chains(attributes)
-        functions = tuple(
-            function
-            for node in tree.body
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
-            and (function := self.function(node)) is not None
-        )
+        found = [f for node, owner in _definitions(tree) if (f := self.function(node, owner))]
+        functions = tuple(f for f in found if not f.via)
         classes = {node.name: node.lineno for node in tree.body if isinstance(node, ast.ClassDef)}
         return Module(
             name=self.module,
@@ -290,7 +298,23 @@ class _Reader:
             classes=classes,
             bypasses=tuple(bypasses),
             calls=call_sites(self, tree, attributes, sites),
+            factories=self.factories(tree, marking),
+            candidates=tuple(f for f in found if f.via),
         )
+
+    def factories(self, tree: ast.Module, marking: list[ast.Call]) -> tuple[str, ...]:
+        """The top-level functions holding a call of the runtime's ``handler``."""
+        if not marking:
+            return ()
+        tops = [n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+        names = {
+            f"{self.module}.{top.name}"
+            for call in marking
+            if self.mark(call.func) == "handler"
+            for top in tops
+            if top.lineno <= call.lineno <= (top.end_lineno or top.lineno)
+        }
+        return tuple(sorted(names))
 
     def add_import(self, node: ast.Import | ast.ImportFrom) -> None:
         if isinstance(node, ast.Import):
@@ -438,20 +462,41 @@ class _Reader:
         for (line, _), target in sorted(longest.items()):
             yield Bypass(CHAIN, target, line)
 
-    def function(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> Function | None:
+    def function(
+        self, node: ast.FunctionDef | ast.AsyncFunctionDef, owner: str | None = None
+    ) -> Function | None:
+        """The marked function ``node`` (a method of the class ``owner``), if it is one.
+
+        One that only a decorator of the workspace's code may mark comes back with
+        ``via`` naming those decorators (a call's function, for ``@endpoint("users")``).
+        """
         mark = next((m for d in node.decorator_list if (m := self.mark(d))), None)
+        via: tuple[str, ...] = ()
         if mark is None:
-            return None
+            via = tuple(v for d in node.decorator_list if (v := self.decorator(d)))
+            if not via:
+                return None
+            mark = "handler"
         args = [*node.args.posonlyargs, *node.args.args]
+        if owner is not None and args and not _is_static(node):
+            args = args[1:]  # ``self``: the instance is made once, at start-up
         request = args[0].annotation if args else None
         return Function(
-            name=node.name,
+            name=node.name if owner is None else f"{owner}.{node.name}",
             line=node.lineno,
             mark=mark,
             request=self.dotted(request) if request is not None else None,
             response=self.type_text(node.returns) if node.returns is not None else None,
             is_async=isinstance(node, ast.AsyncFunctionDef),
+            via=via,
         )
+
+    def decorator(self, node: ast.expr) -> str | None:
+        """The dotted name of a decorator that may be a factory of handlers, if any."""
+        target = self.resolve(node.func if isinstance(node, ast.Call) else node)
+        if target is None or target.startswith(RUNTIME_PACKAGE + "."):
+            return None
+        return target if "." in target else f"{self.module}.{target}"  # defined here
 
     def mark(self, decorator: ast.expr) -> str | None:
         target = self.resolve(decorator)
@@ -503,6 +548,48 @@ class _Reader:
                 return args[0]
             return f"{base}[{', '.join(args)}]"
         return ast.unparse(node)
+
+
+def _definitions(
+    tree: ast.Module,
+) -> Iterator[tuple[ast.FunctionDef | ast.AsyncFunctionDef, str | None]]:
+    """Every top-level function (owner None) and every method of a top-level class."""
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            yield node, None
+        elif isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
+                    yield item, node.name
+
+
+def _is_static(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    return any(_leaf(d) == "staticmethod" for d in node.decorator_list)
+
+
+def marked(
+    modules: Iterable[Module], shared: Iterable[Module] = ()
+) -> Iterator[tuple[Module, Function]]:
+    """Every marked function of ``modules``, with its module, in order.
+
+    That is what ``@handler``, ``@on_startup`` and ``@on_shutdown`` mark, and every
+    function a decorator of ``modules`` or ``shared`` (the libraries they use) marks:
+    a top-level function that calls ``handler`` (``def endpoint(name): ... return
+    handler(fn)``), used as ``@endpoint("users")`` or ``@endpoint``. A factory
+    re-exported by its package (``from webkit import endpoint``) counts too.
+    """
+    modules = list(modules)
+    factories = {f for m in (*modules, *shared) for f in m.factories}
+    by_package = {(f.partition(".")[0], f.rpartition(".")[2]) for f in factories}
+    for module in modules:
+        for fn in module.functions:
+            yield module, fn
+        for fn in module.candidates:
+            if any(
+                v in factories or (v.partition(".")[0], v.rpartition(".")[2]) in by_package
+                for v in fn.via
+            ):
+                yield module, fn
 
 
 def _leaf(func: ast.expr) -> str | None:

@@ -10,7 +10,7 @@ from nanobuild import codes
 from nanobuild.checks.context import Context
 from nanobuild.diagnostics import Diagnostic, did_you_mean
 from nanobuild.probe import KernelInfo
-from nanobuild.source import Function, Module
+from nanobuild.source import Function, Module, marked
 from nanobuild.workspace import Service
 
 
@@ -22,10 +22,9 @@ def check(ctx: Context) -> Iterator[Diagnostic]:
 
 def _service(ctx: Context, svc: Service, info: KernelInfo) -> Iterator[Diagnostic]:
     by_contract: dict[str, list[tuple[Module, Function]]] = defaultdict(list)
-    for module in ctx.modules[svc.name]:
-        for fn in module.functions:
-            if fn.mark != "handler":
-                continue
+    shared = [m for library in svc.libraries for m in ctx.modules.get(library, [])]
+    for module, fn in marked(ctx.modules[svc.name], shared):
+        if fn.mark == "handler":
             here = ctx.rel(module.path)
             contract, problem = _contract_of(ctx, svc, info, fn, here)
             if problem is not None:

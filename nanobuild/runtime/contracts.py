@@ -14,6 +14,7 @@ function: calling it directly costs exactly what it cost before.
 from __future__ import annotations
 
 import sys
+import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
@@ -223,6 +224,8 @@ def handler_types(fn: Callable[..., Any]) -> tuple[Any, Any]:
     """The (request, response) types a handler's annotations declare."""
     hints = typing.get_type_hints(fn)
     params = [name for name in fn.__code__.co_varnames[: fn.__code__.co_argcount]]
+    if isinstance(fn, types.MethodType):
+        params = params[1:]  # a bound method of a handler class: ``self`` is given
     if not params or params[0] not in hints:
         raise TypeError(f"handler {fn.__qualname__} must annotate its request parameter")
     if "return" not in hints:

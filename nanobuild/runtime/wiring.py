@@ -54,6 +54,7 @@ def wire(
     """
     settings = Settings.from_env() if settings is None else settings
     data.configure(spec, settings)  # data_dir() of the services wired here
+    _instances.clear()  # a new node makes its handler classes anew
     local = placement.local if placement is not None else spec.carried
     endpoints: list[Endpoint] = []
     hooks: list[Hook] = []
@@ -194,16 +195,39 @@ def load_interceptors(targets: Sequence[str]) -> list[Interceptor]:
 
 
 def resolve(target: str) -> Handler:
-    """The object a ``module:name`` name stands for."""
+    """The object a ``module:name`` name stands for; ``module:Class.method`` is the
+    method of the one instance of ``Class`` this process makes (with no arguments)."""
     module_name, _, name = target.partition(":")
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # a handler module may fail to import in any way at all
         raise WiringError(f"cannot import {module_name}: {type(exc).__name__}: {exc}") from exc
+    owner, _, method = name.rpartition(".")
     try:
-        found: Handler = getattr(module, name)
+        found: Handler = getattr(module, owner or name)
+        if owner:
+            found = getattr(_instance(found, f"{module_name}:{owner}"), method)
     except AttributeError:
         raise WiringError(
             f"{module_name} has no {name}: the wiring is older than the code"
         ) from None
     return found
+
+
+_instances: dict[type, object] = {}  # each handler class's one instance, made at wiring
+
+
+def _instance(cls: object, where: str) -> object:
+    """The one instance of the handler class ``cls``, made on first use."""
+    if not isinstance(cls, type):
+        raise WiringError(f"{where} is not a class: its methods cannot be handlers")
+    made = _instances.get(cls)
+    if made is None:
+        try:
+            made = _instances[cls] = cls()
+        except Exception as exc:  # its __init__ is the service's own code
+            raise WiringError(
+                f"cannot make the handler class {where}: {type(exc).__name__}: {exc} "
+                "(a class whose methods are handlers is made once, with no arguments)"
+            ) from exc
+    return made
