@@ -395,3 +395,38 @@ def test_paths_no_route_takes_still_reach_the_rest_of_the_face(server: Server) -
     assert server.http.get("/healthz").status_code == 200
     assert server.http.get("/people/1/unknown").status_code == 404
     assert server.http.get("/api/users/GetUser").status_code == 405  # /api/ as before
+
+
+def test_openapi_shows_each_public_route_beside_its_api_path(server: Server) -> None:
+    doc = server.http.get("/openapi.json").json()
+    paths = doc["paths"]
+    assert "/api/people/GetPerson" in paths  # as before
+    get = paths["/people/{id}"]["get"]
+    assert get["operationId"] == "people.GetPerson.route"
+    assert get["parameters"] == [
+        {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+    ]
+    assert "requestBody" not in get
+    assert get["responses"]["200"]["headers"] == {
+        "Cache-Control": {"schema": {"type": "string", "const": "max-age=60"}}
+    }
+    assert set(paths["/people/{id}"]) == {"get", "put", "delete"}
+    deleted = paths["/people/{id}"]["delete"]["responses"]
+    assert "content" not in deleted["204"] and "200" not in deleted
+    query = {p["name"]: p for p in paths["/people"]["get"]["parameters"]}
+    assert query["limit"] == {
+        "name": "limit", "in": "query", "required": False,
+        "schema": {"type": "integer", "default": 10},
+    }  # fmt: skip
+    assert query["tag"]["schema"]["type"] == "array"
+    created = paths["/people"]["post"]
+    assert "201" in created["responses"] and "parameters" not in created
+    tag = paths["/people/{id}/tags"]["patch"]
+    assert [(p["name"], p["in"]) for p in tag["parameters"]] == [
+        ("id", "path"),
+        ("replace", "query"),
+    ]
+    body = tag["requestBody"]["content"]["application/json"]["schema"]
+    assert set(body["properties"]) == {"tags"} and body["required"] == ["tags"]
+    # a contract that is not public has no route in the document either
+    assert "/people/{id}/salary" not in paths

@@ -162,9 +162,7 @@ def _rest_operation(
     return path, method.lower(), operation
 
 
-def _parameter(
-    name: str, where: str, required: bool, properties: dict[str, Any]
-) -> dict[str, Any]:
+def _parameter(name: str, where: str, required: bool, properties: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "in": where, "required": required, "schema": properties.get(name, {})}
 
 
