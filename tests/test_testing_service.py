@@ -287,3 +287,31 @@ def test_adopted_apps_run_in_memory_with_their_lifespans(adopt: Sample) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 passed" in done.stdout
+
+
+def test_handlers_of_a_class_and_of_a_decorator_factory(mini: Sample) -> None:
+    handlers = "services/users/users/handlers.py"
+    mini.edit(handlers, "@handler\ndef list_users", "def list_users")  # now a method's
+    mini.write(
+        "services/users/users/directory.py",
+        "from nanobuild.runtime import handler, on_startup\n\n"
+        "from .kernel import ListUsers, User\n\n\n"
+        "def endpoint(fn):\n    return handler(fn)\n\n\n"
+        "class Directory:\n"
+        "    def __init__(self) -> None:\n        self.people: list[User] = []\n\n"
+        "    @on_startup\n    def load(self) -> None:\n"
+        "        self.people = [User(id='c1', name='Cy')]\n\n"
+        "    @endpoint\n    async def list_users(self, req: ListUsers) -> list[User]:\n"
+        "        return self.people\n",
+    )
+    done = run_tests(
+        mini,
+        """
+async def test_the_class_answers_with_what_its_hook_loaded():
+    async with service("users"):
+        assert await call(ListUsers()) == [User(id="c1", name="Cy")]
+        assert (await call(GetUser(id="u1"))).name == "Ada"
+""",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout

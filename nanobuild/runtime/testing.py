@@ -50,7 +50,8 @@ import os
 import pkgutil
 import secrets
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+import types
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from types import ModuleType
@@ -422,17 +423,13 @@ class Workspace:
         kernel = f"{package}.kernel"
         handlers: dict[str, str] = {}
         hooks: list[str] = []
-        for module in _modules(name, package):
-            for attribute, value in vars(module).items():
-                if getattr(value, "__module__", None) != module.__name__:
-                    continue  # imported from elsewhere: found where it is defined
-                target = f"{module.__name__}:{attribute}"
-                if is_handler(value):
-                    request = _request_of(target, value)
-                    if is_contract(request) and request.__module__ == kernel:
-                        handlers[request.__name__] = target
-                elif getattr(value, HOOK_MARK, None) in ("startup", "shutdown"):
-                    hooks.append(target)
+        for target, value in _marked(_modules(name, package)):
+            if is_handler(value):
+                request = _request_of(target, value)
+                if is_contract(request) and request.__module__ == kernel:
+                    handlers[request.__name__] = target
+            else:
+                hooks.append(target)
         return ServiceSpec(
             name=name,
             package=package,
@@ -440,6 +437,7 @@ class Workspace:
             hooks=tuple(hooks),
             public=tuple(str(p) for p in table.get("public", [])),
             depends=tuple(self.depends(name)),
+            **_errors(table),
         )
 
     def _adopted_spec(self, name: str, table: dict[str, Any]) -> ServiceSpec:
@@ -471,7 +469,35 @@ class Workspace:
         ]
 
 
+def _marked(modules: Iterable[ModuleType]) -> Iterator[tuple[str, Callable[..., object]]]:
+    """Each handler and hook the modules define, named as wiring resolves it:
+    ``module:function``, or ``module:Class.method`` for a method of a handler class."""
+    for module in modules:
+        for attribute, value in vars(module).items():
+            if getattr(value, "__module__", None) != module.__name__:
+                continue  # imported from elsewhere: found where it is defined
+            if isinstance(value, type):
+                for method, member in vars(value).items():
+                    if _is_marked(member):
+                        yield f"{module.__name__}:{attribute}.{method}", member
+            elif _is_marked(value):
+                yield f"{module.__name__}:{attribute}", value
+
+
+def _is_marked(value: object) -> bool:
+    return is_handler(value) or getattr(value, HOOK_MARK, None) in ("startup", "shutdown")
+
+
+def _errors(table: Mapping[str, Any]) -> dict[str, Any]:
+    """The service's exception map, for a runtime whose ``ServiceSpec`` carries one."""
+    if "errors" not in ServiceSpec.__struct_fields__:
+        return {}
+    return {"errors": {str(k): str(v) for k, v in table.get("errors", {}).items()}}
+
+
 def _request_of(target: str, fn: Callable[..., object]) -> type:
+    if "." in target.partition(":")[2]:  # a method: read as bound, ``self`` given
+        fn = types.MethodType(fn, object())
     try:
         request: type = handler_types(fn)[0]
         return request
