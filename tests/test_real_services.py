@@ -385,3 +385,20 @@ def test_the_map_holds_in_memory_for_async_and_def_handlers(tmp_path: Path, stri
         sys.path.remove(str(tmp_path))
         sys.modules.pop("mapped", None)
         router.install({})
+
+
+def test_data_dir_names_a_service_or_refuses_one_that_is_not_here(tmp_path: Path) -> None:
+    from nanobuild.runtime import data_dir
+    from nanobuild.runtime.settings import Settings
+    from nanobuild.runtime.spec import AppSpec, ServiceSpec
+    from nanobuild.runtime.wiring import wire
+
+    spec = AppSpec("t", (ServiceSpec("svc", "svcpkg", {}),))
+    wire(spec, settings=Settings(data_dir=str(tmp_path / "data")))
+    folder = data_dir("svc")
+    assert folder == tmp_path / "data" / "svc" and folder.is_dir()
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    with pytest.raises(RuntimeError, match="there is no service ghost here"):
+        data_dir("ghost")
+    with pytest.raises(RuntimeError, match=r"cannot tell which service tests\.test_real_services"):
+        data_dir()  # this test module belongs to no service

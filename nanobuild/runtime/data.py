@@ -91,10 +91,11 @@ def _make(service: str) -> Path:
 
 def _roots() -> list[str]:
     """Where the services' data folders may go, in order of preference."""
-    setting = _Wired.setting if _Wired.app is not None else os.environ.get("NANO_DATA_DIR")
+    wired = _Wired.app is not None
+    setting = _Wired.setting if wired else Settings.from_env().data_dir
     if setting:
         return [os.path.expanduser(setting)]  # what the user asked for, and nothing else
-    if _Wired.app is None:
+    if not wired:
         raise RuntimeError(
             "data_dir() outside a wired process needs NANO_DATA_DIR (in a test, a temporary folder)"
         )
