@@ -98,7 +98,10 @@ def run(
         return _complain(f"cannot wire {spec.name}: {exc}", FAILED)
     internal = _internal(node, host, placement)
     companions: list[Companion] = [c for c in (adopted, internal) if c is not None]
-    app = build_app(node, companions, mounts=adopted.mounts() if adopted else ())
+    try:  # a contract's route the build did not check (E230-E235) stops it here
+        app = build_app(node, companions, mounts=adopted.mounts() if adopted else ())
+    except SetupError as exc:
+        return _complain(f"cannot serve {spec.name}: {exc}", FAILED)
     if adopted is not None:
         adopted.front, adopted.access_log = (host, port, app), access_log
     label = spec.name
