@@ -170,7 +170,7 @@ def plan(
     named = [workspace.services[name] for name in services]
     callees = [svc for svc in _with_dependencies(workspace, named) if svc not in named]
     libraries = _libraries(workspace, [*named, *callees], modules or {})
-    return Contents(named, callees, libraries, _requirements([*named, *libraries]))
+    return Contents(named, callees, libraries, _requirements([*named, *libraries], callees))
 
 
 def sources(workspace: Workspace, contents: Contents) -> list[Path]:
@@ -197,10 +197,13 @@ def _kernel_files(service: Service) -> list[Path]:
     return [init, service.kernel_file] if init.is_file() else [service.kernel_file]
 
 
-def _requirements(owners: list[Service | Library]) -> dict[str, list[tuple[str, str]]]:
+def _requirements(
+    owners: list[Service | Library], callees: Sequence[Service] = ()
+) -> dict[str, list[tuple[str, str]]]:
     """The runtime's requirements and the owners', each with who needs it and where
     nano.toml says so. A service only called from here brings none: its handlers are
-    not run here, and its kernel needs no third-party package (E207)."""
+    not run here, and its kernel needs no third-party package (E207) but pydantic,
+    which a kernel of pydantic contracts may import once its service requires it."""
     parties: dict[str, list[tuple[str, str]]] = {}
     for text in RUNTIME_REQUIRES:
         parties.setdefault(str(Requirement(text)), []).append((RUNTIME_PARTY, ""))
@@ -208,6 +211,11 @@ def _requirements(owners: list[Service | Library]) -> dict[str, list[tuple[str, 
         for text in owner.requires:
             need = (owner.label, f"{owner.key}.requires")
             parties.setdefault(str(Requirement(text)), []).append(need)
+    for callee in callees:
+        for text in callee.requires:
+            if not callee.adopted and Requirement(text).name.lower() == "pydantic":
+                need = (callee.label, f"{callee.key}.requires")
+                parties.setdefault(str(Requirement(text)), []).append(need)
     return parties
 
 

@@ -17,7 +17,7 @@ import msgspec
 import pytest
 from pydantic import BaseModel, Field
 
-from nanobuild import describe, workspace
+from nanobuild import describe, pack, workspace
 from nanobuild.runtime import Contract, ModelContract, NotFound, WrongResponse, call, router
 from nanobuild.runtime.codecs import JSON, MSGPACK, Codec
 from nanobuild.runtime.contracts import MissingResponseType, is_contract, response_type
@@ -425,3 +425,11 @@ def test_openapi_shows_the_models_json_schema(fused: Server) -> None:
     assert (
         document["components"]["schemas"]["GetPerson"]["properties"]["id"]["exclusiveMinimum"] == 0
     )
+
+
+def test_a_binary_that_calls_a_pydantic_kernel_carries_pydantic(models: Sample) -> None:
+    ws = models.load()
+    assert pack.plan(ws, ["desk"]).requirements["pydantic>=2"] == [
+        ("service people", "services.people.requires")
+    ]
+    assert "pydantic>=2" in pack.plan(ws, ["people"]).requirements
