@@ -62,7 +62,7 @@ def log_failure(log: logging.Logger, exc: NanoError) -> None:
         log.debug("%s: %s: %s", where, exc.kind, exc.message)
 
 
-ExceptionMap = dict[type, type[NanoError]]  # exception class -> the error callers get
+ExceptionMap = dict[type[BaseException], type[NanoError]]  # exception class -> its error
 
 
 def exception_map(
