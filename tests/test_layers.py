@@ -35,6 +35,7 @@ LAYERS = [
 # ``python -m nanobuild.probe`` is also the program ``check`` runs in a child Python,
 # beside the kernels it imports; only that child side reads contracts as kernels do
 CHILD_SIDE = {("probe", "describe"): {f"{RUNTIME}.contracts", f"{RUNTIME}.models"}}
+CHILD_SIDE[("probe", "route_info")] = {f"{RUNTIME}.contracts"}  # a contract's REST route
 
 
 def module_name(path: Path) -> str:
