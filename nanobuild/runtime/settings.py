@@ -172,9 +172,7 @@ def seconds(text: str, what: str) -> float:
     return value
 
 
-def _positive_int(
-    environ: Mapping[str, str], name: str, default: int, unit: str = "bytes"
-) -> int:
+def _positive_int(environ: Mapping[str, str], name: str, default: int, unit: str = "bytes") -> int:
     text = environ.get(name, "").strip()
     if not text:
         return default
