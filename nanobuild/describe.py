@@ -52,7 +52,6 @@ def describe(workspace: Workspace, modules: Mapping[str, list[Module]] | None = 
                 public=svc.public,
                 depends=edges[name],
                 errors=dict(svc.errors),
-                errors=dict(svc.errors),
                 **(_adopted(svc, read) if svc.adopted else {}),
             )
         )

@@ -25,6 +25,9 @@ class ServiceSpec(msgspec.Struct, frozen=True):
     hooks: tuple[str, ...] = ()  # its @on_startup and @on_shutdown functions
     public: tuple[str, ...] = ()
     depends: tuple[str, ...] = ()
+    # nano.toml's ``[services.<name>.errors]``: exception class (``module.Class``) -> the
+    # name of the NanoError its handlers' exceptions of that class reach callers as
+    errors: dict[str, str] = {}
     # an adopted ASGI service (nano.toml's ``asgi``): its app, ``module:attribute`` of
     # its folder's flat modules, served on its own ``port`` or under a ``mount`` of the
     # front door; ``urls`` sets each variable to the base URL of the service it names
