@@ -315,3 +315,31 @@ async def test_the_class_answers_with_what_its_hook_loaded():
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 passed" in done.stdout
+
+
+def test_the_services_exception_map_applies(mini: Sample) -> None:
+    mini.edit(
+        "nano.toml",
+        'public = ["GetUser"]\n',
+        'public = ["GetUser"]\n\n[services.users.errors]\n"users.handlers.Missing" = "NotFound"\n',
+    )
+    handlers = "services/users/users/handlers.py"
+    mini.edit(handlers, "USERS = {", "class Missing(Exception):\n    pass\n\n\nUSERS = {")
+    mini.edit(
+        handlers,
+        '        raise NotFound(f"no user {req.id}")',
+        '        raise Missing(f"nobody is {req.id}")',
+    )
+    done = run_tests(
+        mini,
+        """
+async def test_a_mapped_exception_reaches_the_caller_as_its_kind():
+    async with service("orders") as svc:
+        with pytest.raises(NotFound, match="nobody is u9"):
+            await call(GetUser(id="u9"))
+        answer = await svc.http.post("/api/users/GetUser", json={"id": "u9"})
+        assert answer.status_code == 404 and answer.json()["error"]["kind"] == "not_found"
+""",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout

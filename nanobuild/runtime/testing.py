@@ -437,7 +437,7 @@ class Workspace:
             hooks=tuple(hooks),
             public=tuple(str(p) for p in table.get("public", [])),
             depends=tuple(self.depends(name)),
-            **_errors(table),
+            errors=_errors(table),
         )
 
     def _adopted_spec(self, name: str, table: dict[str, Any]) -> ServiceSpec:
@@ -488,11 +488,9 @@ def _is_marked(value: object) -> bool:
     return is_handler(value) or getattr(value, HOOK_MARK, None) in ("startup", "shutdown")
 
 
-def _errors(table: Mapping[str, Any]) -> dict[str, Any]:
-    """The service's exception map, for a runtime whose ``ServiceSpec`` carries one."""
-    if "errors" not in ServiceSpec.__struct_fields__:
-        return {}
-    return {"errors": {str(k): str(v) for k, v in table.get("errors", {}).items()}}
+def _errors(table: Mapping[str, Any]) -> dict[str, str]:
+    """The service's exception map: exception class (``module.Class``) -> error kind."""
+    return {str(k): str(v) for k, v in table.get("errors", {}).items()}
 
 
 def _request_of(target: str, fn: Callable[..., object]) -> type:
