@@ -433,3 +433,40 @@ def test_a_binary_that_calls_a_pydantic_kernel_carries_pydantic(models: Sample) 
         ("service people", "services.people.requires")
     ]
     assert "pydantic>=2" in pack.plan(ws, ["people"]).requirements
+
+
+def test_the_tcp_handshake_compares_model_shapes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nanobuild.runtime import Incompatible
+    from nanobuild.runtime.transports.base import remote_route
+    from nanobuild.runtime.transports.tcp import TcpServer, TcpTransport
+    from nanobuild.runtime.wiring import wire
+
+    root = SAMPLES / "models"
+    monkeypatch.syspath_prepend(str(root / "services" / "people"))
+    ws = workspace.load(root)
+    people = next(s for s in describe.describe(ws).services if s.name == "people")
+    from people.kernel import GetPerson, Person  # type: ignore[import-not-found]
+
+    class Newer(GetPerson):  # type: ignore[misc]  # a caller built from a newer kernel
+        loud: bool
+
+    Newer.__name__ = "GetPerson"
+
+    async def scenario() -> None:
+        spec = describe.describe(ws)
+        node = wire(msgspec.structs.replace(spec, services=(people,)))
+        server = TcpServer(node, secret=SECRET, port=0)
+        await server.start()
+        transport = TcpTransport(str(server.address), secret=SECRET)
+        try:
+            transport.expect("people", Newer, Person)
+            with pytest.raises(Incompatible, match="request field `loud` \\(bool\\) is sent by"):
+                await remote_route(transport, "people", Newer)(Newer(id=1, loud=True))
+        finally:
+            await transport.aclose()
+            await server.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        router.install({})
