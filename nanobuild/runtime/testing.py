@@ -121,7 +121,9 @@ async def service(
     Its dependencies run here too (unless ``isolated``), ``fakes`` answer the
     contracts they name, its start-up hooks have run when the block starts, and its
     shutdown hooks run when it ends; the routes in place before are back after it.
-    ``TestSetupError`` if the workspace or the service cannot be found or wired.
+    ``TestSetupError`` if the workspace, the service or its modules cannot be found or
+    imported; ``WiringError`` if its handlers do not match its contracts, and
+    ``StartupFailed`` if a start-up hook raises (both ``SetupError``, as in a process).
     """
     routes = _fake_routes(fakes or {})
     ws = Workspace.find(Path(workspace) if workspace is not None else Path.cwd())
