@@ -14,7 +14,7 @@ with the standard library; the table still lists it.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
 import msgspec
@@ -159,6 +159,20 @@ def export(variables: Mapping[str, str]) -> None:
     there (an adopted app's base URLs, set before its modules are imported). The one
     place the runtime writes the environment, as ``Settings.from_env`` is where it reads."""
     os.environ.update(variables)
+
+
+def saved(names: Iterable[str]) -> dict[str, str | None]:
+    """The environment's values of ``names`` (``None``: unset), for ``restore``."""
+    return {name: os.environ.get(name) for name in names}
+
+
+def restore(values: Mapping[str, str | None]) -> None:
+    """Put ``values`` (what ``saved`` found) back in the environment, after an ``export``."""
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def seconds(text: str, what: str) -> float:

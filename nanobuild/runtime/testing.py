@@ -65,7 +65,7 @@ from nanobuild.runtime.contracts import HOOK_MARK, handler_types, is_contract, i
 from nanobuild.runtime.errors import SetupError, UnknownContract
 from nanobuild.runtime.exchange import SECRET_HEADER
 from nanobuild.runtime.node import Node
-from nanobuild.runtime.settings import Settings
+from nanobuild.runtime.settings import Settings, restore, saved
 from nanobuild.runtime.spec import AppSpec, ServiceSpec, adopted_package
 from nanobuild.runtime.wiring import wire
 
@@ -131,7 +131,7 @@ async def service(
     spec = ws.spec(name, isolated=isolated)
     settings = _test_settings()
     before = router.installed()
-    variables = {v: os.environ.get(v) for s in spec.services for v in s.urls}
+    variables = saved(v for s in spec.services for v in s.urls)  # what adopting sets
     running: Running | None = None
     try:
         node = wire(spec, settings=settings)
@@ -146,16 +146,7 @@ async def service(
                 await running.close()
         finally:
             router.install(before)
-            _restore(variables)
-
-
-def _restore(variables: Mapping[str, str | None]) -> None:
-    """Put back the environment variables an adopted app's ``urls`` set."""
-    for variable, value in variables.items():
-        if value is None:
-            os.environ.pop(variable, None)
-        else:
-            os.environ[variable] = value
+            restore(variables)
 
 
 class Running:
