@@ -52,7 +52,7 @@ def describe(workspace: Workspace, modules: Mapping[str, list[Module]] | None = 
                 public=svc.public,
                 depends=edges[name],
                 errors=dict(svc.errors),
-                **(_adopted(svc, read) if svc.adopted else {}),
+                **(_adopted(svc, read) if svc.adopted else {"port": svc.port}),
             )
         )
     static = str(workspace.ingress.static) if workspace.ingress.static else None

@@ -107,7 +107,8 @@ class Service(msgspec.Struct, frozen=True):
     libraries: tuple[str, ...] = ()
     public: tuple[str, ...] = ()
     errors: dict[str, str] = {}  # exception class (module.Class) -> error kind
-    # an adopted ASGI app (``module:attribute``), its port or mount, and its ``urls``
+    # an adopted ASGI app (``module:attribute``), its port or mount, and its ``urls``;
+    # a contract service's port is where its REST routes are served
     asgi: str | None = None
     port: int | None = None
     mount: str | None = None
@@ -355,10 +356,14 @@ class _Reader:
         if table is None:
             return None
         root = self.folder(f"{key}.path", table.path)
-        if table.asgi is not None or table.port is not None or table.mount is not None:
+        if table.asgi is not None or table.mount is not None:
             package = self.adopted(key, table, name)
-        else:
+        else:  # a contract service's ``port`` serves its REST routes there
             package = self.package(key, table.package or name)
+            if table.port is not None and not 0 < table.port <= 65535:
+                self.problem(
+                    f"{key}.port", codes.E012, f"`{key}.port` = {table.port} is not a TCP port"
+                )
         if table.urls:
             self.urls(key, table)
         self.requirements(key, table.requires)
@@ -391,11 +396,10 @@ class _Reader:
     def adopted(self, key: str, table: ServiceTable, name: str) -> str | None:
         """The private package of an adopted ASGI service, or None after naming what is wrong."""
         if table.asgi is None:
-            given = "port" if table.port is not None else "mount"
             self.problem(
-                f"{key}.{given}",
+                f"{key}.mount",
                 codes.E011,
-                f"`{key}.{given}` serves an ASGI app, but `{key}.asgi` is not set",
+                f"`{key}.mount` serves an ASGI app, but `{key}.asgi` is not set",
                 'name the app, e.g. asgi = "main:app", or remove the key',
             )
             return None

@@ -14,6 +14,7 @@ import hashlib
 import os
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SHOP = REPO / "examples" / "shop"
+CONVERTED = REPO / "examples" / "shop-converted"  # the files the conversion changes
 SERVICES = ("users", "orders", "gateway")  # start-up order: the gateway calls the others
 SECRET = "the-shop-tests-signing-secret-0123456789"
 
@@ -42,6 +44,32 @@ def route_files(root: Path = SHOP) -> dict[str, str]:
         for path in sorted((root / service).rglob("*.py"))
         if "__pycache__" not in path.parts
     }
+
+
+def converted_workspace(tmp: Path, *, users_port: int = 8001, orders_port: int = 8002) -> Path:
+    """The shop with users converted to contracts, assembled in ``tmp/shop-converted``.
+
+    A copy of examples/shop (without its build output, databases and caches), each
+    folder examples/shop-converted replaces wholesale (``users``: a contract service
+    now) dropped, then every file of examples/shop-converted laid over it: its own
+    nano.toml and nano.lock, and the gateway's changed modules. Its nano.toml then
+    gives users and orders these ports (8001 and 8002, as the example has them). The
+    example's own tests (from examples/shop) run against it unchanged. Returns the
+    workspace root.
+    """
+    root = tmp / "shop-converted"
+    skipped = shutil.ignore_patterns("dist", "data", "__pycache__", ".*")
+    shutil.copytree(SHOP, root, ignore=skipped)
+    for replaced in REPLACED:
+        shutil.rmtree(root / replaced)
+    shutil.copytree(CONVERTED, root, ignore=skipped, dirs_exist_ok=True)
+    toml = root / "nano.toml"
+    text = toml.read_text().replace("port = 8001", f"port = {users_port}")
+    toml.write_text(text.replace("port = 8002", f"port = {orders_port}"))
+    return root
+
+
+REPLACED = ("users",)  # the shop's folders the converted workspace has a new version of
 
 
 def service_env(tmp: Path) -> dict[str, str]:

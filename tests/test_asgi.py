@@ -66,7 +66,7 @@ def test_the_sample_loads_with_its_keys(adopt: Sample) -> None:
 
 BAD_KEYS = [
     ('asgi = "main:app"\nport', 'asgi = "main"\nport', "E011", "is not module:attribute"),
-    ('asgi = "main:app"\nport = 18401', "port = 18401", "E011", "asgi` is not set"),
+    ('asgi = "main:app"\nmount = "/orders"', 'mount = "/orders"', "E011", "asgi` is not set"),
     ("port = 18401", 'port = 18401\nmount = "/u"', "E012", "both `port` and `mount`"),
     ("port = 18401", "port = 70000", "E012", "is not a TCP port"),
     ('mount = "/orders"', 'mount = "orders/"', "E012", "is not a URL path prefix"),

@@ -77,16 +77,29 @@ class App:
     """The ASGI app serving one wired ``Node``; ``build_app`` makes one."""
 
     def __init__(
-        self, node: Node, companions: Sequence[Companion] = (), mounts: Sequence[Mounted] = ()
+        self,
+        node: Node,
+        companions: Sequence[Companion] = (),
+        mounts: Sequence[Mounted] = (),
+        only: str | None = None,
     ) -> None:
         self.node = node
         self.settings: Settings = node.settings
         self.companions = list(companions)
         served = served_endpoints(node, "http")
+        if only is not None:  # the face of one service's own port: its contracts alone
+            served = {key: s for key, s in served.items() if key[0] == only}
         self.routes = {f"/api/{service}/{name}": s for (service, name), s in served.items()}
         self._secret = self.settings.secret.encode() if self.settings.secret else None
-        self._site = site(node)
-        self.rest = rest.table(node.every_endpoint(), served)  # contracts' own routes
+        self._site = site(node) if only is None else _not_found  # a port: routes alone
+        # contracts' own routes; those of a service with a port of its own are there only
+        ported = own_ports(node)
+        routed = [
+            e
+            for e in node.every_endpoint()
+            if (e.service == only if only is not None else e.service not in ported)
+        ]
+        self.rest = rest.table(routed, served)
         # adopted apps mounted on the front door take every path but the contracts'
         self._contracts_only = not mounts
         if mounts:
@@ -332,6 +345,26 @@ def build_app(
     server, the adopted apps); ``mounts`` are the adopted apps served under a prefix.
     """
     return App(node, companions, mounts)
+
+
+async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
+    """What a service's own port answers where none of its routes is."""
+    if scope["type"] == "http":
+        await _respond(send, 404, b"text/plain; charset=utf-8", b"Not Found")
+
+
+def own_ports(node: Node) -> dict[str, int]:
+    """The contract services whose REST routes are served on a port of their own
+    (nano.toml's ``port``), wherever they run: never on a front door."""
+    return {s.name: s.port for s in node.spec.services if s.port is not None and s.asgi is None}
+
+
+def port_faces(node: Node) -> list[tuple[str, int, App]]:
+    """Each contract service of this process with a port of its own, that port, and the
+    app serving its REST routes (and its ``/api/`` paths) there."""
+    local = {e.service for e in node.endpoints.values()}
+    ported = own_ports(node)
+    return [(name, port, App(node, only=name)) for name, port in ported.items() if name in local]
 
 
 def _declared(content_length: bytes) -> int:

@@ -6,6 +6,7 @@ code instead of exiting, so its caller decides what the process does.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import importlib.util
 import signal
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 import uvicorn
 import uvicorn.config
 
-from nanobuild.runtime.app import App, Companion, build_app
+from nanobuild.runtime.app import App, Companion, build_app, port_faces
 from nanobuild.runtime.errors import SettingsError, SetupError
 from nanobuild.runtime.node import Node
 from nanobuild.runtime.placement import Placement
@@ -99,6 +100,9 @@ def run(
     internal = _internal(node, host, placement)
     companions: list[Companion] = [c for c in (adopted, internal) if c is not None]
     try:  # a contract's route the build did not check (E230-E235) stops it here
+        faces = port_faces(node)
+        if faces:
+            companions.append(OwnPorts(faces, host, stack, access_log=access_log))
         app = build_app(node, companions, mounts=adopted.mounts() if adopted else ())
     except SetupError as exc:
         return _complain(f"cannot serve {spec.name}: {exc}", FAILED)
@@ -131,6 +135,52 @@ def _adopted(
         with socket.create_server((host, 0)) as probe:
             port = probe.getsockname()[1]
     return Adopted(adopt(spec, local, placement, host, port), stack.http), port
+
+
+class OwnPorts:
+    """The REST routes of contract services with a port of their own (nano.toml's
+    ``port``), each on that port: a uvicorn server per port, on the front door's loop.
+
+    A ``Companion`` of the HTTP face: it listens once the services have started, and
+    stops listening before they stop.
+    """
+
+    def __init__(
+        self, faces: list[tuple[str, int, App]], host: str, stack: Stack, *, access_log: bool
+    ) -> None:
+        self.faces = faces
+        self.host = host
+        self.stack = stack
+        self.access_log = access_log
+        self.servers: list[tuple[uvicorn.Server, asyncio.Future[None], socket.socket]] = []
+
+    async def start(self) -> None:
+        for name, port, face in self.faces:
+            try:
+                sock = socket.create_server((self.host, port))
+            except OSError as exc:
+                raise SetupError(
+                    f"{name} cannot listen on port {port}: {exc.strerror or exc}"
+                ) from None
+            config = uvicorn.Config(
+                face,
+                lifespan="off",  # the front door's lifespan runs the services' hooks
+                http=self.stack.http,
+                log_config=None,
+                access_log=self.access_log,
+            )
+            config.load()
+            server = uvicorn.Server(config)
+            server.lifespan = config.lifespan_class(config)  # "off": set by run(), not here
+            await server.startup(sockets=[sock])
+            self.servers.append((server, asyncio.ensure_future(server.main_loop()), sock))
+
+    async def close(self) -> None:
+        for server, ticking, sock in self.servers:
+            server.should_exit = True
+            await ticking
+            await server.shutdown(sockets=[sock])
+        self.servers.clear()
 
 
 def _internal(node: Node, host: str, placement: Placement | None) -> TcpServer | None:
