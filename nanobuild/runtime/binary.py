@@ -132,7 +132,7 @@ def _serve_options(
         type=int,
         default=unset if keep_parent else None,
         help="where this process's services answer other nanobuild processes (TCP); "
-        "split mode default: the HTTP port + 1",
+        "split mode default: the next port after the HTTP port that no service's own `port` takes",
     )
     _placement_options(parser, keep_parent=keep_parent)
 
@@ -173,7 +173,7 @@ def _placement(
     internal = getattr(args, "internal_port", None)
     if internal is None and (only or len(spec.carried) < len(spec.services)):
         # split: other processes must reach this one; next to the HTTP port by default
-        internal = args.port + 1 if 0 < args.port < 65535 else 0
+        internal = _beside(args.port, {s.port for s in spec.services if s.port is not None})
     try:
         return place(
             spec,
@@ -187,6 +187,16 @@ def _placement(
     except PlacementError as exc:
         print(f"{_prog()}: {exc}", file=sys.stderr)
         return None
+
+
+def _beside(port: int, taken: set[int]) -> int:
+    """The first port after ``port`` that no adopted service claims (0: let the OS pick)."""
+    if not 0 < port < 65535:
+        return 0
+    candidate = port + 1
+    while candidate in taken:
+        candidate += 1
+    return candidate if candidate <= 65535 else 0
 
 
 def _services(spec: AppSpec, args: argparse.Namespace, settings: Settings) -> int:

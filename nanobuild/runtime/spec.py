@@ -100,9 +100,6 @@ def python_binding() -> str:
     return f"{sys.implementation.cache_tag} {sys.platform}"
 
 
-# -- contract shapes: what two builds compare before they call each other
-#
-# A contract's *shape* is its request and response types as they travel: every
 # -- REST routes: a contract's ``Route("GET /users/{id}")``, as text both sides read
 #
 # The binary serves the route and ``check`` judges it, so the one reading of the text
@@ -165,6 +162,9 @@ def route_key(method: str, path: str) -> str:
     return f"{method} {'/'.join(segments)}"
 
 
+# -- contract shapes: what two builds compare before they call each other
+#
+# A contract's *shape* is its request and response types as they travel: every
 # field's wire name, type and whether it is required, the nested records, tags and
 # layout. ``nanobuild.runtime.shapes`` computes it from the classes; two builds
 # exchange shapes (``nanobuild check --against``, the TCP handshake) and ``compare``
