@@ -142,6 +142,10 @@ def test_the_shops_tests_pass_against_the_converted_binary_fused_and_split(
         refused = httpx.get(f"{users}/users/ada")
         assert refused.status_code == 400
         assert refused.json()["error"]["contract"] == "GetUser"
+        assert httpx.get(f"{users}/orders").status_code == 404  # its own routes alone
+        for face in (users, fused.url):  # its /api/ paths answer on both
+            answer = httpx.post(f"{face}/api/users/Health", json={})
+            assert answer.json() == {"status": "ok"}
     finally:
         assert fused.stop() == 0
     time.sleep(0.5)  # the ports are free again
