@@ -334,6 +334,20 @@ def test_the_binary_serves_the_gateway_split(
         assert back.stop() == 0
 
 
+def test_the_default_internal_port_steps_over_the_apps_own_ports(
+    adopt_binary: tuple[Path, Binary], tmp_path: Path
+) -> None:
+    # users keeps 18401, the port after the HTTP port: the TCP transport takes 18402
+    _, binary = adopt_binary
+    command = binary.command("serve", "--only", "users,orders", "--port", "18400")
+    back = launch(command, tmp_path / "back.log", NANO_SECRET="s", **binary.env)
+    try:
+        assert "internally at tcp://127.0.0.1:18402" in back.log()
+        assert httpx.get("http://127.0.0.1:18401/users/u1").status_code in (200, 404)
+    finally:
+        assert back.stop() == 0
+
+
 def test_an_app_that_fails_to_import_stops_the_binary_in_one_line(
     adopt: Sample, tmp_path: Path
 ) -> None:
