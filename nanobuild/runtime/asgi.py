@@ -27,7 +27,7 @@ import importlib.util
 import inspect
 import socket
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -37,7 +37,7 @@ from nanobuild.runtime.placement import Placement
 from nanobuild.runtime.settings import export
 from nanobuild.runtime.spec import ADOPTED, AppSpec, ServiceSpec, adopted_package
 
-Scope = dict[str, Any]
+Scope = MutableMapping[str, Any]  # as Starlette and uvicorn type it
 ASGIApp = Callable[..., Any]
 
 # origin (scheme, host, port) -> the app answering there in this process, its
