@@ -128,4 +128,3 @@ def _top_statements(body: list[ast.stmt]) -> Iterator[ast.stmt]:
                 yield from _top_statements(inner)
         for handler in getattr(node, "handlers", []):
             yield from _top_statements(handler.body)
-
