@@ -138,6 +138,19 @@ def test_two_contracts_on_one_route_across_services(mini: Sample) -> None:
     assert mini.check() == []
 
 
+def test_one_route_on_two_faces_is_no_clash(mini: Sample) -> None:
+    route(mini, 'Route("POST /users/{id}")')
+    mini.edit(ORDERS_KERNEL, "from nanobuild.runtime import Contract", ROUTE_IMPORTS)
+    mini.edit(
+        ORDERS_KERNEL,
+        "    user_id: str\n",
+        '    http: ClassVar[Route] = Route("POST /users/{user_id}")\n    user_id: str\n',
+    )
+    # orders serves its routes on a port of its own, users on the front door
+    mini.edit("nano.toml", 'depends = ["users"]\n', 'depends = ["users"]\nport = 8101\n')
+    assert mini.check() == []  # (two services on one port are E013 already)
+
+
 @pytest.mark.parametrize("status", [302, 404, 100])
 def test_a_route_status_that_is_not_a_success(mini: Sample, status: int) -> None:
     route(mini, f'Route("GET /users/{{id}}", status={status})')

@@ -4,8 +4,8 @@ A contract declares its route as ``http: ClassVar[Route] = Route("GET /users/{id
 the kernel probe reports it as plain data (``probe.RouteInfo``: the text, where it is
 written, its status and query names, and how each field of the contract can come from
 a URL), and the text is read by the very function the binary serves it with
-(``spec.route_parts``). Routes are compared across every service of the workspace: one
-HTTP face serves them all.
+(``spec.route_parts``). Routes are compared across every service served on one face:
+the front door's, or the port of a service that has one of its own.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ Place = tuple[str, int | None]  # path, line
 
 
 def check(ctx: Context) -> Iterator[Diagnostic]:
-    taken: dict[str, tuple[str, Place]] = {}  # route key -> the contract holding it, where
+    # (where it is served, route key) -> the contract holding it, and where it is written:
+    # a service with a port of its own serves its routes there, beside no other's
+    taken: dict[tuple[int | None, str], tuple[str, Place]] = {}
     for name in ctx.workspace.services:
         info = ctx.kernels.get(name)
         if info is None or info.error is not None:
@@ -36,8 +38,9 @@ def check(ctx: Context) -> Iterator[Diagnostic]:
             key = yield from _route(f"{name}.{contract}", described, route, place)
             if key is None:
                 continue
-            if key in taken:
-                other, (path, line) = taken[key]
+            served = (ctx.workspace.services[name].port, key)
+            if served in taken:
+                other, (path, line) = taken[served]
                 yield _at(
                     place,
                     codes.E233,
@@ -45,7 +48,7 @@ def check(ctx: Context) -> Iterator[Diagnostic]:
                     hint=f"{other} is at {path}:{line}; give one of them another path or method",
                 )
             else:
-                taken[key] = (f"{name}.{contract}", place)
+                taken[served] = (f"{name}.{contract}", place)
 
 
 def _at(place: Place, code: codes.Code, message: str, hint: str | None = None) -> Diagnostic:
