@@ -24,6 +24,13 @@ import msgspec
 import pytest
 
 
+def free_port() -> int:
+    """A TCP port nothing listens on now, for a server that must be told its port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def serve(root: Path) -> list[str]:
     """``nanobuild serve`` on ``root``, on a port the system picks (the banner tells it)."""
     return [sys.executable, "-m", "nanobuild", "serve", "--workspace", str(root), "--port", "0"]

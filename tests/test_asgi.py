@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import asyncio
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from nanobuild.runtime.asgi import ORIGINS, Adopted, load_app
 from nanobuild.runtime.httpclient import AsyncClient, Client
 from nanobuild.runtime.spec import ServiceSpec
 from tests.conftest import REPO, SAMPLES, Sample
-from tests.servers import Binary, Server, build_binary, start
+from tests.servers import Binary, Server, build_binary, free_port, start
 
 
 def launch(command: list[str], log: Path, *extra: dict[str, str], **env: str) -> Server:
@@ -37,12 +36,6 @@ def launch(command: list[str], log: Path, *extra: dict[str, str], **env: str) ->
 def adopt(tmp_path: Path) -> Sample:
     shutil.copytree(SAMPLES / "adopt", tmp_path / "adopt")
     return Sample(tmp_path / "adopt")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def problems(sample: Sample) -> list[tuple[str, str, str | None]]:

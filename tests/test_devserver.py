@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,15 +13,9 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import SAMPLES
-from tests.servers import Server, start
+from tests.servers import Server, free_port, start
 
 HANDLERS = "services/users/users/handlers.py"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def serving(root: Path, log: Path, *options: str) -> Server:

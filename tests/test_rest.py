@@ -17,7 +17,7 @@ import msgspec
 import pytest
 
 from tests.conftest import SAMPLES
-from tests.servers import Server, build_binary, serve, start, start_placement
+from tests.servers import Server, build_binary, free_port, serve, start, start_placement
 
 SECRET = "rest-secret"
 
@@ -430,3 +430,26 @@ def test_openapi_shows_each_public_route_beside_its_api_path(server: Server) -> 
     assert set(body["properties"]) == {"tags"} and body["required"] == ["tags"]
     # a contract that is not public has no route in the document either
     assert "/people/{id}/salary" not in paths
+
+
+def test_a_service_with_a_port_of_its_own_serves_its_routes_there_alone(
+    tmp_path: Path,
+) -> None:
+    root = people_workspace(tmp_path / "ws")
+    port = free_port()
+    toml = root / "nano.toml"
+    toml.write_text(
+        toml.read_text().replace("[services.people]\n", f"[services.people]\nport = {port}\n")
+    )
+    front = start(serve(root), tmp_path / "server.log", NANO_SECRET=SECRET)
+    try:
+        own = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+        assert own.get("/people/1").json()["name"] == "Ada"
+        assert own.post("/api/people/GetPerson", json={"id": 1}).status_code == 200
+        assert own.get("/healthz").status_code == 404  # its routes, nothing else
+        assert front.http.get("/people/1").status_code == 404  # not on the front door
+        assert front.call("people", "GetPerson", {"id": 1}).status_code == 200
+        paths = front.http.get("/openapi.json").json()["paths"]
+        assert "/api/people/GetPerson" in paths and "/people/{id}" not in paths
+    finally:
+        assert front.stop() == 0, front.log()

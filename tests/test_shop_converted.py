@@ -9,7 +9,6 @@ kernel is caught at the gateway's call site.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -19,13 +18,7 @@ import httpx
 import pytest
 
 from tests import shop
-from tests.servers import Server, build_binary, start
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.servers import Server, build_binary, free_port, start
 
 
 def check(root: Path) -> subprocess.CompletedProcess[str]:

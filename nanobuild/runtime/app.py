@@ -485,7 +485,10 @@ def site(node: Node) -> ASGIApp:
 
     async def openapi_json(request: Request) -> Response:
         if not document:
-            spec = openapi.document(node.spec.name, __version__, node.every_endpoint())
+            endpoints = node.every_endpoint()
+            spec = openapi.document(
+                node.spec.name, __version__, endpoints, elsewhere=own_ports(node)
+            )
             document.append(msgspec.json.encode(spec))
         return Response(document[0], media_type="application/json")
 

@@ -8,7 +8,7 @@ not name them either.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 import msgspec
@@ -46,9 +46,12 @@ class Error(msgspec.Struct):
     error: ErrorDetail
 
 
-def document(title: str, version: str, endpoints: Iterable[Endpoint]) -> dict[str, Any]:
+def document(
+    title: str, version: str, endpoints: Iterable[Endpoint], *, elsewhere: Collection[str] = ()
+) -> dict[str, Any]:
     """The OpenAPI document: one ``POST /api/<service>/<Contract>`` per public contract,
-    and its REST route beside it where it declares one."""
+    and its REST route beside it where it declares one, unless its service is one of
+    ``elsewhere`` (those that serve their routes on a port of their own)."""
     public = sorted((e for e in endpoints if e.public), key=lambda e: (e.service, e.name))
     types = [Error] + [e.request for e in public] + [e.response for e in public]
     schemas, components = schema_components(types)
@@ -62,6 +65,8 @@ def document(title: str, version: str, endpoints: Iterable[Endpoint]) -> dict[st
         for e, request, response in zip(public, requests, responses, strict=True)
     }
     for e, request, response in zip(public, requests, responses, strict=True):
+        if e.service in elsewhere:
+            continue
         routed = _rest_operation(e, request, response, error, components)
         if routed is not None:
             path, method, operation = routed
