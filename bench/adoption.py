@@ -177,9 +177,7 @@ def running(tmp: Path, binaries: dict[str, Binary]) -> Iterator[dict[str, int]]:
 def serve(tmp: Path, binary: Binary) -> Server:
     tmp.mkdir()
     env = {**shop.service_env(tmp), **binary.env, "NANO_STRICT": "0", "NANO_SECRET": "bench"}
-    starting: Any = start  # its keyword-only cwd would clash with a dict's keys, to mypy
-    server: Server = starting(binary.command("serve", "--port", "0"), tmp / "log", **env)
-    return server
+    return start(binary.command("serve", "--port", "0"), tmp / "log", env)
 
 
 # -- the run

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -87,10 +88,18 @@ class Server:
             raise
 
 
-def start(command: list[str], log: Path, *, cwd: Path | None = None, **env: str) -> Server:
+def start(
+    command: list[str],
+    log: Path,
+    environment: Mapping[str, str] | None = None,
+    *,
+    cwd: Path | None = None,
+    **env: str,
+) -> Server:
     """Run ``command`` and wait for its ``serving ... at`` line (it is listening then).
 
-    Strict mode is on unless ``env`` says otherwise; the server's stderr goes to ``log``.
+    Its environment is this one plus ``environment`` plus ``env``; strict mode is on
+    unless they say otherwise; the server's stderr goes to ``log``.
     """
     proc = subprocess.Popen(
         command,
@@ -98,7 +107,7 @@ def start(command: list[str], log: Path, *, cwd: Path | None = None, **env: str)
         stdout=subprocess.PIPE,
         stderr=log.open("w"),
         text=True,
-        env={**os.environ, "NANO_STRICT": "1", **env},
+        env={**os.environ, "NANO_STRICT": "1", **(environment or {}), **env},
     )
     lines: queue.Queue[str] = queue.Queue()
     # a thread reads stdout to its end, so the process never blocks on a full pipe
@@ -244,9 +253,8 @@ def start_placement(
             server = start(
                 binary.command("serve", "--port", "0", *options, *extra),
                 log,
+                {**binary.env, **env},
                 cwd=binary.pyz.parent,
-                **binary.env,
-                **env,
             )
             servers.append(server)
             if server.internal:

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -19,17 +18,7 @@ from nanobuild.runtime.asgi import ORIGINS, Adopted, load_app
 from nanobuild.runtime.httpclient import AsyncClient, Client
 from nanobuild.runtime.spec import ServiceSpec
 from tests.conftest import REPO, SAMPLES, Sample
-from tests.servers import Binary, Server, build_binary, free_port, start
-
-
-def launch(command: list[str], log: Path, *extra: dict[str, str], **env: str) -> Server:
-    """``tests.servers.start`` with the environment given as dictionaries too."""
-    merged: dict[str, str] = {}
-    for part in (*extra, env):
-        merged |= part
-    starting: Any = start  # its keyword-only cwd would clash with a dict's keys, to mypy
-    server: Server = starting(command, log, **merged)
-    return server
+from tests.servers import Binary, build_binary, free_port, start
 
 
 @pytest.fixture
@@ -262,11 +251,11 @@ def test_the_binary_serves_the_apps_fused(
     _, binary = adopt_binary
     log = tmp_path / "life.log"
     front = free_port()
-    server = launch(
+    server = start(
         binary.command("serve", "--port", str(front)),
         tmp_path / "err.log",
+        binary.env,
         ADOPT_LOG=str(log),
-        **binary.env,
     )
     try:
         profile = httpx.get(f"{server.url}/profile/u1").json()
@@ -298,10 +287,10 @@ def test_the_binary_serves_the_gateway_split(
     _, binary = adopt_binary
     env = {"NANO_SECRET": "s", **binary.env}
     back_port = free_port()
-    back = launch(
+    back = start(
         binary.command("serve", "--only", "users,orders", "--port", str(back_port)),
         tmp_path / "back.log",
-        **env,
+        env,
     )
     try:
         command = binary.command(
@@ -315,7 +304,7 @@ def test_the_binary_serves_the_gateway_split(
             "--remote",
             f"orders={back.url}",
         )
-        gateway = launch(command, tmp_path / "gateway.log", **env)
+        gateway = start(command, tmp_path / "gateway.log", env)
         try:
             profile = httpx.get(f"{gateway.url}/profile/u1").json()
             assert profile["user"]["models"] == "users"
@@ -333,7 +322,7 @@ def test_the_default_internal_port_steps_over_the_apps_own_ports(
     # users keeps 18401, the port after the HTTP port: the TCP transport takes 18402
     _, binary = adopt_binary
     command = binary.command("serve", "--only", "users,orders", "--port", "18400")
-    back = launch(command, tmp_path / "back.log", NANO_SECRET="s", **binary.env)
+    back = start(command, tmp_path / "back.log", binary.env, NANO_SECRET="s")
     try:
         assert "internally at tcp://127.0.0.1:18402" in back.log()
         assert httpx.get("http://127.0.0.1:18401/users/u1").status_code in (200, 404)
@@ -384,19 +373,19 @@ def test_the_shops_tests_pass_against_the_adopted_binary_fused_and_split(tmp_pat
     env = {**shop.service_env(tmp_path), "NANO_SECRET": "s", **binary.env}
     users = f"http://127.0.0.1:{users_port}"
     orders = f"http://127.0.0.1:{orders_port}"
-    fused = launch(binary.command("serve", "--port", "0"), tmp_path / "fused.log", **env)
+    fused = start(binary.command("serve", "--port", "0"), tmp_path / "fused.log", env)
     try:
         shop.assert_tests_pass(fused.url, users_url=users, orders_url=orders)
     finally:
         assert fused.stop() == 0
     time.sleep(0.5)
-    back = launch(
+    back = start(
         binary.command("serve", "--only", "users,orders", "--port", "0"),
         tmp_path / "back.log",
-        **env,
+        env,
     )
     try:
-        gateway = launch(
+        gateway = start(
             binary.command(
                 "serve",
                 "--only",
@@ -409,7 +398,7 @@ def test_the_shops_tests_pass_against_the_adopted_binary_fused_and_split(tmp_pat
                 f"orders={orders}",
             ),
             tmp_path / "gateway.log",
-            **env,
+            env,
         )
         try:
             shop.assert_tests_pass(gateway.url, users_url=users, orders_url=orders)

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests import shop
-from tests.servers import Server, build_binary, free_port, start
+from tests.servers import build_binary, free_port, start
 
 
 def check(root: Path) -> subprocess.CompletedProcess[str]:
@@ -111,10 +111,6 @@ def test_a_contract_services_port_must_be_a_tcp_port(converted: Path) -> None:
 # -- the binary: fused and split
 
 
-def launch(command: list[str], log: Path, env: dict[str, str]) -> Server:
-    return start(command, log, **env)
-
-
 def test_the_shops_tests_pass_against_the_converted_binary_fused_and_split(
     tmp_path: Path,
 ) -> None:
@@ -124,7 +120,7 @@ def test_the_shops_tests_pass_against_the_converted_binary_fused_and_split(
     env = {**shop.service_env(tmp_path), "NANO_SECRET": "s", **binary.env}
     users = f"http://127.0.0.1:{users_port}"
     orders = f"http://127.0.0.1:{orders_port}"
-    fused = launch(binary.command("serve", "--port", "0"), tmp_path / "fused.log", env)
+    fused = start(binary.command("serve", "--port", "0"), tmp_path / "fused.log", env)
     try:
         shop.assert_tests_pass(fused.url, users_url=users, orders_url=orders)
         # users' routes are on its port alone: the gateway keeps the same paths its own
@@ -143,7 +139,7 @@ def test_the_shops_tests_pass_against_the_converted_binary_fused_and_split(
         assert fused.stop() == 0
     time.sleep(0.5)  # the ports are free again
     internal = free_port()
-    back = launch(
+    back = start(
         binary.command("serve", "--only", "users", "--port", "0", "--internal-port", str(internal)),
         tmp_path / "users.log",
         env,
@@ -151,7 +147,7 @@ def test_the_shops_tests_pass_against_the_converted_binary_fused_and_split(
     try:
         command = ["serve", "--only", "orders,gateway", "--port", "0"]
         remote = ["--remote", f"users=tcp://127.0.0.1:{internal}"]
-        front = launch(binary.command(*command, *remote), tmp_path / "front.log", env)
+        front = start(binary.command(*command, *remote), tmp_path / "front.log", env)
         try:
             shop.assert_tests_pass(front.url, users_url=users, orders_url=orders)
         finally:
