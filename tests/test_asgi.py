@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import shutil
 import subprocess
@@ -185,17 +184,6 @@ def test_an_app_that_is_not_asgi_is_refused_in_one_line(tmp_path: Path) -> None:
     )
     with pytest.raises(Exception, match="is not an ASGI app: it is int"):
         load_app(spec)
-
-
-def test_the_runtime_reads_and_writes_the_environment_only_in_settings() -> None:
-    found = []
-    for path in sorted((REPO / "nanobuild" / "runtime").rglob("*.py")):
-        if path.name in ("settings.py", "bootstrap.py"):  # the bootstrap: before any package
-            continue
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "putenv"):
-                found.append(f"{path.name}:{node.lineno}")
-    assert found == []
 
 
 def test_the_client_reaches_an_app_of_this_process_in_memory(tmp_path: Path) -> None:
