@@ -175,6 +175,34 @@ async def test_an_unknown_service_is_named_with_the_known_ones():
     assert "6 passed" in done.stdout
 
 
+def test_a_contract_service_on_its_own_port_is_tested_there(mini: Sample) -> None:
+    mini.edit(
+        "services/users/users/kernel.py",
+        "import msgspec\n",
+        "from typing import ClassVar\n\nimport msgspec\n",
+    )
+    mini.edit("services/users/users/kernel.py", "import Contract\n", "import Contract, Route\n")
+    mini.edit(
+        "services/users/users/kernel.py",
+        "class GetUser(Contract[User], frozen=True):\n",
+        'class GetUser(Contract[User], frozen=True):\n    http: ClassVar[Route] = Route("GET /users/{id}")\n',
+    )
+    mini.edit("nano.toml", 'public = ["GetUser"]\n', 'public = ["GetUser"]\nport = 8101\n')
+    done = run_tests(
+        mini,
+        """
+
+async def test_its_routes_answer_at_its_port():
+    async with service("users") as svc:
+        assert svc.url == "http://127.0.0.1:8101"
+        found = await svc.http.get("/users/u1")
+        assert found.status_code == 200 and found.json() == {"id": "u1", "name": "Ada"}
+        assert (await svc.http.get("/healthz")).status_code == 404  # its routes alone
+""",
+    )
+    assert done.returncode == 0, done.stdout
+
+
 def test_a_failing_start_up_hook_fails_the_block_and_stops_what_started(mini: Sample) -> None:
     mini.write("services/users/users/hooks.py", HOOKS)
     mini.write(

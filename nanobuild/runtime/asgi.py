@@ -45,6 +45,21 @@ ASGIApp = Callable[..., Any]
 ORIGINS: dict[tuple[str, str, int], tuple[ASGIApp, dict[str, Any], asyncio.AbstractEventLoop]] = {}
 
 
+def in_memory_at(host: str, port: int, app: ASGIApp, state: dict[str, Any]) -> None:
+    """Let nanobuild's HTTP client answer requests to ``host:port`` with ``app`` in memory
+    (on the running loop), as the server listening there would."""
+    hosts = {host, "127.0.0.1", "localhost"} if host in ("127.0.0.1", "0.0.0.0") else {host}
+    loop = asyncio.get_running_loop()
+    for name in hosts:
+        ORIGINS[("http", name, port)] = (app, state, loop)
+
+
+def forget_port(port: int) -> None:
+    """Requests to ``port`` go over the network again (its server has stopped)."""
+    for origin in [o for o in ORIGINS if o[2] == port]:
+        del ORIGINS[origin]
+
+
 # -- the namespacing loader
 
 
@@ -268,7 +283,7 @@ class Adopted:
                 await self._listen(service, app)
         if self.front is not None:
             host, port, front = self.front
-            self._register(host, port, front, {})
+            in_memory_at(host, port, front, {})
 
     async def _listen(self, service: ServiceSpec, app: ASGIApp) -> None:
         import uvicorn
@@ -290,13 +305,7 @@ class Adopted:
         server.lifespan.state = self.states[service.name]  # copied into each request's scope
         await server.startup(sockets=[sock])
         self.servers.append((server, asyncio.ensure_future(server.main_loop()), sock))
-        self._register(host, service.port, app, self.states[service.name])
-
-    def _register(self, host: str, port: int, app: ASGIApp, state: dict[str, Any]) -> None:
-        hosts = {host, "127.0.0.1", "localhost"} if host in ("127.0.0.1", "0.0.0.0") else {host}
-        loop = asyncio.get_running_loop()
-        for name in hosts:
-            ORIGINS[("http", name, port)] = (app, state, loop)
+        in_memory_at(host, service.port, app, self.states[service.name])
 
     async def close(self) -> None:
         ORIGINS.clear()

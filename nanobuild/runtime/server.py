@@ -155,6 +155,8 @@ class OwnPorts:
         self.servers: list[tuple[uvicorn.Server, asyncio.Future[None], socket.socket]] = []
 
     async def start(self) -> None:
+        from nanobuild.runtime.asgi import in_memory_at  # only with such a service
+
         for name, port, face in self.faces:
             try:
                 sock = socket.create_server((self.host, port))
@@ -174,9 +176,13 @@ class OwnPorts:
             server.lifespan = config.lifespan_class(config)  # "off": set by run(), not here
             await server.startup(sockets=[sock])
             self.servers.append((server, asyncio.ensure_future(server.main_loop()), sock))
+            in_memory_at(self.host, port, face, {})  # nanobuild's HTTP client: no socket
 
     async def close(self) -> None:
+        from nanobuild.runtime.asgi import forget_port
+
         for server, ticking, sock in self.servers:
+            forget_port(sock.getsockname()[1])
             server.should_exit = True
             await ticking
             await server.shutdown(sockets=[sock])

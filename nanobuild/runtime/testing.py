@@ -200,10 +200,13 @@ class Running:
         return self._clients[trusted]
 
     def _answering(self) -> Callable[..., Awaitable[None]]:
-        """The ASGI app at ``url``: an app on its own port, or the front door."""
+        """The ASGI app at ``url``: the front door, an adopted app on its own port, or
+        the face of a contract service whose REST routes are served on its own port."""
         served = self.node.spec.service(self.name)
-        if self.adopted is None or served.port is None:
+        if served.port is None:
             return self.app
+        if self.adopted is None or served.asgi is None:
+            return App(self.node, only=self.name)
         return _with_state(*_origin(self.adopted, self.name))
 
     async def start(self) -> None:
@@ -242,12 +245,14 @@ def _adopt(spec: AppSpec, front: tuple[str, int]) -> Adopted | None:
 def _serve_in_memory(adopted: Adopted, front: tuple[str, int], door: App) -> None:
     """Make each adopted app on a port of its own, and the front door, answer nanobuild's
     HTTP client at its address in this process, as a process serving them does."""
+    from nanobuild.runtime.asgi import in_memory_at
+
     ports = {s.name: s.port for s in door.node.spec.services if s.port is not None}
     for served, app in adopted.services:
         port = ports.get(served.name)
         if port is not None:
-            adopted._register(front[0], port, app, adopted.states[served.name])
-    adopted._register(front[0], front[1], door, {})
+            in_memory_at(front[0], port, app, adopted.states[served.name])
+    in_memory_at(front[0], front[1], door, {})
 
 
 def _origin(adopted: Adopted, name: str) -> tuple[Callable[..., Awaitable[None]], dict[str, Any]]:
@@ -431,6 +436,7 @@ class Workspace:
             public=tuple(str(p) for p in table.get("public", [])),
             depends=tuple(self.depends(name)),
             errors=_errors(table),
+            port=table.get("port"),  # where its REST routes are served, if not the front door
         )
 
     def _adopted_spec(self, name: str, table: dict[str, Any]) -> ServiceSpec:
