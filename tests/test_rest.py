@@ -8,7 +8,10 @@ Every route answers the same in all three, and ``POST /api/...`` still does.
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -453,3 +456,54 @@ def test_a_service_with_a_port_of_its_own_serves_its_routes_there_alone(
         assert "/api/people/GetPerson" in paths and "/people/{id}" not in paths
     finally:
         assert front.stop() == 0, front.log()
+
+
+OWN_PORT_IN_MEMORY = """
+import asyncio, sys
+from pathlib import Path
+
+from nanobuild.describe import describe
+from nanobuild.runtime.app import port_faces
+from nanobuild.runtime.asgi import ORIGINS
+from nanobuild.runtime.httpclient import AsyncClient
+from nanobuild.runtime.server import OwnPorts, Stack
+from nanobuild.runtime.settings import Settings
+from nanobuild.runtime.wiring import wire
+from nanobuild.workspace import load
+
+port = int(sys.argv[2])
+node = wire(describe(load(Path(sys.argv[1]))), settings=Settings.from_env({}))
+
+
+async def main() -> None:
+    node.install()
+    faces = OwnPorts(port_faces(node), "127.0.0.1", Stack("asyncio", "h11"), access_log=False)
+    await faces.start()
+    assert ("http", "127.0.0.1", port) in ORIGINS  # answered in memory, not on the socket
+    async with AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        print((await client.get("/people/1")).json()["name"])
+    await faces.close()
+    assert ("http", "127.0.0.1", port) not in ORIGINS
+
+
+asyncio.run(main())
+"""
+
+
+def test_nanobuilds_client_reaches_a_services_own_port_in_memory(tmp_path: Path) -> None:
+    root = people_workspace(tmp_path / "ws")
+    port = free_port()
+    toml = root / "nano.toml"
+    toml.write_text(
+        toml.read_text().replace("[services.people]\n", f"[services.people]\nport = {port}\n")
+    )
+    folders = [str(root / "services" / name) for name in ("users", "orders", "people")]
+    done = subprocess.run(
+        [sys.executable, "-c", OWN_PORT_IN_MEMORY, str(root), str(port)],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([*folders, str(root / "libs" / "units")])},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["Ada"]
