@@ -130,8 +130,9 @@ class Run:
             os.chown(self.home, 65534, 65534)
         self.python = sys._base_executable  # a Python the other user can run, too
 
-    def start(self, log: Path, *args: str, **env: str) -> Server:
-        command = [*self.prefix, self.python, str(self.pyz), "serve", "--port", "0", *args]
+    def start(self, log: Path, *args: str, as_me: bool = False, **env: str) -> Server:
+        prefix = [] if as_me else self.prefix
+        command = [*prefix, self.python, str(self.pyz), "serve", "--port", "0", *args]
         env = {"HOME": str(self.home), "XDG_CACHE_HOME": "", "NANO_SECRET": SECRET, **env}
         return start(command, log, cwd=self.folder, **env)
 
@@ -227,6 +228,21 @@ def test_a_service_writes_to_its_data_folder_and_not_beside_its_code(
         assert stat.S_IMODE(path.stat().st_mode) & 0o222 == 0, path
     handlers = extraction / "site-packages" / "users" / "handlers.py"
     assert stat.S_IMODE(handlers.stat().st_mode) & 0o222 == 0
+
+
+def test_the_extraction_refuses_a_write_beside_the_code_as_root_too(
+    run: Run, tmp_path: Path
+) -> None:
+    # root ignores write bits: the binary's audit hook refuses the write all the same
+    server = run.start(tmp_path / "root.log", as_me=True)
+    try:
+        beside = server.call("users", "Beside", {}, headers={"nano-secret": SECRET})
+        assert beside.status_code == 500, beside.text
+    finally:
+        server.stop()
+    assert "is inside the binary's extraction, which is read-only" in server.log()
+    [extraction] = [p for p in run.apps.iterdir() if not p.name.endswith("-data")]
+    assert not (extraction / "site-packages" / "users" / "state.txt").exists()
 
 
 def test_nano_data_dir_moves_every_services_folder(run: Run, tmp_path: Path) -> None:

@@ -21,9 +21,10 @@ What ``boot`` promises:
   manifest of every file's size, written last, and is extracted again, instead of
   failing later with a puzzling ImportError.
 * Extracting a build removes the extractions of the same app's other builds.
-* The extraction is read-only (no write bit on any file or folder of it), so code
-  that writes a file next to itself fails at once, loudly, instead of writing into
-  a folder the next build replaces. Data belong in the service's data folder
+* The extraction is read-only (no write bit on any file or folder of it, and an
+  audit hook that refuses every change inside it, since root ignores write bits), so
+  code that writes a file next to itself fails at once, loudly, instead of writing
+  into a folder the next build replaces. Data belong in the service's data folder
   (``nanobuild.runtime.data_dir()``), beside the extractions: ``<root>/<name>-data``.
 * The host's site-packages (system, user, virtual environment, and whatever their
   ``.pth`` files added) are taken off ``sys.path`` before anything of the app is
@@ -60,6 +61,7 @@ def boot(name: str, build_id: str, *, entry: str, python: str, pth: bool = False
         sys.stderr.write(f"{name}: {exc}\n")
         raise SystemExit(1) from None
     _hold(os.path.dirname(site_packages))
+    guard(os.path.dirname(site_packages))
     isolate(site_packages, pth=pth)
     module, _, function = entry.partition(":")
     __import__(module)
@@ -247,6 +249,54 @@ def _seal(work: str) -> None:
             if folder != work or entry != _LOCK:
                 _read_only(os.path.join(folder, entry))
         _read_only(folder)
+
+
+# the audit events of the standard library that change a file or folder at their path
+# arguments (open is judged by its mode or flags)
+_CHANGES = {
+    "os.remove": 1, "os.rmdir": 1, "os.mkdir": 1, "os.truncate": 1, "os.chmod": 1,
+    "os.chown": 1, "os.utime": 1, "os.rename": 2, "os.link": 2, "os.symlink": 2,
+    "shutil.rmtree": 1, "shutil.move": 2,
+}  # fmt: skip
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
+
+
+def guard(folder: str) -> None:
+    """Refuse every change inside the extraction ``folder``, for root too.
+
+    Its write bits are off already, but root ignores those; an audit hook sees every
+    open for writing, rename, removal... that Python code makes, and raises
+    ``PermissionError`` for a path inside it (the lock file excepted), so a file
+    written next to the code fails loudly for everyone. It costs one call per audit
+    event, and those are rare once a process serves.
+    """
+    root = os.path.realpath(folder) + os.sep
+    lock = os.path.join(os.path.realpath(folder), _LOCK)
+
+    def inside(path: object) -> str | None:
+        if not isinstance(path, (str, bytes, os.PathLike)):
+            return None  # a file descriptor
+        where = os.path.realpath(os.fsdecode(path))
+        return where if where.startswith(root) and where != lock else None
+
+    def refuse(event: str, args: tuple[object, ...]) -> None:
+        if event == "open":
+            path, mode, flags = args[0], args[1], args[2]
+            writes = any(c in mode for c in "wax+") if isinstance(mode, str) else False
+            if not writes and isinstance(flags, int) and flags & _WRITE_FLAGS:
+                writes = True
+            paths: tuple[object, ...] = (path,) if writes else ()
+        else:
+            paths = args[: _CHANGES.get(event, 0)]
+        for path in paths:
+            where = inside(path)
+            if where is not None:
+                raise PermissionError(
+                    f"{where} is inside the binary's extraction, which is read-only: "
+                    "write to the service's data folder (data_dir()) instead"
+                )
+
+    sys.addaudithook(refuse)
 
 
 def _read_only(path: str) -> None:
