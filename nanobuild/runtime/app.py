@@ -394,12 +394,12 @@ def _media_type_message(content_type: bytes | None) -> str:
 
 async def _run(served: Served, request: object, exchange: Exchange) -> object:
     """Run the call with ``exchange`` as what ``this_call(request)`` gives its handler."""
-    bind(request, exchange)
+    token = bind(request, exchange)
     try:
         result = served.run(request)
         return await result if served.is_async else result
     finally:
-        unbind(request)
+        unbind(token)
 
 
 class _Head:
