@@ -319,6 +319,22 @@ def test_a_callable_model_field_cannot_cross(models: Sample) -> None:
     assert "Person.hook: Callable[[], int] | None" in found[0].message
 
 
+def test_a_model_inside_a_struct_cannot_cross(models: Sample) -> None:
+    models.edit(
+        PEOPLE_KERNEL,
+        "class Card(msgspec.Struct, frozen=True):\n    text: str\n",
+        "class Card(msgspec.Struct, frozen=True):\n    text: str\n    owner: list[Person] = []\n",
+    )
+    found = [d for d in models.check() if d.code == "E240"]
+    assert found, "a Struct holding a model passed check"
+    d = next(d for d in found if "contract Badge " in d.message)
+    assert d.path == PEOPLE_KERNEL and d.line == 23  # the class Card
+    assert d.message == (
+        "contract Badge cannot cross the network: Card.owner is the pydantic model Person, "
+        "which a msgspec Struct cannot carry; make Card a pydantic model too, or Person a Struct"
+    )
+
+
 def test_a_kernel_of_models_must_require_pydantic(models: Sample) -> None:
     models.edit("nano.toml", 'requires = ["pydantic>=2"]\n', "")
     found = models.check()

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, Generic, TypeVar
 
 import msgspec
+import msgspec.inspect
 import pydantic
 from pydantic import BaseModel, ConfigDict
 from pydantic_core import PydanticSerializationError
@@ -233,7 +234,60 @@ def off_wire(tp: Any) -> tuple[str, str] | None:
         found = _model_off_wire(model, model.__name__, set())
         if found is not None:
             return found
+    return _model_in_struct(tp)
+
+
+def _model_in_struct(tp: Any) -> tuple[str, str] | None:
+    """A msgspec Struct in ``tp`` with a pydantic model among its fields (at any depth),
+    which msgspec cannot carry: the Struct, and the reason at the field."""
+    try:
+        info = msgspec.inspect.type_info(tp)
+    except (TypeError, ValueError):  # not msgspec's to read: said elsewhere (E210)
+        return None
+    for struct, field, model in _structs_holding_models(info, set()):
+        return struct, (
+            f"{struct}.{field} is the pydantic model {model}, which a msgspec Struct cannot "
+            f"carry; make {struct} a pydantic model too, or {model} a Struct"
+        )
     return None
+
+
+def _structs_holding_models(
+    info: msgspec.inspect.Type, seen: set[type]
+) -> Iterator[tuple[str, str, str]]:
+    """(Struct, field, model) for each Struct field under ``info`` whose type holds a model."""
+    if isinstance(info, msgspec.inspect.StructType):
+        if info.cls in seen:
+            return
+        seen.add(info.cls)
+        for field in info.fields:
+            for model in _custom_models(field.type, set()):
+                yield info.cls.__name__, field.name, model.__name__
+            yield from _structs_holding_models(field.type, seen)
+        return
+    for inner in _inner_types(info):
+        yield from _structs_holding_models(inner, seen)
+
+
+def _custom_models(info: msgspec.inspect.Type, seen: set[int]) -> Iterator[type[BaseModel]]:
+    """The pydantic models ``info`` holds directly (through lists, unions...), not in a Struct."""
+    if isinstance(info, msgspec.inspect.CustomType) and is_model(info.cls):
+        yield info.cls
+    elif not isinstance(info, msgspec.inspect.StructType):
+        for inner in _inner_types(info):
+            yield from _custom_models(inner, seen)
+
+
+def _inner_types(info: msgspec.inspect.Type) -> list[msgspec.inspect.Type]:
+    """The types a collection, union or metadata wrapper holds."""
+    found: list[msgspec.inspect.Type] = []
+    for attribute in ("item_type", "key_type", "value_type", "type"):
+        inner = getattr(info, attribute, None)
+        if isinstance(inner, msgspec.inspect.Type):
+            found.append(inner)
+    found += [t for t in getattr(info, "types", ()) if isinstance(t, msgspec.inspect.Type)]
+    found += [t for t in getattr(info, "item_types", ()) if isinstance(t, msgspec.inspect.Type)]
+    return found
 
 
 def _models(tp: Any, seen: set[int]) -> Iterator[type[BaseModel]]:
