@@ -264,7 +264,7 @@ class Adopted:
         self.http = http  # uvicorn's HTTP parser, as the front door's
         self.states: dict[str, dict[str, Any]] = {s.name: {} for s, _ in self.services}
         self.lifespans: list[_Lifespan] = []
-        self.servers: list[Any] = []
+        self.servers: list[Listening] = []
         self.front: tuple[str, int, ASGIApp] | None = None  # set by the server
         self.access_log = False
 
@@ -278,42 +278,22 @@ class Adopted:
             lifespan = _Lifespan(service.name, app, self.states[service.name])
             await lifespan.startup()
             self.lifespans.append(lifespan)
+        host = self.front[0] if self.front is not None else "127.0.0.1"
         for service, app in self.services:
             if service.port is not None:
-                await self._listen(service, app)
+                state = self.states[service.name]
+                self.servers.append(
+                    await listen(
+                        service.name, app, host, service.port, self.http, self.access_log, state
+                    )
+                )
         if self.front is not None:
             host, port, front = self.front
             in_memory_at(host, port, front, {})
 
-    async def _listen(self, service: ServiceSpec, app: ASGIApp) -> None:
-        import uvicorn
-
-        host = self.front[0] if self.front is not None else "127.0.0.1"
-        assert service.port is not None
-        try:
-            sock = socket.create_server((host, service.port))
-        except OSError as exc:
-            raise SetupError(
-                f"{service.name} cannot listen on port {service.port}: {exc.strerror or exc}"
-            ) from None
-        config = uvicorn.Config(
-            app, lifespan="off", http=self.http, log_config=None, access_log=self.access_log
-        )
-        config.load()
-        server = uvicorn.Server(config)
-        server.lifespan = config.lifespan_class(config)
-        server.lifespan.state = self.states[service.name]  # copied into each request's scope
-        await server.startup(sockets=[sock])
-        self.servers.append((server, asyncio.ensure_future(server.main_loop()), sock))
-        in_memory_at(host, service.port, app, self.states[service.name])
-
     async def close(self) -> None:
         ORIGINS.clear()
-        for server, ticking, sock in self.servers:
-            server.should_exit = True
-            await ticking
-            await server.shutdown(sockets=[sock])
-        self.servers.clear()
+        await stop(self.servers)
         failures = []
         for lifespan in reversed(self.lifespans):
             failure = await lifespan.shutdown()
@@ -322,6 +302,51 @@ class Adopted:
         self.lifespans.clear()
         if failures:
             raise SetupError("; ".join(failures))
+
+
+# a uvicorn server of this process's own, beside the front door: it, its main loop, its socket
+Listening = tuple[Any, asyncio.Future[None], socket.socket]
+
+
+async def listen(
+    name: str,
+    app: ASGIApp,
+    host: str,
+    port: int,
+    http: str,
+    access_log: bool,
+    state: dict[str, Any],
+) -> Listening:
+    """Serve ``app`` on ``host:port`` with a uvicorn server of its own, on the running
+    loop, and let nanobuild's HTTP client reach it there in memory.
+
+    Its lifespan is off: the front door's runs the services' hooks and the apps'
+    lifespans. ``state`` is copied into each request's scope.
+    """
+    import uvicorn
+
+    try:
+        sock = socket.create_server((host, port))
+    except OSError as exc:
+        raise SetupError(f"{name} cannot listen on port {port}: {exc.strerror or exc}") from None
+    config = uvicorn.Config(app, lifespan="off", http=http, log_config=None, access_log=access_log)
+    config.load()
+    server = uvicorn.Server(config)
+    server.lifespan = config.lifespan_class(config)  # set by Server.serve(), not startup()
+    server.lifespan.state = state
+    await server.startup(sockets=[sock])
+    in_memory_at(host, port, app, state)
+    return server, asyncio.ensure_future(server.main_loop()), sock
+
+
+async def stop(servers: list[Listening]) -> None:
+    """Stop the servers ``listen`` started (requests to their ports go over the network)."""
+    for server, ticking, sock in servers:
+        forget_port(sock.getsockname()[1])
+        server.should_exit = True
+        await ticking
+        await server.shutdown(sockets=[sock])
+    servers.clear()
 
 
 class _Lifespan:

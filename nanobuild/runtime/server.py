@@ -6,7 +6,6 @@ code instead of exiting, so its caller decides what the process does.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import importlib.util
 import signal
@@ -30,7 +29,7 @@ from nanobuild.runtime.spec import AppSpec
 from nanobuild.runtime.wiring import wire
 
 if TYPE_CHECKING:
-    from nanobuild.runtime.asgi import Adopted
+    from nanobuild.runtime.asgi import Adopted, Listening
     from nanobuild.runtime.transports.tcp import TcpServer
 
 # exit codes, as the README's commands use them
@@ -152,41 +151,19 @@ class OwnPorts:
         self.host = host
         self.stack = stack
         self.access_log = access_log
-        self.servers: list[tuple[uvicorn.Server, asyncio.Future[None], socket.socket]] = []
+        self.servers: list[Listening] = []
 
     async def start(self) -> None:
-        from nanobuild.runtime.asgi import in_memory_at  # only with such a service
+        from nanobuild.runtime.asgi import listen  # only with such a service
 
         for name, port, face in self.faces:
-            try:
-                sock = socket.create_server((self.host, port))
-            except OSError as exc:
-                raise SetupError(
-                    f"{name} cannot listen on port {port}: {exc.strerror or exc}"
-                ) from None
-            config = uvicorn.Config(
-                face,
-                lifespan="off",  # the front door's lifespan runs the services' hooks
-                http=self.stack.http,
-                log_config=None,
-                access_log=self.access_log,
-            )
-            config.load()
-            server = uvicorn.Server(config)
-            server.lifespan = config.lifespan_class(config)  # "off": set by run(), not here
-            await server.startup(sockets=[sock])
-            self.servers.append((server, asyncio.ensure_future(server.main_loop()), sock))
-            in_memory_at(self.host, port, face, {})  # nanobuild's HTTP client: no socket
+            server = await listen(name, face, self.host, port, self.stack.http, self.access_log, {})
+            self.servers.append(server)
 
     async def close(self) -> None:
-        from nanobuild.runtime.asgi import forget_port
+        from nanobuild.runtime.asgi import stop
 
-        for server, ticking, sock in self.servers:
-            forget_port(sock.getsockname()[1])
-            server.should_exit = True
-            await ticking
-            await server.shutdown(sockets=[sock])
-        self.servers.clear()
+        await stop(self.servers)
 
 
 def _internal(node: Node, host: str, placement: Placement | None) -> TcpServer | None:
