@@ -65,14 +65,11 @@ def log_failure(log: logging.Logger, exc: NanoError) -> None:
 ExceptionMap = dict[type[BaseException], type[NanoError]]  # exception class -> its error
 
 
-def exception_map(
-    service: str, entries: Mapping[str, str], namespace: str | None = None
-) -> ExceptionMap:
+def exception_map(service: str, entries: Mapping[str, str]) -> ExceptionMap:
     """The classes ``entries`` (``"module.Class" -> "NotFound"``) name, imported.
 
     ``WiringError`` in one line naming the entry when a class cannot be found or is
-    not an exception class. ``namespace`` is where the service's own top-level
-    modules are loaded, for an adopted service (``models.DoesNotExist``).
+    not an exception class.
     """
     found: ExceptionMap = {}
     for path, name in entries.items():
@@ -80,19 +77,19 @@ def exception_map(
         kind = getattr(errors, name, None)
         if not (isinstance(kind, type) and issubclass(kind, NanoError)):
             raise WiringError(f"{where} maps to {name!r}, which is not an error kind")
-        cls = _find_class(path, where, namespace)
+        cls = _find_class(path, where)
         if not (isinstance(cls, type) and issubclass(cls, BaseException)):
             raise WiringError(f"{where} is {cls!r}, not an exception class")
         found[cls] = kind
     return found
 
 
-def _find_class(path: str, where: str, namespace: str | None) -> object:
+def _find_class(path: str, where: str) -> object:
     """The object ``a.b.C`` names: the longest importable module prefix, then attributes."""
     parts = path.split(".")
     for cut in range(len(parts) - 1, 0, -1):
         module_name = ".".join(parts[:cut])
-        module = _module(module_name, where, namespace)
+        module = _module(module_name, where)
         if module is None:
             continue
         found: object = module
@@ -109,19 +106,16 @@ def _find_class(path: str, where: str, namespace: str | None) -> object:
 _MISSING = object()
 
 
-def _module(name: str, where: str, namespace: str | None) -> object | None:
-    """The module ``name`` (in ``namespace`` first, if given), or None if there is none."""
-    for candidate in ([f"{namespace}.{name}"] if namespace else []) + [name]:
-        try:
-            return importlib.import_module(candidate)
-        except ModuleNotFoundError as exc:
-            missing = exc.name or candidate
-            if not (candidate == missing or candidate.startswith(missing + ".")):
-                raise WiringError(f"{where}: importing {candidate} failed: {exc}") from exc
-        except Exception as exc:  # the module's own code failed: say so, not "missing"
-            raise WiringError(
-                f"{where}: importing {candidate} failed: {type(exc).__name__}: {exc}"
-            ) from exc
+def _module(name: str, where: str) -> object | None:
+    """The module ``name``, or None if there is none."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or name
+        if not (name == missing or name.startswith(missing + ".")):
+            raise WiringError(f"{where}: importing {name} failed: {exc}") from exc
+    except Exception as exc:  # the module's own code failed: say so, not "missing"
+        raise WiringError(f"{where}: importing {name} failed: {type(exc).__name__}: {exc}") from exc
     return None
 
 
