@@ -81,9 +81,7 @@ def is_model(tp: Any) -> bool:
 
 def involves_models(tp: Any) -> bool:
     """Whether a pydantic model is ``tp`` or any type it is made of (``list[User]``)."""
-    if is_model(tp):
-        return True
-    return any(involves_models(arg) for arg in typing.get_args(tp) if not isinstance(arg, list))
+    return next(_models(tp, set()), None) is not None
 
 
 # -- the wire form
@@ -261,7 +259,7 @@ def _structs_holding_models(
             return
         seen.add(info.cls)
         for field in info.fields:
-            for model in _custom_models(field.type, set()):
+            for model in _custom_models(field.type):
                 yield info.cls.__name__, field.name, model.__name__
             yield from _structs_holding_models(field.type, seen)
         return
@@ -269,13 +267,13 @@ def _structs_holding_models(
         yield from _structs_holding_models(inner, seen)
 
 
-def _custom_models(info: msgspec.inspect.Type, seen: set[int]) -> Iterator[type[BaseModel]]:
+def _custom_models(info: msgspec.inspect.Type) -> Iterator[type[BaseModel]]:
     """The pydantic models ``info`` holds directly (through lists, unions...), not in a Struct."""
     if isinstance(info, msgspec.inspect.CustomType) and is_model(info.cls):
         yield info.cls
     elif not isinstance(info, msgspec.inspect.StructType):
         for inner in _inner_types(info):
-            yield from _custom_models(inner, seen)
+            yield from _custom_models(inner)
 
 
 def _inner_types(info: msgspec.inspect.Type) -> list[msgspec.inspect.Type]:
