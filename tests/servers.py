@@ -6,6 +6,7 @@ A server is started on port 0 and reports the port the system gave it in its
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import queue
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ def serve(root: Path) -> list[str]:
 
 
 class Server:
-    """A running server process, its base URL and its log (stderr)."""
+    """A running server process, its base URL and its log (its stderr, or all its output)."""
 
     def __init__(
         self, proc: subprocess.Popen[str], url: str, log: Path, internal: str | None = None
@@ -109,18 +110,8 @@ def start(
         text=True,
         env={**os.environ, "NANO_STRICT": "1", **(environment or {}), **env},
     )
-    lines: queue.Queue[str] = queue.Queue()
-    # a thread reads stdout to its end, so the process never blocks on a full pipe
-    threading.Thread(target=_pump, args=(proc, lines), daemon=True).start()
     internal = None
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            line = lines.get(timeout=0.2)
-        except queue.Empty:
-            if proc.poll() is not None:
-                break
-            continue
+    for line in output(proc):
         if line.startswith("nanobuild: internal transport at "):
             internal = line.rsplit(" at ", 1)[1].strip()
         if line.startswith("nanobuild: serving"):
@@ -130,10 +121,33 @@ def start(
     pytest.fail(f"the server did not start:\n{log.read_text()}")
 
 
-def _pump(proc: subprocess.Popen[str], lines: queue.Queue[str]) -> None:
+def output(
+    proc: subprocess.Popen[str], copy: Path | None = None, timeout: float = 30
+) -> Iterator[str]:
+    """Each line ``proc`` writes to its stdout pipe, until it exits or ``timeout`` passes.
+
+    A thread reads the pipe to its end (copying it to ``copy``, if given), so the
+    process never blocks on a full pipe, whether or not the lines are still wanted.
+    """
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=_pump, args=(proc, lines, copy), daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            yield lines.get(timeout=0.2)
+        except queue.Empty:
+            if proc.poll() is not None:
+                return
+
+
+def _pump(proc: subprocess.Popen[str], lines: queue.Queue[str], copy: Path | None) -> None:
     assert proc.stdout is not None
-    for line in proc.stdout:
-        lines.put(line)
+    with copy.open("w") if copy is not None else contextlib.nullcontext() as out:
+        for line in proc.stdout:
+            if out is not None:
+                out.write(line)
+                out.flush()
+            lines.put(line)
 
 
 class Binary:

@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-import queue
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from tests.servers import Server, output
 
 REPO = Path(__file__).resolve().parent.parent
 SHOP = REPO / "examples" / "shop"
@@ -124,35 +123,12 @@ def assert_tests_pass(
     return counts
 
 
-class Process:
-    """One uvicorn process of the shop, its base URL and its log (stderr and stdout)."""
-
-    def __init__(self, name: str, proc: subprocess.Popen[str], url: str, log: Path) -> None:
-        self.name = name
-        self.proc = proc
-        self.url = url
-        self.log_path = log
-
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-    def stop(self) -> None:
-        """SIGTERM, and wait for uvicorn's graceful shutdown (the lifespan's end runs)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise
-
-
-def start_service(name: str, tmp: Path, **env: str) -> Process:
+def start_service(name: str, tmp: Path, **env: str) -> Server:
     """``uvicorn main:app`` from the service's folder on a free port of 127.0.0.1.
 
     Port 0 lets the system pick the port, which uvicorn reports in its start-up line,
-    so there is no race for a port. Settings are :func:`service_env`'s, then ``env``.
+    so there is no race for a port. Settings are :func:`service_env`'s, then ``env``;
+    its output (stderr and stdout) goes to ``tmp/<name>.log``.
     """
     log = tmp / f"{name}.log"
     proc = subprocess.Popen(
@@ -163,41 +139,22 @@ def start_service(name: str, tmp: Path, **env: str) -> Process:
         text=True,
         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **service_env(tmp), **env},
     )
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=_pump, args=(proc, lines, log), daemon=True).start()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            line = lines.get(timeout=0.2)
-        except queue.Empty:
-            if proc.poll() is not None:
-                break
-            continue
+    for line in output(proc, log):
         if found := _RUNNING.search(line):
-            return Process(name, proc, found.group(1), log)
+            return Server(proc, found.group(1), log)
     proc.kill()
     proc.wait()
     time.sleep(0.2)  # let the pump write the last lines
     raise AssertionError(f"{name} did not start:\n{log.read_text()}")
 
 
-def _pump(proc: subprocess.Popen[str], lines: queue.Queue[str], log: Path) -> None:
-    """Copy the process's output to its log and to ``lines``, so its pipe never fills."""
-    assert proc.stdout is not None
-    with log.open("w") as out:
-        for line in proc.stdout:
-            out.write(line)
-            out.flush()
-            lines.put(line)
-
-
 @contextmanager
-def original(tmp: Path) -> Iterator[dict[str, Process]]:
+def original(tmp: Path) -> Iterator[dict[str, Server]]:
     """The shop as its authors run it: three uvicorn processes, the gateway told the others' URLs.
 
     Yields the processes by service name; stops them all (gateway first) on the way out.
     """
-    running: dict[str, Process] = {}
+    running: dict[str, Server] = {}
     try:
         running["users"] = start_service("users", tmp)
         running["orders"] = start_service("orders", tmp)
