@@ -12,12 +12,15 @@ USERS_KERNEL = "services/users/users/kernel.py"
 ORDERS_KERNEL = "services/orders/orders/kernel.py"
 
 GET_USER = "class GetUser(Contract[User], frozen=True):\n"
+PLACE_ORDER = "class PlaceOrder(Contract[Order], frozen=True):\n"
 
 
-def route(mini: Sample, declaration: str, contract: str = GET_USER) -> None:
-    """Give the users kernel's ``contract`` the class variable ``http = declaration``."""
-    mini.edit(USERS_KERNEL, "from nanobuild.runtime import Contract", ROUTE_IMPORTS)
-    mini.edit(USERS_KERNEL, contract, f"{contract}    http: ClassVar[Route] = {declaration}\n")
+def route(
+    mini: Sample, declaration: str, contract: str = GET_USER, kernel: str = USERS_KERNEL
+) -> None:
+    """Give ``kernel``'s ``contract`` the class variable ``http = declaration``."""
+    mini.edit(kernel, "from nanobuild.runtime import Contract", ROUTE_IMPORTS)
+    mini.edit(kernel, contract, f"{contract}    http: ClassVar[Route] = {declaration}\n")
 
 
 ROUTE_IMPORTS = "from typing import ClassVar\n\nfrom nanobuild.runtime import Contract, Route"
@@ -79,12 +82,7 @@ def test_a_query_name_that_is_not_a_field(mini: Sample) -> None:
 
 
 def test_a_path_parameter_whose_field_cannot_come_from_text(mini: Sample) -> None:
-    mini.edit(ORDERS_KERNEL, "from nanobuild.runtime import Contract", ROUTE_IMPORTS)
-    mini.edit(
-        ORDERS_KERNEL,
-        "class PlaceOrder(Contract[Order], frozen=True):\n",
-        'class PlaceOrder(Contract[Order], frozen=True):\n    http: ClassVar[Route] = Route("POST /orders/{quantity}")\n',
-    )
+    route(mini, 'Route("POST /orders/{quantity}")', PLACE_ORDER, ORDERS_KERNEL)
     d = mini.only("E232")
     assert d.path == ORDERS_KERNEL
     assert d.message == (
@@ -95,12 +93,7 @@ def test_a_path_parameter_whose_field_cannot_come_from_text(mini: Sample) -> Non
 
 def test_a_get_whose_other_fields_cannot_come_from_the_query(mini: Sample) -> None:
     # a GET has no body: quantity would have to come from the query string
-    mini.edit(ORDERS_KERNEL, "from nanobuild.runtime import Contract", ROUTE_IMPORTS)
-    mini.edit(
-        ORDERS_KERNEL,
-        "class PlaceOrder(Contract[Order], frozen=True):\n",
-        'class PlaceOrder(Contract[Order], frozen=True):\n    http: ClassVar[Route] = Route("GET /orders/{user_id}")\n',
-    )
+    route(mini, 'Route("GET /orders/{user_id}")', PLACE_ORDER, ORDERS_KERNEL)
     d = mini.only("E232")
     assert "reads field quantity (Quantity) from the query string" in d.message
     assert d.hint is not None and "use POST, PUT or PATCH to send it in the body" in d.hint
@@ -121,12 +114,7 @@ LIST_BY_TAG = "class ListUsers(Contract[list[User]], frozen=True):\n    tag: lis
 
 def test_two_contracts_on_one_route_across_services(mini: Sample) -> None:
     route(mini, 'Route("POST /users/{id}")')
-    mini.edit(ORDERS_KERNEL, "from nanobuild.runtime import Contract", ROUTE_IMPORTS)
-    mini.edit(
-        ORDERS_KERNEL,
-        "    user_id: str\n",
-        '    http: ClassVar[Route] = Route("POST /users/{user_id}")\n    user_id: str\n',
-    )
+    route(mini, 'Route("POST /users/{user_id}")', PLACE_ORDER, ORDERS_KERNEL)
     d = mini.only("E233")
     assert (d.path, d.line) == (ORDERS_KERNEL, 15)
     assert d.message == "orders.PlaceOrder and users.GetUser are both on the route POST /users/{}"
@@ -140,12 +128,7 @@ def test_two_contracts_on_one_route_across_services(mini: Sample) -> None:
 
 def test_one_route_on_two_faces_is_no_clash(mini: Sample) -> None:
     route(mini, 'Route("POST /users/{id}")')
-    mini.edit(ORDERS_KERNEL, "from nanobuild.runtime import Contract", ROUTE_IMPORTS)
-    mini.edit(
-        ORDERS_KERNEL,
-        "    user_id: str\n",
-        '    http: ClassVar[Route] = Route("POST /users/{user_id}")\n    user_id: str\n',
-    )
+    route(mini, 'Route("POST /users/{user_id}")', PLACE_ORDER, ORDERS_KERNEL)
     # orders serves its routes on a port of its own, users on the front door
     mini.edit("nano.toml", 'depends = ["users"]\n', 'depends = ["users"]\nport = 8101\n')
     assert mini.check() == []  # (two services on one port are E013 already)
