@@ -118,8 +118,6 @@ def _from_text(tp: Any) -> bool:
 
 
 def _is_union(origin: Any) -> bool:
-    import types
-
     return origin is typing.Union or origin is types.UnionType
 
 
