@@ -42,7 +42,7 @@ from nanobuild.runtime.node import Node
 from nanobuild.runtime.rest import RestRoute
 from nanobuild.runtime.serving import Served, served_endpoints
 from nanobuild.runtime.settings import Settings
-from nanobuild.runtime.spec import METHODS, __version__
+from nanobuild.runtime.spec import __version__
 from nanobuild.runtime.static import Frontend
 
 log = logging.getLogger("nanobuild.http")
@@ -197,10 +197,8 @@ class App:
             return False
         head = _Head(scope["headers"])
         trusted = self._authorized(head.secret)
-        methods, parts = found
-        # a route of a contract kept from this caller looks absent, as at /api/
-        visible = {m: methods[m] for m in METHODS if m in methods}
-        if not trusted:
+        visible, parts = found
+        if not trusted:  # a route of a contract kept from this caller looks absent, as at /api/
             visible = {m: r for m, r in visible.items() if r.served.public}
         if not visible:
             return False

@@ -27,7 +27,7 @@ from nanobuild.runtime.contracts import Route, route_of, text_kind
 from nanobuild.runtime.errors import BadRequest, SetupError
 from nanobuild.runtime.node import Endpoint
 from nanobuild.runtime.serving import Served
-from nanobuild.runtime.spec import BODYLESS, route_key, route_parts
+from nanobuild.runtime.spec import BODYLESS, METHODS, route_key, route_parts
 
 # a body as plain data (an object is a dict), before the parameters join it
 _decode_any: dict[Format, Callable[[bytes], Any]] = {
@@ -130,7 +130,7 @@ class RestRoute:
         data[field.wire] = value
 
 
-Methods = dict[str, RestRoute]  # method -> route, for one path
+Methods = dict[str, RestRoute]  # method -> route, for one path, in METHODS order
 Match = tuple[Methods, list[str]]  # the routes of the path, and the path's segments
 
 
@@ -140,7 +140,8 @@ class Table:
     def __init__(self, routes: Iterable[RestRoute]) -> None:
         self.static: dict[str, Methods] = {}
         templated: dict[tuple[str | None, ...], Methods] = {}
-        for route in routes:
+        # each path's methods in METHODS order, as a 405's Allow names them
+        for route in sorted(routes, key=lambda r: METHODS.index(r.method)):
             if "{" in route.path:
                 shape = tuple(None if s.startswith("{") else s for s in route.path.split("/"))
                 templated.setdefault(shape, {})[route.method] = route
