@@ -344,17 +344,17 @@ def new(
     service. With `--library`, a library instead: its folder and package, an empty
     test, and its `[libraries.NAME]` table. Nothing is written if a name is taken.
     """
-    from nanobuild.scaffold import new_library, new_service
+    from nanobuild import scaffold
 
-    kind = "libraries" if library else "services"
+    kind = scaffold.LIBRARY if library else scaffold.SERVICE
     try:
         with _reported():
             ws = _load(workspace_path)
-            folder = (new_library if library else new_service)(ws, name, path, package)
+            folder = scaffold.new(ws, kind, name, path, package)
     except OSError as exc:
         typer.echo(f"nanobuild: cannot create {name}: {exc}", err=True)
         raise typer.Exit(1) from None
-    typer.echo(f"created {ws.rel(folder)}/ and [{kind}.{name}] in nano.toml")
+    typer.echo(f"created {ws.rel(folder)}/ and [{kind.section}.{name}] in nano.toml")
 
 
 @app.command()

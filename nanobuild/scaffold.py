@@ -17,6 +17,7 @@ import shutil
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 from nanobuild import codes
 from nanobuild.checks.fusion import RESERVED
@@ -25,19 +26,44 @@ from nanobuild.diagnostics import Diagnostic
 from nanobuild.errors import WorkspaceError
 from nanobuild.workspace import FILENAME, Workspace
 
-# template file -> where it goes, relative to the project folder
-SERVICE_FILES = {
-    "__init__.py.j2": "{package}/__init__.py",
-    "kernel.py.j2": "{package}/kernel.py",
-    "handlers.py.j2": "{package}/handlers.py",
-    "test_service.py.j2": "tests/test_{package}.py",
-    "conftest.py.j2": "conftest.py",
-}
-LIBRARY_FILES = {
-    "__init__.py.j2": "{package}/__init__.py",
-    "test_library.py.j2": "tests/test_{package}.py",
-    "conftest.py.j2": "conftest.py",
-}
+
+class Kind(NamedTuple):
+    """What ``new`` makes: a service or a library."""
+
+    word: str  # "service": its templates' folder, and how messages name it
+    section: str  # its tables in nano.toml: ``[services.NAME]``
+    parent: str  # the folder it goes in by default: ``services/NAME``
+    files: Mapping[str, str]  # template file -> where it goes, relative to its folder
+    keys: str  # the keys of its new table after ``path`` (and ``package``)
+    code: codes.Code  # why it cannot be created
+
+
+SERVICE = Kind(
+    "service",
+    "services",
+    "services",
+    {
+        "__init__.py.j2": "{package}/__init__.py",
+        "kernel.py.j2": "{package}/kernel.py",
+        "handlers.py.j2": "{package}/handlers.py",
+        "test_service.py.j2": "tests/test_{package}.py",
+        "conftest.py.j2": "conftest.py",
+    },
+    'depends = []\npublic = ["Greet"]\n',
+    codes.E009,
+)
+LIBRARY = Kind(
+    "library",
+    "libraries",
+    "libs",
+    {
+        "__init__.py.j2": "{package}/__init__.py",
+        "test_library.py.j2": "tests/test_{package}.py",
+        "conftest.py.j2": "conftest.py",
+    },
+    "requires = []\n",
+    codes.E021,
+)
 WORKSPACE_FILES = {
     "nano.toml.j2": FILENAME,
     "README.md.j2": "README.md",
@@ -48,30 +74,23 @@ FIRST_SERVICE = "hello"  # the service ``init`` writes
 _NOT_IN_A_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def new_service(
-    ws: Workspace, name: str, path: str | None = None, package: str | None = None
+def new(
+    ws: Workspace, kind: Kind, name: str, path: str | None = None, package: str | None = None
 ) -> Path:
-    """Create the service ``name`` in ``path`` (default ``services/<name>``); its folder."""
-    rel = path or f"services/{name}"
+    """Create the service or library ``name`` in ``path`` (default ``services/<name>``,
+    ``libs/<name>``) and its table at the end of nano.toml; its folder."""
+    rel = path or f"{kind.parent}/{name}"
     package = package or name
     folder = (ws.root / rel).resolve()
-    _refuse(ws, "service", name, package, rel, folder)
-    files = _render("service", SERVICE_FILES, name=name, package=package)
-    table = _table("services", name, rel, package) + 'depends = []\npublic = ["Greet"]\n'
-    _create(folder, files, ws.file, table)
-    return folder
-
-
-def new_library(
-    ws: Workspace, name: str, path: str | None = None, package: str | None = None
-) -> Path:
-    """Create the library ``name`` in ``path`` (default ``libs/<name>``); its folder."""
-    rel = path or f"libs/{name}"
-    package = package or name
-    folder = (ws.root / rel).resolve()
-    _refuse(ws, "library", name, package, rel, folder)
-    files = _render("library", LIBRARY_FILES, name=name, package=package)
-    _create(folder, files, ws.file, _table("libraries", name, rel, package) + "requires = []\n")
+    _refuse(ws, kind, name, package, rel, folder)
+    files, table = _project(kind, name, rel, package)
+    _write(folder, files)  # takes back what it wrote if it fails
+    try:
+        with ws.file.open("a", encoding="utf-8") as out:
+            out.write(table)
+    except OSError:
+        shutil.rmtree(folder, ignore_errors=True)  # leave nothing half-made
+        raise
     return folder
 
 
@@ -85,12 +104,10 @@ def init_workspace(
     folder = folder.resolve()
     name = _NOT_IN_A_NAME.sub("-", folder.name).strip(".-") or "workspace"
     files = _render("workspace", WORKSPACE_FILES, workspace=name, service=service)
-    project = f"services/{service}"
-    for target, text in _render("service", SERVICE_FILES, name=service, package=service).items():
-        files[f"{project}/{target}"] = text
-    files[FILENAME] += _table("services", service, project, service) + (
-        'depends = []\npublic = ["Greet"]\n'
-    )
+    project = f"{SERVICE.parent}/{service}"
+    made, table = _project(SERVICE, service, project, service)
+    files |= {f"{project}/{target}": text for target, text in made.items()}
+    files[FILENAME] += table
     kept = [target for target in KEPT_IF_THERE if (folder / target).is_file()]
     for target in kept:
         del files[target]
@@ -115,12 +132,14 @@ def init_workspace(
     return name, [folder / target for target in files], [folder / target for target in kept]
 
 
-def _table(kind: str, name: str, rel: str, package: str) -> str:
-    """The start of a new ``[kind.name]`` table, for the end of nano.toml."""
-    text = f"\n[{kind}.{name}]\npath = {json.dumps(Path(rel).as_posix())}\n"  # TOML strings
+def _project(kind: Kind, name: str, rel: str, package: str) -> tuple[dict[str, str], str]:
+    """The files of a new service or library (relative to its folder, ``rel``) and the
+    table that adds it to nano.toml."""
+    files = _render(kind.word, kind.files, name=name, package=package)
+    table = f"\n[{kind.section}.{name}]\npath = {json.dumps(Path(rel).as_posix())}\n"  # TOML
     if package != name:
-        text += f"package = {json.dumps(package)}\n"
-    return text
+        table += f"package = {json.dumps(package)}\n"
+    return files, table + kind.keys
 
 
 def _render(kind: str, files: Mapping[str, str], **values: str) -> dict[str, str]:
@@ -131,17 +150,6 @@ def _render(kind: str, files: Mapping[str, str], **values: str) -> dict[str, str
         target.format(package=package): env.get_template(template).render(**values)
         for template, target in files.items()
     }
-
-
-def _create(folder: Path, files: Mapping[str, str], toml: Path, table: str) -> None:
-    """Write ``files`` under the new ``folder``, then ``table`` at the end of nano.toml."""
-    try:
-        _write(folder, files)
-        with toml.open("a", encoding="utf-8") as out:
-            out.write(table)
-    except OSError:
-        shutil.rmtree(folder, ignore_errors=True)  # leave nothing half-made
-        raise
 
 
 def _write(folder: Path, files: Mapping[str, str]) -> None:
@@ -165,17 +173,18 @@ def _write(folder: Path, files: Mapping[str, str]) -> None:
         raise
 
 
-def _refuse(ws: Workspace, kind: str, name: str, package: str, rel: str, folder: Path) -> None:
+def _refuse(ws: Workspace, kind: Kind, name: str, package: str, rel: str, folder: Path) -> None:
     """Stop, before anything is written, if ``name``, ``package`` or ``rel`` cannot be used."""
-    code = codes.E009 if kind == "service" else codes.E021
     problem = _name_problem(ws, name) or _folder_problem(ws, rel, folder)
     if problem:
-        raise WorkspaceError([Diagnostic("nano.toml", code, f"cannot create {name}: {problem}")])
+        raise WorkspaceError(
+            [Diagnostic("nano.toml", kind.code, f"cannot create {name}: {problem}")]
+        )
     problem = _package_problem(ws, package)
     if problem and package == name:
-        hint = f"name its package with --package, e.g. --package {name}_{kind}"
+        hint = f"name its package with --package, e.g. --package {name}_{kind.word}"
         raise WorkspaceError(
-            [Diagnostic("nano.toml", code, f"cannot create {name}: {problem}", hint=hint)]
+            [Diagnostic("nano.toml", kind.code, f"cannot create {name}: {problem}", hint=hint)]
         )
     if problem:
         message = f"--package {package!r} cannot be used for {name}: {problem}"
