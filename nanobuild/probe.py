@@ -265,16 +265,17 @@ def describe(module_name: str, roots: tuple[str, ...]) -> KernelInfo:
     declared: dict[str, tuple[type, Any] | None] = {}
     structs: dict[str, StructInfo] = {}
     for name, value in vars(module).items():
-        if _is_struct(value) and value.__module__ == module_name:
-            structs[name] = struct_info(value)
-        elif models and models.is_model(value) and value.__module__ == module_name:
-            structs[name] = model_info(models, value)
-        if is_contract(value) and value.__module__ == module_name:
+        if not isinstance(value, type) or value.__module__ != module_name:
+            continue  # only the kernel's own classes are its Structs, models and contracts
+        described = _answers(models, value)
+        if described is not None:
+            structs[name] = described
+        if is_contract(value):
             try:
                 declared[name] = (value, response_type(value))
             except MissingResponseType:
                 declared[name] = None
-    wire_errors = _wire_errors({name: pair for name, pair in declared.items() if pair}, models)
+    wire_errors = _wire_errors({name: pair for name, pair in declared.items() if pair})
     contracts = {
         name: ContractInfo(
             response=type_text(pair[1]),
@@ -383,7 +384,8 @@ def struct_info(cls: Any) -> StructInfo:
 
 
 def _answers(models: Any, response: Any) -> StructInfo | None:
-    """The fields and attributes of a response that is a Struct or a pydantic model."""
+    """The fields and attributes of a class (a response, say) that is a Struct or a
+    pydantic model; None for any other type."""
     if _is_struct(response):
         return struct_info(response)
     if models is not None and models.is_model(response):
@@ -447,7 +449,7 @@ def _field_types(cls: Any) -> dict[str, str]:
         return {}
 
 
-def _wire_errors(contracts: Mapping[str, tuple[type, Any]], models: Any) -> dict[str, str | None]:
+def _wire_errors(contracts: Mapping[str, tuple[type, Any]]) -> dict[str, str | None]:
     """Per contract, why msgspec cannot carry its request or response, or None.
 
     One schema of all a kernel's contracts costs far less than one schema per
@@ -455,8 +457,6 @@ def _wire_errors(contracts: Mapping[str, tuple[type, Any]], models: Any) -> dict
     on its own, to tell which of them cannot cross the network, and why. A pydantic
     model is pydantic's to carry: ``_model_error`` (E240) says whether it can.
     """
-    if models is not None:
-        _model_hook[0] = _models_carried
     if wire_error([t for pair in contracts.values() for t in pair]) is None:
         return dict.fromkeys(contracts)
     return {
@@ -466,19 +466,17 @@ def _wire_errors(contracts: Mapping[str, tuple[type, Any]], models: Any) -> dict
 
 
 def _models_carried(tp: Any) -> dict[str, Any]:
-    """msgspec's schema hook once pydantic is loaded: a model is fine here (see E240)."""
+    """msgspec's schema hook: a pydantic model is fine here (see E240); any other type
+    msgspec does not know fails as it would with no hook."""
     if hasattr(tp, "__pydantic_validator__"):
         return {"type": "object"}  # not empty: msgspec takes an empty schema for none
     raise NotImplementedError
 
 
-_model_hook: list[Any] = [None]  # the schema hook for pydantic models, once they may exist
-
-
 def wire_error(carried: Sequence[Any]) -> str | None:
     """Why msgspec cannot carry one of these types, or None."""
     try:
-        msgspec.json.schema_components(carried, schema_hook=_model_hook[0])
+        msgspec.json.schema_components(carried, schema_hook=_models_carried)
     except (TypeError, ValueError) as exc:
         return str(exc).splitlines()[0]
     return None
@@ -538,7 +536,7 @@ def _culprit(carried: Any, where: str, seen: set[int], *, in_field: bool) -> str
 def _last_reason(carried: Any) -> str:
     """The line of msgspec's complaint that names the type (its last), not its preamble."""
     try:
-        msgspec.json.schema_components([carried], schema_hook=_model_hook[0])
+        msgspec.json.schema_components([carried], schema_hook=_models_carried)
     except (TypeError, ValueError) as exc:
         return [line for line in str(exc).splitlines() if line.strip()][-1]
     return "msgspec cannot carry it"  # only together with the rest: say no more than that
