@@ -386,10 +386,8 @@ class Workspace:
         table: dict[str, Any] = self.services[name]
         return table
 
-    def order(self, name: str, *, isolated: bool) -> list[str]:
-        """``name`` and, unless ``isolated``, everything it depends on: dependencies first."""
-        if isolated:
-            return [self._known(name)]
+    def order(self, name: str) -> list[str]:
+        """``name`` and everything it depends on: dependencies first."""
         done: list[str] = []
 
         def visit(service: str, path: tuple[str, ...]) -> None:
@@ -399,16 +397,13 @@ class Workspace:
                 visit(dependency, (*path, service))
             done.append(service)
 
-        visit(self._known(name), ())
+        visit(name, ())  # an unknown ``name`` is refused by ``depends``
         return done
-
-    def _known(self, name: str) -> str:
-        self._table(name)
-        return name
 
     def spec(self, name: str, *, isolated: bool) -> AppSpec:
         """What to wire for a test of ``name``, in start-up order."""
-        services = tuple(self.service_spec(s) for s in self.order(name, isolated=isolated))
+        names = [name] if isolated else self.order(name)
+        services = tuple(self.service_spec(s) for s in names)
         return AppSpec(name=self.name, services=services)
 
     def service_spec(self, name: str) -> ServiceSpec:
