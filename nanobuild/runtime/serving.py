@@ -42,7 +42,11 @@ class Served:
     runs the others as tasks.
     """
 
-    __slots__ = ("codecs", "is_async", "msgpack", "name", "public", "run", "service", "waits")
+    __slots__ = ("codecs", "msgpack", "name", "public", "run", "service", "waits")
+
+    # ``run`` returns an awaitable on every path (a ``def`` handler's route awaits the
+    # worker pool); kept for readers that still ask
+    is_async = True
 
     def __init__(self, endpoint: Endpoint, *, thorough: bool, face: str = "memory") -> None:
         self.service = endpoint.service
@@ -61,15 +65,14 @@ class Served:
             def run(request: object) -> object:
                 return seam.run(target, request, "inbound", face)
 
-            self.run: Callable[[object], Any] = run  # Any: a value, or a coroutine of one
-            self.is_async = self.waits = True
+            self.run: Callable[[object], Any] = run  # Any: an awaitable of the response
+            self.waits = True
         elif handler is not None:
             self.run = target  # the handler itself, or a ``def`` one on the worker pool
-            self.is_async = True
             self.waits = target is not handler or may_suspend(handler)
         else:
             self.run = target
-            self.is_async = self.waits = True
+            self.waits = True
 
     def codec(self, fmt: Format) -> Codec:
         return self.codecs[fmt]
@@ -77,10 +80,7 @@ class Served:
     async def answer(self, body: Body, fmt: Format = MSGPACK) -> bytes:
         """The encoded response to the encoded request ``body``; raises what the call raised."""
         codec = self.codecs[fmt]
-        result = self.run(codec.decode(body))
-        if self.is_async:
-            result = await result
-        return codec.encode(result)
+        return codec.encode(await self.run(codec.decode(body)))
 
     def respond(self, body: Body, values: context.Context = context.EMPTY) -> bytes:
         """The encoded (MessagePack) response to ``body``, for a ``run`` that does not wait.
@@ -95,8 +95,6 @@ class Served:
         scope = _copy_context()
         if values:
             scope.run(context.bind, values)
-        if not self.is_async:
-            return codec.encode(scope.run(self.run, request))
         running = self.run(request)
         try:
             scope.run(running.send, None)
