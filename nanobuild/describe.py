@@ -14,7 +14,7 @@ from nanobuild import codes, graph
 from nanobuild.diagnostics import Diagnostic
 from nanobuild.errors import CheckFailed
 from nanobuild.runtime.spec import AppSpec, ServiceSpec
-from nanobuild.source import Module, marked, read_package
+from nanobuild.source import Module, marked, read_package, top_modules
 from nanobuild.workspace import Service, Workspace
 
 
@@ -62,14 +62,12 @@ def describe(workspace: Workspace, modules: Mapping[str, list[Module]] | None = 
 def _adopted(svc: Service, read: list[Module]) -> dict[str, Any]:
     """What the runtime needs of an adopted ASGI service: its app, where it is served,
     its ``urls``, its folder's top-level module names, and the folder (for ``serve``)."""
-    prefix = f"{svc.package}."
-    tops = {m.name[len(prefix) :].partition(".")[0] for m in read if m.name.startswith(prefix)}
     return {
         "asgi": svc.asgi,
         "port": svc.port,
         "mount": svc.mount,
         "urls": dict(sorted(svc.urls.items())),
-        "modules": tuple(sorted(tops)),
+        "modules": tuple(sorted(top_modules(read, svc.package))),
         "folder": str(svc.root),
     }
 

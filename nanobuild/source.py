@@ -229,6 +229,13 @@ def module_files(tree: Tree, package_dir: Path, package: str) -> dict[Path, str]
     return files
 
 
+def top_modules(modules: Iterable[Module], package: str) -> set[str]:
+    """The names of the top-level modules (and packages) of ``package`` among ``modules``:
+    ``main`` and ``models`` of an adopted folder's ``_nanoasgi.users.main``..."""
+    prefix = f"{package}."
+    return {m.name[len(prefix) :].partition(".")[0] for m in modules if m.name.startswith(prefix)}
+
+
 def read_package(package_dir: Path, package: str) -> list[Module]:
     """Every module of the package in ``package_dir``, in a stable order."""
     return [read_module(path, name) for path, name in package_files(package_dir, package).items()]

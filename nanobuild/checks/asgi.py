@@ -22,7 +22,7 @@ import msgspec
 
 from nanobuild import codes
 from nanobuild.diagnostics import Diagnostic, did_you_mean
-from nanobuild.source import Module
+from nanobuild.source import Module, top_modules
 from nanobuild.workspace import Service, Workspace
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ def own_imports(workspace: Workspace, modules: dict[str, list[Module]]) -> dict[
 
 
 def _namespaced(svc: Service, read: list[Module]) -> list[Module]:
-    local = set(top_modules(svc, read))
+    local = top_modules(read, svc.package)
     found = []
     for module in read:
         imports = tuple(
@@ -50,16 +50,6 @@ def _namespaced(svc: Service, read: list[Module]) -> list[Module]:
         )
         found.append(msgspec.structs.replace(module, imports=imports))
     return found
-
-
-def top_modules(svc: Service, read: list[Module]) -> dict[str, Module]:
-    """The folder's top-level modules (and packages) by name: ``main``, ``models``."""
-    prefix = f"{svc.package}."
-    tops: dict[str, Module] = {}
-    for module in read:
-        if module.name.startswith(prefix):
-            tops.setdefault(module.name[len(prefix) :].partition(".")[0], module)
-    return tops
 
 
 def check(ctx: Context) -> Iterator[Diagnostic]:
