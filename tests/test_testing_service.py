@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import SAMPLES, Sample
+from tests.test_scaffold import pytest_in
 
 
 @pytest.fixture
@@ -75,13 +75,7 @@ def run_tests(mini: Sample, body: str, *args: str) -> subprocess.CompletedProces
     """pytest on ``body`` (after HEAD) as orders' own test, from the workspace root."""
     mini.write("services/orders/conftest.py", CONFTEST)
     mini.write("services/orders/tests/test_orders.py", HEAD + body)
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args, "services/orders"],
-        cwd=mini.root,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return pytest_in(mini.root, *args, "services/orders")
 
 
 def test_a_service_runs_with_its_dependencies_hooks_fakes_and_http(mini: Sample) -> None:
@@ -251,13 +245,7 @@ def test_the_tests_run_from_the_services_own_folder(mini: Sample) -> None:
         HEAD + "\n\nasync def test_it():\n    async with service('orders'):\n"
         "        assert (await call(ORDER)).user_name == 'Ada'\n",
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-        cwd=mini.root / "services/orders",
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = pytest_in(mini.root / "services/orders")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 passed" in done.stdout
 
@@ -306,13 +294,7 @@ def test_adopted_apps_run_in_memory_with_their_lifespans(adopt: Sample) -> None:
     adopt.edit("gateway/clients.py", 'httpx.AsyncClient(base_url=os.environ["ORDERS_URL"])', 'httpclient.AsyncClient(base_url=os.environ["ORDERS_URL"])')  # fmt: skip
     adopt.write("conftest.py", CONFTEST.replace("make_importable(__file__)", ""))
     adopt.write("tests/test_adopted.py", ADOPTED)
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
-        cwd=adopt.root,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = pytest_in(adopt.root, "tests")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 passed" in done.stdout
 
