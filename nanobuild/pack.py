@@ -57,14 +57,13 @@ from pathlib import Path
 from typing import IO, NamedTuple
 
 from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
 from shiv import builder  # type: ignore[import-untyped]  # shiv ships no type hints
 
 import nanobuild
 from nanobuild import codes, stage
 from nanobuild.diagnostics import Diagnostic, did_you_mean
 from nanobuild.errors import PackError
-from nanobuild.requirements import RUNTIME_PARTY, RUNTIME_REQUIRES
+from nanobuild.requirements import RUNTIME_PARTY, RUNTIME_REQUIRES, distribution
 from nanobuild.runtime.spec import python_binding
 from nanobuild.source import Module, read_package, walk
 from nanobuild.workspace import FILENAME, Library, Service, Workspace
@@ -213,7 +212,7 @@ def _requirements(
             parties.setdefault(str(Requirement(text)), []).append(need)
     for callee in callees:
         for text in callee.requires:
-            if not callee.adopted and Requirement(text).name.lower() == "pydantic":
+            if not callee.adopted and distribution(text) == "pydantic":
                 need = (callee.label, f"{callee.key}.requires")
                 parties.setdefault(str(Requirement(text)), []).append(need)
     return parties
@@ -292,7 +291,7 @@ def _install_failure(
 def _what(blamed: list[str], culprit: str | None) -> str:
     if culprit is None:
         return "the requirements"
-    if [_name(text) for text in blamed] == [_name(culprit)]:
+    if [distribution(text) for text in blamed] == [distribution(culprit)]:
         return f"`{blamed[0]}`"  # as nano.toml writes it
     return f"`{culprit}` (for {', '.join(blamed)})"  # a dependency of a requirement
 
@@ -302,18 +301,11 @@ def _blamed(contents: Contents, culprit: str | None) -> list[str]:
     from (pip's ``anyio<5 (from starlette)``); all of them when that cannot be told."""
     if culprit:
         named = [culprit.partition(" ")[0], *culprit.partition("(from ")[2].rstrip(")").split(",")]
-        names = {_name(text) for text in named if text.strip()}
-        ours = [text for text in contents.requirements if _name(text) in names]
+        names = {distribution(text) for text in named if text.strip()}
+        ours = [text for text in contents.requirements if distribution(text) in names]
         if ours:
             return ours
     return list(contents.requirements)
-
-
-def _name(requirement: str) -> str:
-    try:
-        return str(canonicalize_name(Requirement(requirement.strip()).name))
-    except ValueError:
-        return requirement.strip()
 
 
 def _join(names: list[str]) -> str:

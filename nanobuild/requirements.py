@@ -48,6 +48,15 @@ class Clash(msgspec.Struct, frozen=True):
     needs: tuple[Need, ...]
 
 
+def distribution(requirement: str) -> str:
+    """The canonical name of the distribution a PEP 508 requirement names (``pydantic``
+    of ``Pydantic>=2``); the text itself when it is not one (E007 names that)."""
+    try:
+        return str(canonicalize_name(Requirement(requirement.strip()).name))
+    except ValueError:
+        return requirement.strip()
+
+
 def needs_by_distribution(parties: Iterable[tuple[str, Iterable[str]]]) -> dict[str, list[Need]]:
     """Group each party's requirements by distribution; markers false here are dropped."""
     grouped: dict[str, list[Need]] = {}

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from nanobuild import codes
 from nanobuild.diagnostics import Diagnostic
+from nanobuild.requirements import distribution
 from nanobuild.source import CHAIN, FILE_LOAD, IMPORT_PATH, RUNTIME_PACKAGE, UNSEEN, Bypass, Import
 from nanobuild.workspace import Library, Service
 
@@ -199,7 +200,7 @@ def kernel_import_problems(ctx: Context, svc: Service) -> list[Diagnostic]:
         elif imp.top in ALWAYS_AVAILABLE or imp.top == "nanobuild" or isinstance(owner, Service):
             continue  # the standard library, msgspec; nanobuild and services: E110, E103/E104
         elif imp.top in PYDANTIC_MODULES and owner is None:
-            if _requires_pydantic(svc):
+            if any(distribution(text) == "pydantic" for text in svc.requires):
                 continue
             why = (
                 f"the kernel of {svc.name} imports {imp.module}, but {svc.key}.requires "
@@ -219,19 +220,6 @@ def kernel_import_problems(ctx: Context, svc: Service) -> list[Diagnostic]:
             )
         problems.append(Diagnostic(here, codes.E207, why, line=imp.line, hint=KERNEL_RULE))
     return problems
-
-
-def _requires_pydantic(svc: Service) -> bool:
-    """Whether ``svc`` declares pydantic among its requirements."""
-    from packaging.requirements import InvalidRequirement, Requirement
-
-    for text in svc.requires:
-        try:
-            if Requirement(text).name.lower() == "pydantic":
-                return True
-        except InvalidRequirement:
-            continue  # E007 says so
-    return False
 
 
 def _within(name: str, module: str) -> bool:
