@@ -27,6 +27,7 @@ def describe(workspace: Workspace, modules: Mapping[str, list[Module]] | None = 
     """
     edges = graph.of(workspace)
     services = []
+    libraries = {name: modules[name] for name in workspace.libraries if modules and name in modules}
     for name in graph.order(edges):
         svc = workspace.services[name]
         handlers: dict[str, str] = {}
@@ -37,7 +38,7 @@ def describe(workspace: Workspace, modules: Mapping[str, list[Module]] | None = 
         for module in read:
             if module.syntax_error is not None:
                 raise CheckFailed([_unparsable(workspace, module)])
-        for module, fn in marked(read, _libraries(workspace, svc, modules)):
+        for module, fn in marked(read, _libraries(workspace, svc, libraries)):
             target = f"{module.name}:{fn.name}"  # a method: ``module:Class.method``
             if fn.mark == "handler" and fn.request:
                 handlers[fn.request.rpartition(".")[2]] = target
@@ -72,17 +73,15 @@ def _adopted(svc: Service, read: list[Module]) -> dict[str, Any]:
     }
 
 
-def _libraries(
-    workspace: Workspace, svc: Service, modules: Mapping[str, list[Module]] | None
-) -> list[Module]:
-    """The modules of the libraries ``svc`` uses, where its decorators may come from."""
+def _libraries(workspace: Workspace, svc: Service, read: dict[str, list[Module]]) -> list[Module]:
+    """The modules of the libraries ``svc`` uses, where its decorators may come from;
+    each library not in ``read`` yet is read into it, once for all its services."""
     found: list[Module] = []
     for name in svc.libraries:
         library = workspace.libraries.get(name)
-        if modules is not None and name in modules:
-            found += modules[name]
-        elif library is not None:
-            found += read_package(library.package_dir, library.package)
+        if name not in read and library is not None:
+            read[name] = read_package(library.package_dir, library.package)
+        found += read.get(name, [])
     return found
 
 
