@@ -360,10 +360,7 @@ class _Reader:
             package = self.adopted(key, table, name)
         else:  # a contract service's ``port`` serves its REST routes there
             package = self.package(key, table.package or name)
-            if table.port is not None and not 0 < table.port <= 65535:
-                self.problem(
-                    f"{key}.port", codes.E012, f"`{key}.port` = {table.port} is not a TCP port"
-                )
+            self.port(key, table.port)
         if table.urls:
             self.urls(key, table)
         self.requirements(key, table.requires)
@@ -435,10 +432,7 @@ class _Reader:
                 'choose one: port = 8001, or mount = "/"',
             )
             return False
-        if table.port is not None and not 0 < table.port <= 65535:
-            self.problem(
-                f"{key}.port", codes.E012, f"`{key}.port` = {table.port} is not a TCP port"
-            )
+        if not self.port(key, table.port):
             return False
         if table.mount is not None and not _MOUNT.match(table.mount):
             self.problem(
@@ -447,6 +441,13 @@ class _Reader:
                 f"`{key}.mount` = {table.mount!r} is not a URL path prefix",
                 'start it with "/" and end it without one: "/", "/users"',
             )
+            return False
+        return True
+
+    def port(self, key: str, port: int | None) -> bool:
+        """E012 for a service's ``port`` that is not a TCP port; whether it is fine."""
+        if port is not None and not 0 < port <= 65535:
+            self.problem(f"{key}.port", codes.E012, f"`{key}.port` = {port} is not a TCP port")
             return False
         return True
 
