@@ -51,13 +51,12 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import msgspec
-from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from nanobuild import codes, stage
 from nanobuild.diagnostics import Diagnostic
 from nanobuild.errors import PackError
-from nanobuild.requirements import RUNTIME_REQUIRES
+from nanobuild.requirements import RUNTIME_REQUIRES, distribution
 from nanobuild.workspace import Library, Service, Workspace
 
 if sys.version_info >= (3, 11):
@@ -426,10 +425,10 @@ def _by_file(file: stage.PinnedFile) -> str:
 
 def _unresolved(ws: Workspace, exc: stage.InstallFailed, offline: bool) -> Diagnostic:
     """The resolver's failure, at the nano.toml key that asks for what it names."""
-    named = str(canonicalize_name(_name(exc.culprit))) if exc.culprit else None
+    named = distribution(exc.culprit) if exc.culprit else None
     key, who = "", ""
     for where, texts in requirement_sets(ws).items():
-        if where != RUNTIME_KEY and any(_name(t) == named for t in texts):
+        if where != RUNTIME_KEY and any(distribution(t) == named for t in texts):
             key, who = f"{where}.requires", where.replace("services.", "service ", 1)
             who = f", needed by {who.replace('libraries.', 'library ', 1)}"
             break
@@ -445,13 +444,6 @@ def _unresolved(ws: Workspace, exc: stage.InstallFailed, offline: bool) -> Diagn
         f"cannot lock the requirements{f': {exc.culprit}' if exc.culprit else ''}{who}",
         f"{where_from}; the resolver said:\n{said}",
     )
-
-
-def _name(text: str | None) -> str:
-    try:
-        return str(canonicalize_name(Requirement((text or "").strip()).name))
-    except ValueError:
-        return (text or "").strip()
 
 
 # -- writing

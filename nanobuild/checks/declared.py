@@ -21,14 +21,13 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from nanobuild import codes, lock, stage
 from nanobuild.checks.context import Context
 from nanobuild.diagnostics import Diagnostic
 from nanobuild.errors import PackError
-from nanobuild.requirements import RUNTIME_REQUIRES
+from nanobuild.requirements import RUNTIME_REQUIRES, distribution
 from nanobuild.source import Import, Module
 from nanobuild.workspace import Library, Service, Workspace
 
@@ -91,7 +90,7 @@ def _declared(ws: Workspace, owner: Service | Library) -> set[str]:
         for name in owner.libraries:
             if name in ws.libraries:
                 texts += ws.libraries[name].requires
-    return {_name(text) for text in texts}
+    return {distribution(text) for text in texts}
 
 
 def _declarers(ws: Workspace) -> dict[str, list[str]]:
@@ -100,15 +99,8 @@ def _declarers(ws: Workspace) -> dict[str, list[str]]:
     owners: list[Service | Library] = [*ws.services.values(), *ws.libraries.values()]
     for owner in owners:
         for text in owner.requires:
-            found.setdefault(_name(text), []).append(owner.label)
+            found.setdefault(distribution(text), []).append(owner.label)
     return found
-
-
-def _name(text: str) -> str:
-    try:
-        return str(canonicalize_name(Requirement(text).name))
-    except ValueError:  # not PEP 508: nano.toml's reading reports it (E007)
-        return text
 
 
 def _staged_modules(ws: Workspace) -> dict[str, str] | str:
