@@ -394,8 +394,7 @@ async def _run(served: Served, request: object, exchange: Exchange) -> object:
     """Run the call with ``exchange`` as what ``this_call(request)`` gives its handler."""
     token = bind(request, exchange)
     try:
-        result = served.run(request)
-        return await result if served.is_async else result
+        return await served.run(request)  # every route returns an awaitable (see Served)
     finally:
         unbind(token)
 

@@ -44,10 +44,6 @@ class Served:
 
     __slots__ = ("codecs", "msgpack", "name", "public", "run", "service", "waits")
 
-    # ``run`` returns an awaitable on every path (a ``def`` handler's route awaits the
-    # worker pool); kept for readers that still ask
-    is_async = True
-
     def __init__(self, endpoint: Endpoint, *, thorough: bool, face: str = "memory") -> None:
         self.service = endpoint.service
         self.name = endpoint.name
