@@ -16,7 +16,7 @@ from nanobuild import codes
 from nanobuild.checks.context import Context
 from nanobuild.diagnostics import Diagnostic, did_you_mean
 from nanobuild.probe import ContractInfo, RouteInfo
-from nanobuild.runtime.spec import BODYLESS, route_key, route_parts
+from nanobuild.runtime.spec import BODYLESS, query_fields, route_key, route_parts
 
 Place = tuple[str, int | None]  # path, line
 
@@ -102,9 +102,7 @@ def _fields(
 ) -> Iterator[Diagnostic]:
     """E231 and E232: every parameter names a field that can come from text."""
     fields = route.fields
-    query = [*route.query]
-    if method in BODYLESS:  # no body: every other field comes from the query string
-        query += [name for name in fields if name not in params and name not in query]
+    query = query_fields(method, params, route.query, fields)
     for name, where, needs in [(p, "path", "scalar") for p in params] + [
         (q, "query string", "") for q in query
     ]:

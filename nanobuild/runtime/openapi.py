@@ -15,7 +15,7 @@ import msgspec
 
 from nanobuild.runtime.contracts import Route, route_of
 from nanobuild.runtime.node import Endpoint
-from nanobuild.runtime.spec import BODYLESS, route_parts
+from nanobuild.runtime.spec import BODYLESS, query_fields, route_parts
 
 REF = "#/components/schemas/{name}"
 MEDIA_TYPES = ("application/json", "application/msgpack")
@@ -138,9 +138,7 @@ def _rest_operation(
     whole = components.get(request.get("$ref", "").rpartition("/")[2], {})
     properties, required = whole.get("properties", {}), set(whole.get("required", ()))
     wire = _wire_names(endpoint.request)
-    query = [*declared.query]
-    if method in BODYLESS:
-        query += [name for name in wire if name not in params and name not in query]
+    query = query_fields(method, params, declared.query, wire)
     parameters = [_parameter(wire[p], "path", True, properties) for p in params] + [
         _parameter(wire[q], "query", wire[q] in required, properties) for q in query
     ]

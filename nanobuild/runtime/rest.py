@@ -27,7 +27,7 @@ from nanobuild.runtime.contracts import Route, route_of, text_kind
 from nanobuild.runtime.errors import BadRequest, SetupError
 from nanobuild.runtime.node import Endpoint
 from nanobuild.runtime.serving import Served
-from nanobuild.runtime.spec import BODYLESS, METHODS, route_key, route_parts
+from nanobuild.runtime.spec import BODYLESS, METHODS, query_fields, route_key, route_parts
 
 # a body as plain data (an object is a dict), before the parameters join it
 _decode_any: dict[Format, Callable[[bytes], Any]] = {
@@ -71,9 +71,7 @@ class RestRoute:
         except ValueError as exc:
             raise SetupError(f"the route of {where}: {exc}") from None
         fields = {f.name: f for f in contract_fields(request)}
-        query = [*declared.query]
-        if self.method in BODYLESS:
-            query += [name for name in fields if name not in params and name not in query]
+        query = query_fields(self.method, params, declared.query, fields)
         unknown = [name for name in (*params, *query) if name not in fields]
         if unknown:
             raise SetupError(f"the route of {where} names {unknown[0]}, which is not a field")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
+from collections.abc import Iterable
 
 import msgspec
 
@@ -107,6 +108,20 @@ def python_binding() -> str:
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 BODYLESS = frozenset({"GET", "DELETE"})  # their fields not in the path come from the query
+
+
+def query_fields(
+    method: str, params: Iterable[str], declared: Iterable[str], fields: Iterable[str]
+) -> list[str]:
+    """The fields a route reads from the query string: those its ``query=`` names, and,
+    for a method with no body, every other field ``params`` (the path's) does not take."""
+    query = list(declared)
+    if method in BODYLESS:
+        taken = {*params, *query}
+        query += [name for name in fields if name not in taken]
+    return query
+
+
 RESERVED_PATHS = frozenset({"/healthz", "/openapi.json"})  # the HTTP face's own
 
 
