@@ -57,10 +57,10 @@ def decode_all(data: bytes, max_frame: int = frames.DEFAULT_MAX_FRAME) -> list[f
 
 
 def test_a_frame_is_a_length_then_msgpack() -> None:
-    data = frames.frame(Welcome())
+    data = frames.frame(Welcome(PROOF))
     (length,) = struct.unpack(">I", data[:4])
     assert length == len(data) - 4
-    assert msgspec.msgpack.decode(data[4:]) == [frames.WELCOME, "", {}]  # no build, no contracts
+    assert msgspec.msgpack.decode(data[4:]) == [frames.WELCOME, PROOF, "", {}]  # no build
 
 
 def test_call_frames_carry_the_request_inline() -> None:
@@ -112,7 +112,7 @@ def test_reply_frames_are_the_reply_array_joined_by_hand(call_id: int) -> None:
 
 
 def test_handshake_messages_round_trip() -> None:
-    messages = [Hello(1, NONCE), Challenge(NONCE, PROOF), Auth(PROOF), Welcome(), Denied("no")]
+    messages = [Hello(1, NONCE), Challenge(NONCE), Auth(PROOF), Welcome(PROOF), Denied("no")]
     data = b"".join(frames.frame(m) for m in messages)
     assert decode_all(data) == messages
 
@@ -223,9 +223,9 @@ def test_proofs_depend_on_secret_role_and_both_nonces() -> None:
 ints = st.integers(-(2**63), 2**63 - 1)
 messages = st.one_of(
     st.builds(Hello, st.integers(0, 2**32), st.binary(min_size=32, max_size=32)),
-    st.builds(Challenge, st.binary(min_size=32, max_size=32), st.binary(min_size=32, max_size=32)),
+    st.builds(Challenge, st.binary(min_size=32, max_size=32)),
     st.builds(Auth, st.binary(min_size=32, max_size=32)),
-    st.just(Welcome()),
+    st.builds(Welcome, st.binary(min_size=32, max_size=32)),
     st.builds(Denied, st.text()),
     st.builds(
         Call,
@@ -301,7 +301,9 @@ def test_the_handshake_carries_builds_fingerprints_and_shapes() -> None:
         records={"m.Get": RecordShape("struct")},
     )
     sent = [
-        frames.Welcome("mini sha256:abc (nanobuild 0.1.0)", {"users.Get": "0123456789abcdef"}),
+        frames.Welcome(
+            PROOF, "mini sha256:abc (nanobuild 0.1.0)", {"users.Get": "0123456789abcdef"}
+        ),
         frames.Describe("mini source (nanobuild 0.1.0)", ["users.Get"]),
         frames.Shapes({"users.Get": shape}),
     ]
@@ -309,4 +311,4 @@ def test_the_handshake_carries_builds_fingerprints_and_shapes() -> None:
     body = msgspec.msgpack.decode(frames.frame(sent[1])[4:])
     assert body == [frames.DESCRIBE, "mini source (nanobuild 0.1.0)", ["users.Get"]]
     with pytest.raises(ProtocolError):  # a fingerprint is short text, not anything at all
-        decode_all(frames.frame((frames.WELCOME, "b", {"users.Get": "x" * 65})))
+        decode_all(frames.frame((frames.WELCOME, PROOF, "b", {"users.Get": "x" * 65})))

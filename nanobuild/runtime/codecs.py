@@ -20,6 +20,14 @@ writes them through an ``enc_hook`` (called only for a type msgspec does not kno
 so it costs the others nothing) and reads them through a ``dec_hook``; a request or
 response that is itself a model is validated by pydantic straight from the body.
 None of it is imported until pydantic is.
+
+Nesting. msgspec decodes nested arrays and maps recursively, under the
+interpreter's recursion limit, so a small body nested a few thousand deep raises
+``RecursionError``. That is caught where a body is decoded and becomes
+``BadRequest(TOO_DEEP)``: a try block costs nothing until it catches, where a
+depth pre-scan would cost every body a pass over its bytes. Every body nested up to
+``DEPTH`` levels decodes (the stack is far from that deep where bodies are
+decoded); a deeper one may, as far as the stack allows, or is refused.
 """
 
 from __future__ import annotations
@@ -36,6 +44,15 @@ import msgspec
 from nanobuild.runtime.errors import BadRequest, Internal, WrongResponse
 
 Encode = Callable[[Any], bytes]
+
+DEPTH = 500  # levels of nesting every body may have (the interpreter's limit is 1000 frames)
+TOO_DEEP = f"the body is nested deeper than {DEPTH} levels (arrays and maps inside each other)"
+
+
+def too_deep(exc: RecursionError) -> bool:
+    """Whether ``exc`` is msgspec's, from walking a value nested too deeply (not a user's
+    validator that recursed without end, which is a fault of its own)."""
+    return "serializing an object" in str(exc)  # msgspec's words, decoding and encoding
 
 
 class Format:
@@ -120,6 +137,24 @@ def format_of(content_type: bytes) -> Format | None:
     return found
 
 
+_UNTYPED: dict[str, Callable[[bytes], Any]] = {
+    "json": msgspec.json.decode,
+    "msgpack": msgspec.msgpack.decode,
+}
+
+
+def decode_any(fmt: Format, body: bytes) -> Any:
+    """``body`` as plain data (dicts, lists, ...), or ``BadRequest`` saying why it is not."""
+    try:
+        return _UNTYPED[fmt.name](body)
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"the body is not {fmt.name}: {exc}") from None
+    except RecursionError as exc:
+        if not too_deep(exc):
+            raise
+        raise BadRequest(TOO_DEEP) from None
+
+
 class Codec:
     """Decode one contract's requests and encode its responses, in one format."""
 
@@ -141,6 +176,10 @@ class Codec:
             return self._read(body)
         except msgspec.DecodeError as exc:  # includes ValidationError
             raise BadRequest(str(exc)) from exc
+        except RecursionError as exc:
+            if not too_deep(exc):
+                raise
+            raise BadRequest(TOO_DEEP) from None
 
     def encode(self, value: Any) -> bytes:
         """The wire form of a handler's result, or ``Internal`` if it has the wrong type."""
@@ -150,6 +189,12 @@ class Codec:
             if type(exc).__name__ == "FieldMismatch":  # models.FieldMismatch, strict mode
                 raise WrongResponse(f"the handler returned {exc}") from exc
             raise Internal(f"the handler returned a value that cannot be encoded: {exc}") from exc
+        except RecursionError as exc:
+            if not too_deep(exc):
+                raise
+            raise Internal(
+                f"the handler returned a value nested too deeply to encode: {exc}"
+            ) from None
         if not self._is_valid(value, body):
             raise WrongResponse(_wrong_response(value, self._response))
         return body

@@ -15,25 +15,20 @@ endpoint's own strict codec.
 
 from __future__ import annotations
 
+import reprlib
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
 import msgspec
 
-from nanobuild.runtime.codecs import JSON, MSGPACK, Format, type_name
+from nanobuild.runtime.codecs import Format, decode_any, type_name
 from nanobuild.runtime.contracts import Route, route_of, text_kind
 from nanobuild.runtime.errors import BadRequest, SetupError
 from nanobuild.runtime.node import Endpoint
 from nanobuild.runtime.serving import Served
 from nanobuild.runtime.spec import BODYLESS, METHODS, query_fields, route_key, route_parts
-
-# a body as plain data (an object is a dict), before the parameters join it
-_decode_any: dict[Format, Callable[[bytes], Any]] = {
-    JSON: msgspec.json.decode,
-    MSGPACK: msgspec.msgpack.decode,
-}
 
 
 class Field:
@@ -100,12 +95,11 @@ class RestRoute:
             return {}
         if not self.body:
             raise BadRequest(f"{self.method} {self.path} takes no body")
-        try:
-            data = _decode_any[fmt](body)
-        except msgspec.DecodeError as exc:
-            raise BadRequest(f"the body is not {fmt.name}: {exc}") from None
+        data = decode_any(fmt, body)  # as plain data, before the parameters join it
         if not isinstance(data, dict):
-            raise BadRequest(f"the body is an object of the contract's fields, not {data!r:.40}")
+            # reprlib: a body nested deep is shown a few levels down, not walked to its end
+            shown = reprlib.repr(data)[:40]
+            raise BadRequest(f"the body is an object of the contract's fields, not {shown}")
         return data
 
     def _query(self, data: dict[str, Any], query_string: bytes) -> None:

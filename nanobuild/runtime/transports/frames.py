@@ -11,30 +11,42 @@ A frame longer than the receiver's limit (16 MiB unless configured) ends the
 connection before its body is read.
 
 Handshake. Both sides prove they hold NANO_SECRET; the secret never crosses the
-wire, and neither side sends a call or an answer before the proofs are checked::
+wire, and neither side sends a call or an answer before the proofs are checked.
+The client proves first: the server sends nothing derived from the secret to a
+peer that has not proved it holds it, so a stranger who connects learns nothing
+to guess the secret from offline::
 
     client                                               server
       |  HELLO      [0, version, client_nonce]              |
       |---------------------------------------------------->|
-      |  CHALLENGE  [1, server_nonce, server_proof]         |
+      |  CHALLENGE  [1, server_nonce]                       |
       |<----------------------------------------------------|
-      |  (the client checks server_proof, or hangs up)      |
       |  AUTH       [2, client_proof]                       |
       |---------------------------------------------------->|
-      |  WELCOME    [3, build, fingerprints]                |
+      |  (the server checks client_proof, or denies)        |
+      |  WELCOME    [3, server_proof, build, fingerprints]  |
       |             or    DENIED [4, reason], close         |
       |<----------------------------------------------------|
+      |  (the client checks server_proof, or hangs up)      |
       |  (only if a fingerprint differs from the client's:) |
       |  DESCRIBE   [8, build, [contract, ...]]             |
       |---------------------------------------------------->|
       |  SHAPES     [9, {contract: shape}]                  |
       |<----------------------------------------------------|
 
-    server_proof = HMAC-SHA256(secret, "nanobuild/2 server" 0x00 client_nonce server_nonce)
-    client_proof = HMAC-SHA256(secret, "nanobuild/2 client" 0x00 client_nonce server_nonce)
+    client_proof = HMAC-SHA256(secret, "nanobuild/3 client" 0x00 client_nonce server_nonce)
+    server_proof = HMAC-SHA256(secret, "nanobuild/3 server" 0x00 client_nonce server_nonce)
 
-Nonces are 32 random bytes from each side, so a proof is never replayed; the role
-label keeps a server's proof from being reflected back as a client's.
+Nonces are 32 random bytes from each side, fresh for each connection, so a proof
+recorded on one connection proves nothing on another (the server's nonce binds the
+client's proof, the client's nonce the server's); the role label keeps a proof from
+being reflected back as the other side's. A peer gets one AUTH per connection: a
+wrong one is denied and the connection closed.
+
+What proving first costs: whoever a client connects to gets its proof, so a
+process that can pose as a server's address (its port while the server is down)
+gets one proof to guess the secret from offline. That is why the secret must be
+strong (the settings refuse a short one): 128 random bits are past guessing.
 
 Contract shapes. WELCOME names the server's build (``mini sha256:3f2a9c0d1b2e
 (nanobuild 0.1.0)``) and maps every contract it serves (``service.Contract``) to
@@ -62,7 +74,12 @@ entries, keys up to 64 characters, values up to 1024). FAILURE carries
 Versions. HELLO names the version the client speaks; a server that speaks another
 answers DENIED naming both, so two builds of different protocols never misread each
 other's frames. Version 2 added CALL's context, and WELCOME's build and
-fingerprints, DESCRIBE and SHAPES.
+fingerprints, DESCRIBE and SHAPES; version 3 moved the server's proof from
+CHALLENGE to WELCOME, after the client's.
+
+Nesting. A frame's MessagePack is decoded recursively, so one nested thousands
+deep cannot be read (``RecursionError``): it is a ``ProtocolError`` like any other
+frame that is not this protocol.
 """
 
 from __future__ import annotations
@@ -79,7 +96,7 @@ import msgspec
 from nanobuild.runtime.codecs import MSGPACK
 from nanobuild.runtime.spec import ContractShape
 
-VERSION = 2
+VERSION = 3
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024
 NONCE_SIZE = 32
 HEADER = struct.Struct(">I")
@@ -113,10 +130,9 @@ class Hello(msgspec.Struct, array_like=True, tag=0, frozen=True):
 
 
 class Challenge(msgspec.Struct, array_like=True, tag=1, frozen=True):
-    """Server: its nonce and its proof of the secret."""
+    """Server: its nonce, which the client's proof must cover (no proof of its own yet)."""
 
     nonce: Nonce
-    proof: Proof
 
 
 class Auth(msgspec.Struct, array_like=True, tag=2, frozen=True):
@@ -126,8 +142,10 @@ class Auth(msgspec.Struct, array_like=True, tag=2, frozen=True):
 
 
 class Welcome(msgspec.Struct, array_like=True, tag=3, frozen=True):
-    """Server: the client is trusted; its build, and the fingerprint of each contract it serves."""
+    """Server: the client is trusted; the server's own proof of the secret, its build,
+    and the fingerprint of each contract it serves."""
 
+    proof: Proof
     build: Build = ""
     contracts: dict[Name, Fingerprint] = {}
 
@@ -283,6 +301,8 @@ class FrameDecoder:
                 start = stop
         except msgspec.DecodeError as exc:  # includes ValidationError
             raise ProtocolError(f"not a nanobuild message: {exc}") from None
+        except RecursionError:
+            raise ProtocolError("not a nanobuild message: a frame nested too deeply") from None
         if start == end:  # the usual case: every byte decoded, the next read starts afresh
             self._start = self._end = 0
             if len(view) != self._size:  # a large frame's own buffer: let it go

@@ -393,7 +393,7 @@ class _ClientConnection(_FramedProtocol):
         call_id = next(self._ids)
         try:
             data = frames.call_frame(call_id, target.service, target.name, _context(), request)
-        except (TypeError, ValueError, OverflowError) as exc:
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:  # nested too deep
             raise BadRequest(
                 f"the request cannot be encoded: {exc}",
                 service=target.service,
@@ -485,16 +485,19 @@ class _ClientConnection(_FramedProtocol):
 
     def _handshake(self, message: Message) -> None:
         if isinstance(message, Challenge) and not self._server_nonce:
-            if not frames.proves(self._secret, "server", self._nonce, message.nonce, message.proof):
+            # the client proves first: the server says nothing of the secret to a stranger
+            self._server_nonce = message.nonce
+            client_proof = frames.proof(self._secret, "client", self._nonce, message.nonce)
+            self._outbox.send(frames.frame(Auth(client_proof)))
+        elif isinstance(message, Welcome) and self._server_nonce and self._there is None:
+            if not frames.proves(
+                self._secret, "server", self._nonce, self._server_nonce, message.proof
+            ):
                 self._fail_handshake(
                     "it could not prove it holds NANO_SECRET (the processes have different secrets)"
                 )
                 self.close()
                 return
-            self._server_nonce = message.nonce
-            client_proof = frames.proof(self._secret, "client", self._nonce, message.nonce)
-            self._outbox.send(frames.frame(Auth(client_proof)))
-        elif isinstance(message, Welcome) and self._server_nonce and self._there is None:
             self._compare(message)
         elif isinstance(message, Shapes) and self._there is not None and not self.welcomed.done():
             self._ready(message.shapes)
@@ -617,8 +620,11 @@ class TcpServer:
         local = node.endpoints.values()
         self.shapes = {e.contract: shape_of(e.request, e.response) for e in local}
         self.build = this_build()
-        contracts = {name: fingerprint(shape) for name, shape in self.shapes.items()}
-        self.welcome = frames.frame(Welcome(self.build, contracts))
+        self.fingerprints = {name: fingerprint(shape) for name, shape in self.shapes.items()}
+
+    def welcome(self, proof: bytes) -> bytes:
+        """The WELCOME frame for a peer that proved itself: this side's proof, then the build."""
+        return frames.frame(Welcome(proof, self.build, self.fingerprints))
 
     @property
     def address(self) -> Address:
@@ -820,20 +826,23 @@ class _ServerConnection(_FramedProtocol):
             return
         self._client_nonce = hello.nonce
         self._server_nonce = frames.nonce()
-        secret = self._server.secret
-        server_proof = frames.proof(secret, "server", self._client_nonce, self._server_nonce)
-        self._outbox.send(frames.frame(Challenge(self._server_nonce, server_proof)))
+        # nothing derived from the secret yet: the peer proves it holds it first
+        self._outbox.send(frames.frame(Challenge(self._server_nonce)))
 
     def _check(self, auth: Auth) -> None:
         secret = self._server.secret
         if not frames.proves(secret, "client", self._client_nonce, self._server_nonce, auth.proof):
-            self._deny("the client did not prove it holds NANO_SECRET")
+            self._deny(
+                "the client did not prove it holds NANO_SECRET "
+                "(the processes have different secrets)"
+            )
             return
         self._trusted = True
         self._frames.limit(self._server.max_frame)
         if self._timer is not None:
             self._timer.cancel()
-        self._outbox.send(self._server.welcome)
+        server_proof = frames.proof(secret, "server", self._client_nonce, self._server_nonce)
+        self._outbox.send(self._server.welcome(server_proof))
 
     def _describe(self, describe: Describe) -> None:
         """Send the shapes the peer asked for: its build differs from this one on them."""
