@@ -24,6 +24,12 @@ from nanobuild.runtime.errors import SettingsError
 DEFAULT_MAX_BODY = 1024 * 1024  # bytes
 DEFAULT_TIMEOUT = 5.0  # seconds a call to a remote service may take, connecting included
 DEFAULT_THREADS = 32  # worker threads for ``def`` handlers: enough for blocking I/O, bounded
+# the servers' limits (``Limits``)
+DEFAULT_HEADER_TIMEOUT = 10.0  # seconds: a slow mobile link sends a head in well under one
+DEFAULT_BODY_TIMEOUT = 30.0  # seconds: NANO_MAX_BODY (1 MiB) at 35 KB/s
+DEFAULT_KEEP_ALIVE = 5.0  # seconds idle between requests (uvicorn's own default)
+DEFAULT_HANDSHAKE_TIMEOUT = 5.0  # seconds: two processes on one network need far less
+DEFAULT_MAX_CONNECTIONS = 4096  # per listening port
 
 REMOTE_PREFIX = "NANO_REMOTE_"
 TIMEOUT_PREFIX = "NANO_TIMEOUT_"
@@ -80,6 +86,35 @@ VARIABLES: tuple[Variable, ...] = (
         "stalls the event loop",
         str(DEFAULT_THREADS),
     ),
+    # the servers' limits (``Limits``): what one peer may hold, and for how long
+    Variable(
+        "NANO_HEADER_TIMEOUT",
+        "seconds a connection to the HTTP face has to send a request's head (from its "
+        "first byte, or from the connection's opening): past it the connection is closed",
+        f"{DEFAULT_HEADER_TIMEOUT:g}",
+    ),
+    Variable(
+        "NANO_BODY_TIMEOUT",
+        "seconds a request's body has to arrive in full after its head: past it the "
+        "answer is 408 and the connection is closed",
+        f"{DEFAULT_BODY_TIMEOUT:g}",
+    ),
+    Variable(
+        "NANO_KEEP_ALIVE",
+        "seconds an HTTP connection may sit idle between requests before it is closed",
+        f"{DEFAULT_KEEP_ALIVE:g}",
+    ),
+    Variable(
+        "NANO_HANDSHAKE_TIMEOUT",
+        "seconds a connection to the internal TCP port has to complete its handshake",
+        f"{DEFAULT_HANDSHAKE_TIMEOUT:g}",
+    ),
+    Variable(
+        "NANO_MAX_CONNECTIONS",
+        "the most connections each listening port keeps open; past it a connection still "
+        "sending its first request head is closed to make room, else the newcomer is refused",
+        str(DEFAULT_MAX_CONNECTIONS),
+    ),
     Variable(
         "NANO_DATA_DIR",
         "the folder under which each service gets its writable data folder, "
@@ -108,6 +143,38 @@ def timeout_variable(service: str) -> str:
     return f"{TIMEOUT_PREFIX}{service.upper()}"
 
 
+# -- the servers' limits: every peer gets a deadline and a place in a bounded set
+
+
+class Limits(msgspec.Struct, frozen=True):
+    """What a peer of the HTTP face or of the internal TCP port may take: time for its
+    request head, its body and its handshake, idle time, and a place among at most
+    ``max_connections`` (per listening port)."""
+
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
+    keep_alive: float = DEFAULT_KEEP_ALIVE
+    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+
+
+def _limits(environ: Mapping[str, str]) -> Limits:
+    return Limits(
+        header_timeout=_seconds(environ, "NANO_HEADER_TIMEOUT", DEFAULT_HEADER_TIMEOUT),
+        body_timeout=_seconds(environ, "NANO_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT),
+        keep_alive=_seconds(environ, "NANO_KEEP_ALIVE", DEFAULT_KEEP_ALIVE),
+        handshake_timeout=_seconds(environ, "NANO_HANDSHAKE_TIMEOUT", DEFAULT_HANDSHAKE_TIMEOUT),
+        max_connections=_positive_int(
+            environ, "NANO_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS, "connections"
+        ),
+    )
+
+
+def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
+    text = environ.get(name, "").strip()
+    return seconds(text, name) if text else default
+
+
 class Settings(msgspec.Struct, frozen=True):
     """What the runtime takes from its environment; ``from_env`` reads it."""
 
@@ -120,6 +187,7 @@ class Settings(msgspec.Struct, frozen=True):
     server_stack: str = "auto"  # one of SERVER_STACKS; the server resolves "auto"
     threads: int = DEFAULT_THREADS  # NANO_THREADS: the pool ``def`` handlers run on
     data_dir: str | None = None  # NANO_DATA_DIR; None: beside the app cache (``data``)
+    limits: Limits = Limits()  # NANO_HEADER_TIMEOUT and the other limits of the servers
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -143,6 +211,7 @@ class Settings(msgspec.Struct, frozen=True):
             server_stack=_choice(environ, "NANO_SERVER_STACK", SERVER_STACKS),
             threads=_positive_int(environ, "NANO_THREADS", DEFAULT_THREADS, "threads"),
             data_dir=_folder(environ, "NANO_DATA_DIR"),
+            limits=_limits(environ),
         )
 
     def remote(self, service: str) -> str | None:
