@@ -72,6 +72,23 @@ def _load(location: Path | None) -> workspace.Workspace:
         raise WorkspaceError(
             [Diagnostic(str(location), codes.E000, "no such workspace folder or nano.toml")]
         )
+    # said here, by the name given: read as nano.toml, another file's problems would
+    # be shown as nano.toml's
+    if location.is_dir() and not (location / workspace.FILENAME).exists():
+        raise WorkspaceError(
+            [Diagnostic(str(location), codes.E000, f"no {workspace.FILENAME} in this folder")]
+        )
+    if not location.is_dir() and location.name != workspace.FILENAME:
+        raise WorkspaceError(
+            [
+                Diagnostic(
+                    str(location),
+                    codes.E000,
+                    f"not a workspace folder or its {workspace.FILENAME}",
+                    hint="pass the folder that holds nano.toml",
+                )
+            ]
+        )
     return workspace.load(location)
 
 
@@ -408,6 +425,19 @@ def graph_command(
         typer.echo(graph.render_dot(edges, ws.name))
     else:
         typer.echo(graph.render_text(edges, ws.name))
+
+
+@app.command("secret")
+def secret_command() -> None:
+    """Print a strong random NANO_SECRET (32 random bytes, URL-safe: 256 bits).
+
+    Set the same value in every process of the workspace; the runtime refuses one
+    under 128 bits (see "The secret" in the README).
+    """
+    import secrets
+
+    # as the binary's own `secret` command: the build side imports no runtime settings
+    typer.echo(secrets.token_urlsafe(32))
 
 
 @contextmanager

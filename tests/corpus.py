@@ -49,6 +49,11 @@ A new diagnostic code still needs a ``test_*`` function that asserts it literall
 (``assert "E030" in result.stdout``): ``tests/test_codes.py`` reads test functions, not
 the ``code=`` of a Case.
 
+A binary's own command line is a :class:`BinaryCase` (``args``, ``exit`` (2),
+``names``, ``absent``, ``stdin``, ``env``, ``deadline``, ``signal``), run by
+``run_binary_case(case, binary(tmp_path_factory), tmp_path)`` with the same checks but
+the tidy one.
+
 Hostile requests go to a started binary. One per module, from a module-scoped
 fixture (building is cached for the session, per sample)::
 
@@ -128,7 +133,7 @@ class Case:
     prepare: Callable[[Path], None] | None = None
     sample: str = "mini"
     env: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    stdin: str | None = None
+    stdin: str | bytes | None = None
     absent: Sequence[str] = ()
     workspace: bool = True
     signal: tuple[float, int] | None = None
@@ -150,7 +155,32 @@ class Result:
         return self.stdout + self.stderr
 
 
-def check_unique(cases: Sequence[Case | HttpCase]) -> None:
+@dataclasses.dataclass(frozen=True)
+class BinaryCase:
+    """One run of a built binary's own command line (``python app.pyz ARGS``)."""
+
+    name: str
+    args: Sequence[str]
+    exit: int = 2
+    code: str | None = None
+    names: Sequence[str] = ()
+    absent: Sequence[str] = ()
+    deadline: float = 20.0
+    stdin: str | bytes | None = None
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    signal: tuple[float, int] | None = None
+
+
+def run_binary_case(case: BinaryCase, built: Binary, tmp_path: Path) -> Result:
+    """Run ``case`` with ``built`` (from ``binary(factory)``), in ``tmp_path``, and
+    assert its exit, names, no traceback, the deadline and no survivors."""
+    environment = {**os.environ, **built.env, **case.env}  # its HOME: one extraction
+    result = _run(case, [*built.command(*case.args)], tmp_path, environment)
+    _assert_outcome(case, result)
+    return result
+
+
+def check_unique(cases: Sequence[Case | HttpCase | BinaryCase]) -> None:
     """Fail at import (collection) when two cases share a name or one is not kebab-case."""
     seen: set[str] = set()
     for case in cases:
@@ -232,24 +262,22 @@ def run_case(
     return result
 
 
-def _run(case: Case, command: list[str], root: Path, env: Mapping[str, str]) -> Result:
+def _run(case: Case | BinaryCase, command: list[str], cwd: Path, env: Mapping[str, str]) -> Result:
     """Run ``command`` in a process group of its own, within the case's deadline."""
     proc = subprocess.Popen(
         command,
-        cwd=root,
+        cwd=cwd,
         env=dict(env),
         stdin=subprocess.PIPE if case.stdin is not None else subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
-        encoding="utf-8",
-        errors="replace",
         start_new_session=True,
     )
     if case.signal is not None:
         _signal_later(proc, *case.signal)
+    stdin = case.stdin.encode() if isinstance(case.stdin, str) else case.stdin
     try:
-        out, err = proc.communicate(case.stdin, timeout=case.deadline)
+        out, err = proc.communicate(stdin, timeout=case.deadline)
     except subprocess.TimeoutExpired:
         finished = proc.poll() is not None
         _kill_group(proc.pid)
@@ -259,13 +287,19 @@ def _run(case: Case, command: list[str], root: Path, env: Mapping[str, str]) -> 
             if finished
             else f"did not finish within {case.deadline:g} s"
         )
-        pytest.fail(f"case {case.name}: `{' '.join(command[3:])}` {why}\n{out}{err}")
+        pytest.fail(f"case {case.name}: `{' '.join(command)}` {why}\n{_text(out)}{_text(err)}")
     survivors = _survivors(proc.pid)
-    assert not survivors, f"case {case.name}: processes outlived the run: {survivors}\n{out}{err}"
-    return Result(proc.returncode, out, err, root)
+    assert not survivors, (
+        f"case {case.name}: processes outlived the run: {survivors}\n{_text(out)}{_text(err)}"
+    )
+    return Result(proc.returncode, _text(out), _text(err), cwd)
 
 
-def _signal_later(proc: subprocess.Popen[str], seconds: float, signum: int) -> None:
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
+
+
+def _signal_later(proc: subprocess.Popen[bytes], seconds: float, signum: int) -> None:
     """Send ``signum`` to ``proc`` after ``seconds``, unless it has ended by then."""
 
     def send() -> None:
@@ -313,7 +347,7 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signals.SIGKILL)
 
 
-def _assert_outcome(case: Case, result: Result) -> None:
+def _assert_outcome(case: Case | BinaryCase, result: Result) -> None:
     said = f"case {case.name}: exit {result.exit}\n--- stdout\n{result.stdout}--- stderr\n{result.stderr}"
     assert "Traceback" not in result.output, said
     assert result.exit == case.exit, said

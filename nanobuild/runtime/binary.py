@@ -1,4 +1,4 @@
-"""The bundled binary's own command line: ``python app.pyz [serve|services|call|contracts|info]``.
+"""The bundled binary's own command line: ``python app.pyz [serve|services|call|...|secret]``.
 
 The generated ingress calls ``main(SPEC, BUILD)``. Only ``serve`` and ``call`` wire
 the services (importing their handlers); ``services`` and ``info`` read the table,
@@ -22,7 +22,7 @@ import msgspec
 
 from nanobuild.runtime.errors import NanoError, PlacementError, SettingsError
 from nanobuild.runtime.placement import Placement, needed, place
-from nanobuild.runtime.settings import Settings, remote_variable, timeout_variable
+from nanobuild.runtime.settings import Settings, new_secret, remote_variable, timeout_variable
 from nanobuild.runtime.spec import AppSpec, BuildInfo, ServiceSpec
 
 
@@ -30,6 +30,9 @@ def main(spec: AppSpec, build: BuildInfo, argv: Sequence[str] | None = None) -> 
     """Run the command line; exits the process with the command's code."""
     args = _parser(spec, build).parse_args(argv)
     command = args.command or "serve"
+    if command == "secret":  # before the settings: it is how a weak NANO_SECRET is replaced
+        print(new_secret())
+        sys.exit(0)
     try:
         settings = Settings.from_env()  # once, for the whole process
     except SettingsError as exc:
@@ -77,6 +80,7 @@ def _parser(spec: AppSpec, build: BuildInfo) -> argparse.ArgumentParser:
     contracts.add_argument("--json", action="store_true", help="print every shape as JSON")
     info = commands.add_parser("info", help="build metadata: version, inputs hash, build time")
     info.add_argument("--json", action="store_true", help="print it as JSON")
+    commands.add_parser("secret", help="print a strong random NANO_SECRET (256 bits)")
     return parser
 
 
@@ -271,7 +275,10 @@ def _call(spec: AppSpec, name: str, body: str, settings: Settings) -> int:
     service, contract = _find(spec, name)
     if service is None:
         return 2
-    raw = sys.stdin.read() if body == "-" else body
+    # bytes, as the HTTP face gets them: a body that is not UTF-8 is the decoder's to
+    # refuse (a bad request), not an encoding error (fsencode undoes what the command
+    # line's decoding did to such bytes)
+    raw = sys.stdin.buffer.read() if body == "-" else os.fsencode(body)
     return asyncio.run(_call_once(spec, service, contract, raw, settings))
 
 
@@ -287,7 +294,7 @@ def _find(spec: AppSpec, name: str) -> tuple[ServiceSpec | None, str]:
 
 
 async def _call_once(
-    spec: AppSpec, service: ServiceSpec, contract: str, raw: str, settings: Settings
+    spec: AppSpec, service: ServiceSpec, contract: str, raw: bytes, settings: Settings
 ) -> int:
     """Wire only ``service``, run its start-up hooks, call, print the answer as JSON."""
     import logging
@@ -306,7 +313,7 @@ async def _call_once(
         return 1
     served = Served(node.endpoints[(service.name, contract)], thorough=True)
     try:
-        served.codec(JSON).decode(raw.encode())
+        served.codec(JSON).decode(raw)
     except NanoError as exc:
         print(f"{_prog()}: bad request for {service.name}.{contract}: {exc}", file=sys.stderr)
         return 2
@@ -316,7 +323,7 @@ async def _call_once(
         print(f"{_prog()}: {exc}", file=sys.stderr)
         return 1
     try:
-        answer = await served.answer(raw.encode(), JSON)
+        answer = await served.answer(raw, JSON)
     except Exception as exc:
         return _failed(served.failure(exc))
     finally:
