@@ -75,6 +75,7 @@ E113 = _code("E113", "a link in a package that leads out of it")
 E114 = _code("E114", "a file or folder in a package that cannot be read")
 E120 = _code("E120", "an import of a third-party package its owner does not declare")
 E121 = _code("E121", "third-party imports that cannot be checked: no staged packages")
+E122 = _code("E122", "a `NANO_KERNEL_TIMEOUT` that is not a number of seconds")
 E130 = _code("E130", "an `asgi` target whose module is not in the service's folder")
 E131 = _code("E131", "an `asgi` target whose module does not define the app")
 

@@ -12,6 +12,14 @@ each contract's response, for ``nanobuild.checks.calls`` to prove call sites aga
 The parent starts the child first, sends it the kernels to import as soon as it knows
 them, and collects its report last, so that it can read the workspace meanwhile.
 
+The child says which kernel it is importing before it imports it, so that the parent
+can give each kernel a deadline (``NANO_KERNEL_TIMEOUT`` seconds, 10 by default: one
+process for all of them, one clock per kernel) and name the kernel that hangs, ends
+the child (``os._exit``, a segfault) or leaves a non-daemon thread behind. The child
+never outlives the parent: on Linux the kernel kills it when the parent dies
+(``PR_SET_PDEATHSIG``), and everywhere it ends when its standard input, which the
+parent holds open, reaches its end.
+
 This is a top-level module, not part of ``nanobuild.checks``, because the child runs
 it as ``python -m nanobuild.probe``: its start-up then imports only this module and
 the runtime the kernels need anyway, not every family of checks. For the same
@@ -21,6 +29,7 @@ inside the parent's functions.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.machinery
 import os
 import sys
@@ -28,17 +37,23 @@ import traceback
 import types
 import typing
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import msgspec
 
 if TYPE_CHECKING:
     import subprocess
-    from pathlib import Path
 
     from nanobuild.errors import CheckFailed
 
-PROBE_TIMEOUT = 120.0
+TIMEOUT_VARIABLE = "NANO_KERNEL_TIMEOUT"
+DEFAULT_KERNEL_TIMEOUT = 10.0  # seconds one kernel may take to import and be described
+_MAX_KERNEL_TIMEOUT = 3600.0
+_STDERR_KEPT = 2000  # the tail of what the child wrote to stderr, for a failure's message
+_THREAD_GRACE = 0.2  # seconds a kernel's non-daemon threads get to end, all together
+# the lines of the child's report, each a kind letter and its text
+_IMPORTING, _THREAD, _REPORT = b"I", b"T", b"R"
 
 
 class FieldInfo(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -109,16 +124,78 @@ class Request(msgspec.Struct, frozen=True):
 # -- the parent side
 
 
-def _failed(message: str) -> CheckFailed:
+def _failed(message: str, path: str = "nano.toml", hint: str | None = None) -> CheckFailed:
     """The child process itself failed (E211), not one kernel's import (E208): a kernel
-    ended or crashed the interpreter, hung it, or garbled its report."""
+    ended or crashed the interpreter, hung it, or garbled its report. ``path`` is the
+    kernel to blame, when the child was importing one."""
     from nanobuild import codes
     from nanobuild.diagnostics import Diagnostic
     from nanobuild.errors import CheckFailed
 
-    return CheckFailed(
-        [Diagnostic("nano.toml", codes.E211, f"importing the kernels failed: {message}")]
-    )
+    return CheckFailed([Diagnostic(path, codes.E211, message, hint=hint)])
+
+
+def kernel_timeout() -> float:
+    """The seconds each kernel may take: ``NANO_KERNEL_TIMEOUT``, or the default.
+
+    A value that is not a number of seconds (above 0, at most an hour) is a
+    ``WorkspaceError`` naming the variable (E122).
+    """
+    text = os.environ.get(TIMEOUT_VARIABLE, "").strip()
+    if not text:
+        return DEFAULT_KERNEL_TIMEOUT
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds <= _MAX_KERNEL_TIMEOUT:  # nan and inf fail this too
+        from nanobuild import codes
+        from nanobuild.diagnostics import Diagnostic
+        from nanobuild.errors import WorkspaceError
+
+        raise WorkspaceError(
+            [
+                Diagnostic(
+                    TIMEOUT_VARIABLE,
+                    codes.E122,
+                    f"{TIMEOUT_VARIABLE}={text!r} is not a number of seconds",
+                    hint=f"set it to the seconds a kernel may take to import, "
+                    f"above 0 and at most {_MAX_KERNEL_TIMEOUT:g} (default "
+                    f"{DEFAULT_KERNEL_TIMEOUT:g}), or unset it",
+                )
+            ]
+        )
+    return seconds
+
+
+class _Said:
+    """What the child has said so far: the kernel it is importing, the threads kernels
+    left running, its report, and the tail of its stderr."""
+
+    def __init__(self) -> None:
+        self.pending = b""  # the start of a line not yet complete
+        self.importing: str | None = None
+        self.threads: list[tuple[str, str]] = []  # (service, thread name)
+        self.report: bytes | None = None
+        self.stderr = b""
+
+    def out(self, chunk: bytes) -> bool:
+        """Take a chunk of the report; whether a new kernel's import began in it."""
+        *lines, self.pending = (self.pending + chunk).split(b"\n")
+        began = False
+        for line in lines:
+            kind, text = line[:1], line[1:]
+            if kind == _IMPORTING:
+                self.importing, began = text.decode(errors="replace"), True
+            elif kind == _THREAD:
+                service, name = msgspec.json.decode(text, type=tuple[str, str])
+                self.threads.append((service, name))
+            else:  # the report, or garbage: decoding it says which
+                self.report = line[1:] if kind == _REPORT else line
+        return began
+
+    def err(self, chunk: bytes) -> None:
+        self.stderr = (self.stderr + chunk)[-_STDERR_KEPT:]
 
 
 class Probe:
@@ -128,9 +205,11 @@ class Probe:
     kernels. Then ``send`` it the kernels to import, and later ask for its ``report``.
     """
 
-    def __init__(self, process: subprocess.Popen[bytes], request: BinaryIO) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], request: BinaryIO, timeout: float) -> None:
         self.process = process
-        self.request = request  # the child's stdin
+        self.request = request  # the child's stdin: held open until the report is in
+        self.timeout = timeout
+        self.files: dict[str, Path] = {}  # service -> its kernel's file, to name it
 
     def send(self, packages: Mapping[str, Path], kernels: Mapping[str, str]) -> None:
         """Import each kernel, with the workspace's ``packages`` importable by name."""
@@ -138,36 +217,146 @@ class Probe:
             packages={name: str(folder) for name, folder in packages.items()},
             kernels=dict(kernels),
         )
-        try:
-            with self.request:  # closing it tells the child the request is complete
-                self.request.write(msgspec.json.encode(request))
+        for service, module in kernels.items():
+            top, *rest = module.split(".")
+            if top in packages:
+                self.files[service] = Path(packages[top], top, *rest).with_suffix(".py")
+        try:  # one line: the request is complete at its end
+            self.request.write(msgspec.json.encode(request) + b"\n")
+            self.request.flush()
         except BrokenPipeError:
             pass  # the child has died already: ``report`` says why
 
     def report(self) -> dict[str, KernelInfo]:
-        """Each kernel's description, once the child is done."""
-        import subprocess
-
+        """Each kernel's description, once the child is done; a ``CheckFailed`` (E211)
+        naming the kernel when one hangs, ends the child or leaves a thread running."""
         try:
-            stdout, stderr = self.process.communicate(timeout=PROBE_TIMEOUT)
-        except subprocess.TimeoutExpired as exc:
-            self.process.kill()
-            self.process.communicate()
-            raise _failed(f"it took over {PROBE_TIMEOUT:.0f} s") from exc
+            said, finished = self._listen()
+        finally:
+            self._end()
+        if not finished:
+            raise self._hung(said)
         status = self.process.returncode
-        if status != 0:
-            said = stderr.decode(errors="replace").strip()[-2000:]
-            raise _failed(said or f"the child Python exited with status {status}")
+        if status != 0 or said.report is None:
+            raise self._died(said, status)
+        if said.threads:
+            raise self._threaded(*said.threads[0])
         try:
-            return msgspec.json.decode(stdout, type=dict[str, KernelInfo])
+            return msgspec.json.decode(said.report, type=dict[str, KernelInfo])
         except msgspec.DecodeError as exc:
-            raise _failed(f"its report is unreadable ({exc})") from exc
+            raise _failed(
+                f"importing the kernels failed: its report is unreadable ({exc})"
+            ) from exc
+
+    def _listen(self) -> tuple[_Said, bool]:
+        """Read the child until its report ends; whether it ended before a deadline
+        (each kernel's clock starts when the child says it imports it)."""
+        import selectors
+        import subprocess
+        import time
+
+        said = _Said()
+        stdout, stderr = self.process.stdout, self.process.stderr
+        assert stdout is not None and stderr is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(stdout, selectors.EVENT_READ, said.out)
+            selector.register(stderr, selectors.EVENT_READ, said.err)
+            deadline = time.monotonic() + self.timeout
+            while stdout in {key.fileobj for key in selector.get_map().values()}:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return said, False
+                for key, _ in selector.select(left):
+                    chunk = os.read(key.fd, 65536)
+                    if not chunk:
+                        selector.unregister(key.fileobj)
+                    elif key.data(chunk):
+                        deadline = time.monotonic() + self.timeout
+            # stderr's last words, if there are any yet (a kernel's process may hold it)
+            while selector.get_map() and selector.select(0):
+                chunk = os.read(stderr.fileno(), 65536)
+                if not chunk:
+                    break
+                said.err(chunk)
+        try:
+            self.process.wait(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            return said, False
+        return said, True
+
+    def _end(self) -> None:
+        """Kill what is left of the child (its whole group: a kernel may have started
+        processes of its own), and close the pipes."""
+        import signal
+
+        if self.process.poll() is None:
+            with contextlib.suppress(OSError):  # it ended meanwhile
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        for pipe in (self.request, self.process.stdout, self.process.stderr):
+            if pipe is not None:
+                # the child never read its request: nothing is lost
+                with contextlib.suppress(OSError):
+                    pipe.close()
+
+    def _shown(self, service: str) -> str:
+        """The kernel of ``service``, relative to the workspace root where one is found."""
+        path = self.files.get(service)
+        if path is None:
+            return f"the kernel of {service}"
+        for folder in path.parents:
+            if (folder / "nano.toml").is_file():
+                return path.relative_to(folder).as_posix()
+        return str(path)
+
+    def _hung(self, said: _Said) -> CheckFailed:
+        if said.importing is None:
+            return _failed(
+                f"importing the kernels failed: the child Python did not start in "
+                f"{self.timeout:g} s"
+            )
+        kernel = self._shown(said.importing)
+        return _failed(
+            f"{kernel} did not finish importing in {self.timeout:g} s",
+            kernel,
+            hint=f"it sleeps, loops or waits at import; a kernel is imported at every start, "
+            f"so keep slow work out of it (an @on_startup hook runs at start); "
+            f"{TIMEOUT_VARIABLE}=<seconds> gives each kernel longer",
+        )
+
+    def _died(self, said: _Said, status: int) -> CheckFailed:
+        import signal
+
+        if status < 0:
+            try:
+                how = f"killed by {signal.Signals(-status).name}"
+            except ValueError:
+                how = f"killed by signal {-status}"
+        else:
+            how = f"exit status {status}"
+        stderr = said.stderr.decode(errors="replace").strip()
+        hint = "it said:\n" + stderr if stderr else None
+        if said.importing is None:
+            return _failed(f"importing the kernels failed: {stderr or how}")
+        kernel = self._shown(said.importing)
+        return _failed(f"importing {kernel} ended the child Python ({how})", kernel, hint)
+
+    def _threaded(self, service: str, name: str) -> CheckFailed:
+        kernel = self._shown(service)
+        return _failed(
+            f"{kernel} leaves a non-daemon thread running after its import ({name}): "
+            f"no process that imports it could end",
+            kernel,
+            hint="make it a daemon thread, or start it in an @on_startup hook and stop it "
+            "in an @on_shutdown one",
+        )
 
 
 def start() -> Probe:
     """Start the child Python; it waits for ``Probe.send``."""
     import subprocess
 
+    timeout = kernel_timeout()
     package_parent = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
     env = {
         **os.environ,
@@ -178,17 +367,20 @@ def start() -> Probe:
     # A pipe of our own rather than ``stdin=PIPE``, which ``communicate`` would expect
     # to write to itself: the request is sent as soon as it is known, long before the
     # report is collected. (``close_fds``, the default, keeps the write end out of the
-    # child, which would otherwise never see the end of the request.)
+    # child, which would otherwise never see the end of its input once we are gone.)
     read_end, write_end = os.pipe()
     with open(read_end, "rb") as stdin:  # the child has its own copy once started
         process = subprocess.Popen(
-            [sys.executable, "-m", "nanobuild.probe"],
+            [sys.executable, "-m", "nanobuild.probe", str(os.getpid())],
             stdin=stdin,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=env,
+            # its own group, so a hung kernel's processes go with it; and so a Ctrl-C
+            # reaches only the parent, which then ends the child itself
+            start_new_session=True,
         )
-    return Probe(process, open(write_end, "wb"))
+    return Probe(process, open(write_end, "wb"), timeout)
 
 
 def probe(packages: Mapping[str, Path], kernels: Mapping[str, str]) -> dict[str, KernelInfo]:
@@ -229,7 +421,12 @@ class _WorkspaceFinder:
 
 
 def main() -> None:
-    request = msgspec.json.decode(sys.stdin.buffer.read(), type=Request)
+    _end_with_parent(int(sys.argv[1]) if len(sys.argv) > 1 else None)
+    line = sys.stdin.buffer.readline()
+    if not line.endswith(b"\n"):
+        os._exit(1)  # the parent went away before it sent the kernels
+    request = msgspec.json.decode(line, type=Request)
+    _watch_parent()
     # Just before the path finder: as if the project folders led sys.path, built-in
     # and frozen modules still come first.
     finders = sys.meta_path
@@ -238,14 +435,75 @@ def main() -> None:
     roots = tuple(dict.fromkeys(request.packages.values()))
     # A kernel that prints, even straight to file descriptor 1 (os.write, a C
     # extension, a subprocess), must not corrupt the report: the report keeps a copy
-    # of the real stdout, and descriptor 1 becomes stderr while kernels import.
+    # of the real stdout (not inherited by a kernel's processes), and descriptor 1
+    # becomes stderr while kernels import.
     report_fd = os.dup(1)
     sys.stdout.flush()
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    report = {service: describe(module, roots) for service, module in request.kernels.items()}
-    with os.fdopen(report_fd, "wb") as out:
-        out.write(msgspec.json.encode(report))
+    out = os.fdopen(report_fd, "wb", buffering=0)
+    report, started = {}, {}
+    for service, module in request.kernels.items():
+        out.write(_IMPORTING + service.encode() + b"\n")
+        known = _threads()
+        report[service] = describe(module, roots)
+        started[service] = _threads() - known
+    for service, name in _lingering(started):
+        out.write(_THREAD + msgspec.json.encode((service, name)) + b"\n")
+    out.write(_REPORT + msgspec.json.encode(report) + b"\n")
+    sys.stderr.flush()
+    # Not a normal exit: that would wait for every non-daemon thread a kernel started.
+    os._exit(0)
+
+
+def _end_with_parent(parent: int | None) -> None:
+    """On Linux, have the kernel kill this process when its parent dies, however it
+    dies (SIGKILL included); if the parent is gone already, end now."""
+    if sys.platform != "linux" or parent is None:
+        return
+    import ctypes
+
+    pr_set_pdeathsig, sigkill = 1, 9
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, sigkill)
+    if os.getppid() != parent:  # it died before the request above took effect
+        os._exit(1)
+
+
+def _watch_parent() -> None:
+    """End this process when the parent closes its end of stdin, or dies: the way on
+    every platform (a thread that reads; a kernel holding the GIL in C delays it,
+    which ``_end_with_parent`` does not depend on)."""
+    import _thread
+
+    def watch() -> None:
+        while os.read(0, 4096):
+            pass
+        os._exit(1)
+
+    _thread.start_new_thread(watch, ())
+
+
+def _threads() -> set[Any]:
+    """The non-daemon threads alive now, but the main one (none if no kernel so much
+    as imported ``threading``)."""
+    threading = sys.modules.get("threading")
+    if threading is None:
+        return set()
+    main = threading.main_thread()
+    return {t for t in threading.enumerate() if not t.daemon and t is not main}
+
+
+def _lingering(started: Mapping[str, set[Any]]) -> list[tuple[str, str]]:
+    """Each thread a kernel started that is still running after a short grace."""
+    import time
+
+    if not any(started.values()):
+        return []
+    until = time.monotonic() + _THREAD_GRACE
+    for threads in started.values():
+        for thread in threads:
+            thread.join(max(0.0, until - time.monotonic()))
+    return [(s, t.name) for s, threads in started.items() for t in threads if t.is_alive()]
 
 
 def describe(module_name: str, roots: tuple[str, ...]) -> KernelInfo:

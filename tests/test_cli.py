@@ -68,9 +68,9 @@ def test_a_kernel_that_ends_the_checker_is_reported_in_the_format_asked(mini: Sa
     assert done.returncode == 1
     assert json.loads(done.stdout)["diagnostics"] == [
         {
-            "path": "nano.toml",
+            "path": kernel,
             "code": "E211",
-            "message": "importing the kernels failed: the child Python exited with status 3",
+            "message": f"importing {kernel} ended the child Python (exit status 3)",
         }
     ]
 

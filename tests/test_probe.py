@@ -64,9 +64,9 @@ def test_a_kernel_that_ends_the_child_is_reported(mini: Sample) -> None:
         mini.check()
     assert failed.value.diagnostics == [
         Diagnostic(
-            "nano.toml",
+            USERS_KERNEL,
             "E211",
-            "importing the kernels failed: the child Python exited with status 3",
+            f"importing {USERS_KERNEL} ended the child Python (exit status 3)",
         )
     ]
 
