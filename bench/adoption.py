@@ -176,7 +176,12 @@ def running(tmp: Path, binaries: dict[str, Binary]) -> Iterator[dict[str, int]]:
 
 def serve(tmp: Path, binary: Binary) -> Server:
     tmp.mkdir()
-    env = {**shop.service_env(tmp), **binary.env, "NANO_STRICT": "0", "NANO_SECRET": "bench"}
+    env = {
+        **shop.service_env(tmp),
+        **binary.env,
+        "NANO_STRICT": "0",
+        "NANO_SECRET": "bench-secret-3pQz8NwYc1LkX0vRj5TeHA",
+    }
     return start(binary.command("serve", "--port", "0"), tmp / "log", env)
 
 

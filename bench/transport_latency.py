@@ -62,7 +62,7 @@ import msgspec
 import stacks
 from workload import at_least, free_port, running, write_workspace
 
-SECRET = "bench-secret"
+SECRET = "bench-secret-Vb0mW4cXq9LrT2yHs7KdAg"
 CONCURRENCY = 64
 SLICES = 5  # turns the loops take in each round
 TARGETS = {"echo": 1.5, "fastapi": 8.0, "concurrency": 5.0}

@@ -21,7 +21,7 @@ import pytest
 from tests.conftest import SAMPLES, Sample
 from tests.servers import Binary, build_binary, start
 
-SECRET = "against-secret"
+SECRET = "against-secret-HvPmvRIv6CZ34cFwzuQx2g"
 
 BASE_KERNEL = """\
 import msgspec

@@ -273,7 +273,7 @@ def test_the_binary_serves_the_gateway_split(
     adopt_binary: tuple[Path, Binary], tmp_path: Path
 ) -> None:
     _, binary = adopt_binary
-    env = {"NANO_SECRET": "s", **binary.env}
+    env = {"NANO_SECRET": "s-rJJ3eNJvhvNgviymkAWi9Q", **binary.env}
     back_port = free_port()
     back = start(
         binary.command("serve", "--only", "users,orders", "--port", str(back_port)),
@@ -310,7 +310,7 @@ def test_the_default_internal_port_steps_over_the_apps_own_ports(
     # users keeps 18401, the port after the HTTP port: the TCP transport takes 18402
     _, binary = adopt_binary
     command = binary.command("serve", "--only", "users,orders", "--port", "18400")
-    back = start(command, tmp_path / "back.log", binary.env, NANO_SECRET="s")
+    back = start(command, tmp_path / "back.log", binary.env, NANO_SECRET="s-Mr7QD5PCv_GkxqQni3YCGw")
     try:
         assert "internally at tcp://127.0.0.1:18402" in back.log()
         assert httpx.get("http://127.0.0.1:18401/users/u1").status_code in (200, 404)
@@ -358,7 +358,7 @@ def test_the_shops_tests_pass_against_the_adopted_binary_fused_and_split(tmp_pat
     before = shop.route_files()
     copy, users_port, orders_port = shop_copy(tmp_path)
     binary = build_binary(copy, tmp_path / "build")
-    env = {**shop.service_env(tmp_path), "NANO_SECRET": "s", **binary.env}
+    env = {**shop.service_env(tmp_path), "NANO_SECRET": "s-rJJ3eNJvhvNgviymkAWi9Q", **binary.env}
     users = f"http://127.0.0.1:{users_port}"
     orders = f"http://127.0.0.1:{orders_port}"
     fused = start(binary.command("serve", "--port", "0"), tmp_path / "fused.log", env)

@@ -43,7 +43,9 @@ def server(
         assert running.stop() == 0, running.log()
         return
     binary: Binary = request.getfixturevalue("boutique_binary")
-    cluster = start_placement(binary, PLACEMENTS[request.param], logs, NANO_SECRET="browser")
+    cluster = start_placement(
+        binary, PLACEMENTS[request.param], logs, NANO_SECRET="browser-bi_42TwYzWmRSxtjjcwQGw"
+    )
     yield cluster.front
     assert cluster.stop() == [0] * len(cluster.servers)
 

@@ -146,7 +146,9 @@ def test_a_library_decorator_is_seen_only_where_it_calls_handler(mini: Sample) -
 
 
 def test_factory_and_class_handlers_are_wired_and_served(mini: Sample, tmp_path: Path) -> None:
-    server = start(serve(forms(mini).root), tmp_path / "serve.log", NANO_SECRET="s3")
+    server = start(
+        serve(forms(mini).root), tmp_path / "serve.log", NANO_SECRET="s3-is9P8j6P_TDAzJAcXBBlLA"
+    )
     try:
         assert server.call("users", "GetUser", {"id": "u1"}).json() == {"id": "u1", "name": "Ada"}
         # the class's start-up hook and its handler share its one instance

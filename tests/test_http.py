@@ -28,7 +28,7 @@ import pytest
 from tests.conftest import REPO, SAMPLES
 from tests.servers import PLACEMENTS, Binary, Server, order, serve, start, start_placement
 
-SECRET = "test-secret-value"
+SECRET = "test-secret-value-1Rz9Fg8hfyF7uPmfwy7NSw"
 
 
 def still_serves(server: Server) -> None:

@@ -34,7 +34,7 @@ from nanobuild.runtime.transports.http import HttpTransport
 from tests.conftest import SAMPLES
 from tests.servers import Server, start
 
-SECRET = "http-transport-secret"
+SECRET = "http-transport-secret-j89aXz3fzqoenwwXhoBqog"
 
 
 class User(msgspec.Struct, frozen=True):

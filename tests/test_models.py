@@ -30,7 +30,7 @@ from tests.servers import Server, start
 
 PEOPLE_KERNEL = "services/people/people/kernel.py"
 DESK_HANDLERS = "services/desk/desk/handlers.py"
-SECRET = "models-secret"
+SECRET = "models-secret-vlSWaRu2kLbPEHystoSckw"
 
 
 class User(BaseModel):

@@ -19,7 +19,7 @@ from nanobuild.errors import WorkspaceError
 from tests.conftest import SAMPLES, Sample
 from tests.servers import Binary, Server, build_binary, serve, start
 
-SECRET = "real-services-secret"
+SECRET = "real-services-secret-0PSbR7byftIJdv535AtOFg"
 
 MAP = """
 [services.users.errors]

@@ -22,7 +22,7 @@ import pytest
 from tests.conftest import SAMPLES
 from tests.servers import Server, build_binary, free_port, serve, start, start_placement
 
-SECRET = "rest-secret"
+SECRET = "rest-secret-B2R1zwg8R2R3SyuHK6x5-w"
 
 PEOPLE_KERNEL = '''
 from typing import ClassVar

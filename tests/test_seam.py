@@ -28,7 +28,7 @@ from nanobuild.runtime.wiring import wire
 from tests.conftest import REPO
 from tests.servers import PLACEMENTS, Binary, order, serve, start, start_placement
 
-SECRET = "seam-test-secret"
+SECRET = "seam-test-secret-JOnJSZFMHszaupWH3XbTAg"
 
 BACK = """
 import msgspec

@@ -31,7 +31,7 @@ def test_defaults_when_nothing_is_set() -> None:
 
 def test_every_variable_is_read() -> None:
     environ = {
-        "NANO_SECRET": "s3cret",
+        "NANO_SECRET": "s3cret-HRb3EZQMNwFgE8BAGWXTWA",
         "NANO_MAX_BODY": "10",
         "NANO_STRICT": "yes",
         "NANO_REMOTE_CATALOG": " tcp://10.0.0.7:9100 ",
@@ -41,7 +41,7 @@ def test_every_variable_is_read() -> None:
         "UNRELATED": "x",
     }
     settings = Settings.from_env(environ)
-    assert settings.secret == "s3cret"
+    assert settings.secret == "s3cret-HRb3EZQMNwFgE8BAGWXTWA"
     assert settings.max_body == 10
     assert settings.strict is True
     assert settings.remote("catalog") == "tcp://10.0.0.7:9100"

@@ -117,7 +117,7 @@ def test_the_shops_tests_pass_against_the_converted_binary_fused_and_split(
     users_port, orders_port = free_port(), free_port()
     root = shop.converted_workspace(tmp_path, users_port=users_port, orders_port=orders_port)
     binary = build_binary(root, tmp_path / "build")
-    env = {**shop.service_env(tmp_path), "NANO_SECRET": "s", **binary.env}
+    env = {**shop.service_env(tmp_path), "NANO_SECRET": "s-W89dsN73Y2AUGFIMghOoyQ", **binary.env}
     users = f"http://127.0.0.1:{users_port}"
     orders = f"http://127.0.0.1:{orders_port}"
     fused = start(binary.command("serve", "--port", "0"), tmp_path / "fused.log", env)

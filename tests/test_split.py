@@ -13,7 +13,7 @@ import pytest
 
 from tests.servers import BOUTIQUE, Binary, Cluster, Server, order, start, start_placement
 
-SECRET = "split-secret"
+SECRET = "split-secret-THn04mfAha-zsl6LA4Jb-w"
 GROUP_A = ["ad", "cart", "catalog", "currency", "recommendation"]
 GROUP_B = ["email", "payment", "shipping", "checkout"]
 TIMEOUT = 2.0  # seconds a call to a remote service may take, for these tests

@@ -53,7 +53,7 @@ from nanobuild.runtime.transports.local import LocalTransport
 from nanobuild.runtime.transports.tcp import Outbox, TcpServer, TcpTransport
 from nanobuild.runtime.wiring import wire
 
-SECRET = "tcp-test-secret"
+SECRET = "tcp-test-secret-nD-0J3gkd1gBm9azorgs4Q"
 
 SERVICE = """
 import asyncio

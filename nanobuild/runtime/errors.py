@@ -192,10 +192,21 @@ class Interrupted(Unavailable):
 
 
 class Timeout(NanoError):
-    """No answer came within the call's timeout; the call may still be running."""
+    """No answer came within the call's timeout; the call may still be running.
+
+    The callee is not told that its caller gave up, so its message always says so
+    (``TIMEOUT_CAVEAT``): a timeout is no proof that nothing ran.
+    """
 
     kind = "timeout"
     status = 504
+
+
+# what a timeout's message says of the call it gave up on, {} the callee
+TIMEOUT_CAVEAT = (
+    "the call may still be running on {}, or have run there: send it again only if "
+    "it is idempotent"
+)
 
 
 ERROR_KINDS: dict[str, type[NanoError]] = {

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from nanobuild.runtime.contracts import ROUTE, Contract, is_contract
-from nanobuild.runtime.errors import Timeout
+from nanobuild.runtime.errors import TIMEOUT_CAVEAT, Timeout
 
 if TYPE_CHECKING:
     from nanobuild.runtime.models import ModelContract  # pydantic's, imported only when used
@@ -142,6 +142,8 @@ async def _wait_for(request: Contract[R], timeout: float | None) -> R:
     try:
         return await asyncio.wait_for(call(request), timeout)
     except asyncio.TimeoutError:  # TimeoutError itself from 3.11
+        name = type(request).__qualname__
         raise Timeout(
-            f"no answer to {type(request).__qualname__} within {timeout:g} s (call_sync)"
+            f"no answer to {name} within {timeout:g} s (call_sync); "
+            f"{TIMEOUT_CAVEAT.format('its service')}"
         ) from None

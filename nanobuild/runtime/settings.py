@@ -13,7 +13,10 @@ with the standard library; the table still lists it.
 
 from __future__ import annotations
 
+import math
 import os
+import secrets
+import string
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
@@ -34,6 +37,7 @@ DEFAULT_MAX_CONNECTIONS = 4096  # per listening port
 REMOTE_PREFIX = "NANO_REMOTE_"
 TIMEOUT_PREFIX = "NANO_TIMEOUT_"
 SERVER_STACKS = ("auto", "asyncio", "uvloop")  # NANO_SERVER_STACK's values
+SECRET_BITS = 128  # the least NANO_SECRET may hold, by ``secret_bits``: past offline guessing
 
 
 class Variable(NamedTuple):
@@ -49,7 +53,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "NANO_SECRET",
         "the workspace secret: opens non-public contracts over HTTP "
-        "(the `nano-secret` header), and split processes prove it to each other",
+        "(the `nano-secret` header), and split processes prove it to each other; "
+        "at least 128 bits (see The secret; `secret` prints one)",
         "unset",
     ),
     Variable(
@@ -193,8 +198,7 @@ class Settings(msgspec.Struct, frozen=True):
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
         """The settings ``environ`` gives; ``SettingsError`` naming a variable it cannot use."""
         return cls(
-            # an empty secret would make an empty header a valid credential: treat it as unset
-            secret=environ.get("NANO_SECRET") or None,
+            secret=_secret(environ, "NANO_SECRET"),
             max_body=_positive_int(environ, "NANO_MAX_BODY", DEFAULT_MAX_BODY),
             strict=_flag(environ, "NANO_STRICT"),
             remotes={
@@ -253,6 +257,65 @@ def seconds(text: str, what: str) -> float:
     if not 0 < value < float("inf"):
         raise SettingsError(f"{what} must be a positive number of seconds, not {text!r}")
     return value
+
+
+def new_secret() -> str:
+    """A strong secret: 32 random bytes as 43 URL-safe characters (256 bits)."""
+    return secrets.token_urlsafe(32)
+
+
+# the alphabets a secret is estimated over, smallest first: its characters' smallest
+_ALPHABETS = (
+    ("digits", string.digits),
+    ("hex digits", "0123456789abcdef"),
+    ("hex digits", "0123456789ABCDEF"),
+    ("lowercase letters", string.ascii_lowercase),
+    ("uppercase letters", string.ascii_uppercase),
+    ("lowercase letters and digits", string.ascii_lowercase + string.digits),
+    ("uppercase letters and digits", string.ascii_uppercase + string.digits),
+    ("letters", string.ascii_letters),
+    ("letters and digits", string.ascii_letters + string.digits),
+    ("URL-safe characters", string.ascii_letters + string.digits + "-_"),
+    ("base64 characters", string.ascii_letters + string.digits + "+/="),
+    ("printable characters", string.ascii_letters + string.digits + string.punctuation + " "),
+)
+
+
+def secret_bits(secret: str) -> tuple[float, str]:
+    """An estimate of the bits ``secret`` holds, and the alphabet it is counted over.
+
+    Its length times the bits of the smallest alphabet its characters fit: what a
+    guesser who knows that alphabet must search if the characters were random. It
+    measures short secrets and small alphabets, not randomness: "sunshine" is 38
+    bits, and 32 hex digits are 128; a word repeated to length would pass.
+    """
+    chars = set(secret)
+    for name, alphabet in _ALPHABETS:
+        if chars <= set(alphabet):
+            return len(secret) * math.log2(len(alphabet)), name
+    return len(secret) * math.log2(len(_ALPHABETS[-1][1])), "any characters"
+
+
+def check_secret(secret: str, what: str) -> str:
+    """``secret``, if it holds ``SECRET_BITS``; ``SettingsError`` naming ``what`` if not.
+
+    The message never shows the secret: it may be the real one, mistyped.
+    """
+    bits, alphabet = secret_bits(secret)
+    if bits < SECRET_BITS:
+        raise SettingsError(
+            f"{what} is too weak: {len(secret)} characters of {alphabet} hold about "
+            f"{bits:.0f} bits, and at least {SECRET_BITS} are wanted (22 random URL-safe "
+            "characters, or 32 hex digits); `nanobuild secret` or `python <app>.pyz secret` "
+            "prints a strong one"
+        )
+    return secret
+
+
+def _secret(environ: Mapping[str, str], name: str) -> str | None:
+    # an empty secret would make an empty header a valid credential: treat it as unset
+    text = environ.get(name)
+    return check_secret(text, name) if text else None
 
 
 def _positive_int(environ: Mapping[str, str], name: str, default: int, unit: str = "bytes") -> int:

@@ -32,8 +32,15 @@ import msgspec
 from nanobuild.runtime.addresses import Address
 from nanobuild.runtime.codecs import MSGPACK, type_name
 from nanobuild.runtime.contracts import response_type as declared_response
-from nanobuild.runtime.errors import Internal, Interrupted, SettingsError, Timeout, Unsent
-from nanobuild.runtime.settings import DEFAULT_TIMEOUT, Settings
+from nanobuild.runtime.errors import (
+    TIMEOUT_CAVEAT,
+    Internal,
+    Interrupted,
+    SettingsError,
+    Timeout,
+    Unsent,
+)
+from nanobuild.runtime.settings import DEFAULT_TIMEOUT, Settings, check_secret
 
 
 class NotSent(Exception):
@@ -48,14 +55,14 @@ class ConnectionDropped(Exception):
 
 
 def secret_from(secret: str | None) -> bytes:
-    """The shared secret: ``secret`` if given, else NANO_SECRET's; never empty."""
+    """The shared secret: ``secret`` if given, else NANO_SECRET's; never empty, never weak."""
     value = secret if secret is not None else Settings.from_env().secret
     if not value:
         raise SettingsError(
             "calls between nanobuild processes need NANO_SECRET: "
             "set it to the same value in every process"
         )
-    return value.encode()
+    return check_secret(value, "the secret").encode()  # NANO_SECRET's was checked as read
 
 
 # -- the seam
@@ -124,7 +131,8 @@ class Target:
     def timed_out(self, timeout: float) -> Timeout:
         """``Timeout`` for this contract, after ``timeout`` seconds."""
         return Timeout(
-            f"{self.service} did not answer {self.name} within {timeout:g} s; it may still run",
+            f"{self.service} did not answer {self.name} within {timeout:g} s; "
+            f"{TIMEOUT_CAVEAT.format(self.service)}",
             service=self.service,
             contract=self.name,
         )
