@@ -228,6 +228,7 @@ def _info(spec: AppSpec, build: BuildInfo, *, as_json: bool) -> int:
         "workspace": build.workspace,
         "nanobuild": build.nanobuild,
         "inputs": build.inputs,
+        **_binary_facts(),
         "built_at": _built_at(build),
         "python": platform.python_version(),
         "services": [s.name for s in spec.services],
@@ -242,6 +243,27 @@ def _info(spec: AppSpec, build: BuildInfo, *, as_json: bool) -> int:
         shown = ", ".join(value) if isinstance(value, list) else value
         print(f"{key:<10} {shown}")
     return 0
+
+
+def _binary_facts() -> dict[str, str]:
+    """The binary this process started from, the sha256 of its file (what `sha256sum`
+    prints) and its build id (the sha256 of its manifest, which names its extraction),
+    as its bootstrap recorded them; nothing when the runtime runs from source."""
+    booted = getattr(sys.modules.get("_nano_bootstrap"), "booted", None)
+    if not booted:
+        return {}
+    import hashlib
+
+    archive = booted["archive"]
+    digest = hashlib.sha256()
+    try:
+        with open(archive, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+        sha256 = digest.hexdigest()
+    except OSError as exc:
+        sha256 = f"unknown ({exc.strerror or exc})"
+    return {"binary": archive, "sha256": sha256, "build": booted["build"]}
 
 
 def _built_at(build: BuildInfo) -> str:

@@ -17,9 +17,17 @@ What ``boot`` promises:
   winner's folder.
 * Bytecode is compiled at extraction, so starts stay fast where
   ``PYTHONDONTWRITEBYTECODE`` is set.
-* A damaged extraction (a file missing or truncated) is found by a cheap check of a
-  manifest of every file's size, written last, and is extracted again, instead of
-  failing later with a puzzling ImportError.
+* A damaged binary never runs: every file is checked, as it is extracted, against
+  the sha256 the binary's manifest (``_nano_manifest``, whose own sha256 is the build
+  id) records for it, and zip's CRCs are checked on the way; any damage (flipped
+  bytes, a cut file, a garbled table of contents or manifest) stops the start with
+  one line naming the member, before anything is installed. (``__main__.py`` checks
+  this module's CRC before running it; only ``__main__.py`` itself and the zip's end
+  record are read by Python alone, which then refuses the file with its own error.)
+* A changed extraction (a file edited, added, removed or truncated) is found by a
+  cheap check of a manifest, written last, of every file's and folder's size,
+  mtime and ctime as sealed (one ``lstat`` each: an edit changes ctime, which no tool
+  can set back), and is extracted again, never run.
 * Extracting a build removes the extractions of the same app's other builds.
 * The extraction is read-only (no write bit on any file or folder of it, and an
   audit hook that refuses every change inside it, since root ignores write bits), so
@@ -36,15 +44,38 @@ from __future__ import annotations
 import os
 import sys
 
+TYPE_CHECKING = False  # typing's own costs an import on every start
+if TYPE_CHECKING:
+    import zipfile
+
 SITE = "site-packages"
-MANIFEST = "manifest"
-_MANIFEST_HEADER = "nanobuild-manifest 1"
+MANIFEST = "manifest"  # the extraction's, in its folder
+BINARY_MANIFEST = "_nano_manifest"  # the binary's, at the archive's root
+BINARY_MANIFEST_HEADER = "nanobuild-binary-manifest 1"
+_MANIFEST_HEADER = "nanobuild-manifest 2"
 _ID_LENGTH = 16  # hex digits of the build id in a folder's name
 _STALE_SECONDS = 3600  # a temporary folder this old belongs to no running extraction
+
+booted: dict[str, str] = {}  # the archive and build id this process started from (for `info`)
 
 
 class BootError(Exception):
     """The binary cannot start; the message says why, in one line."""
+
+
+class Damaged(BootError):
+    """The binary's bytes are not the ones it was built with."""
+
+    def __init__(self, archive: str, member: str, why: str) -> None:
+        super().__init__(damaged(archive, member, why))
+
+
+def damaged(archive: str, member: str, why: str) -> str:
+    """The one line a damaged binary is refused with (``__main__.py`` writes the same)."""
+    return (
+        f"the binary {archive} is damaged: member {member} {why}; rebuild it, or compare "
+        f"`sha256sum {archive}` with the sha256 its `info` printed when it was built"
+    )
 
 
 def boot(name: str, build_id: str, *, entry: str, python: str, pth: bool = False) -> None:
@@ -54,6 +85,7 @@ def boot(name: str, build_id: str, *, entry: str, python: str, pth: bool = False
     is the interpreter the packages were staged for (``sys.implementation.cache_tag``
     and ``sys.platform``); ``pth`` says whether they include ``.pth`` files.
     """
+    booted.update(archive=archive_path(), build=build_id)
     try:
         _check_python(python)
         site_packages = locate(name, build_id)
@@ -96,9 +128,12 @@ def locate(name: str, build_id: str) -> str:
         try:
             where = root()
             target = os.path.join(where, folder)
-            if intact(target):
+            if intact(target, build_id):
                 return os.path.join(target, SITE)
-            return extract(archive_path(), where, folder, name)
+            if os.path.exists(os.path.join(target, MANIFEST)):
+                sys.stderr.write(f"{name}: {target} was changed since it was extracted; ")
+                sys.stderr.write("extracting it again\n")
+            return extract(archive_path(), where, folder, name, build_id)
         except OSError as exc:
             problems.append(f"{exc.filename or root.__name__}: {exc.strerror or exc}")
     raise BootError("cannot unpack the app's packages: " + "; ".join(problems))
@@ -147,62 +182,75 @@ def archive_path() -> str:
 # -- is an extraction whole?
 
 
-def intact(target: str) -> bool:
-    """Whether ``target`` holds a complete extraction: every file of its manifest is
-    there, at its size. One ``stat`` per file: cheap enough for every start."""
+def intact(target: str, build_id: str | None = None) -> bool:
+    """Whether ``target`` holds the extraction of ``build_id`` (any build, if None)
+    exactly as it was sealed: every file and folder of its manifest there, with the
+    size, mtime and ctime it had. One ``lstat`` each: cheap enough for every start."""
     try:
         with open(os.path.join(target, MANIFEST), encoding="utf-8") as f:
             lines = f.read().split("\n")
     except (OSError, UnicodeDecodeError):
         return False
-    header, _, count = lines[0].rpartition(" ")
-    files = lines[1:-1]  # the manifest ends with a newline: a cut one does not
-    if header != _MANIFEST_HEADER or lines[-1] != "" or count != str(len(files)):
+    header, made_for, count = [*lines[0].rsplit(" ", 2), "", ""][:3]
+    entries = lines[1:-1]  # the manifest ends with a newline: a cut one does not
+    if header != _MANIFEST_HEADER or lines[-1] != "" or count != str(len(entries)):
         return False
-    join, stat = os.path.join, os.stat
+    if build_id is not None and made_for != build_id:
+        return False
+    join, lstat = os.path.join, os.lstat
     try:
-        for line in files:
-            size, _, rel = line.partition(" ")
-            if stat(join(target, rel)).st_size != int(size):
+        for line in entries:
+            rel = line.split(" ", 3)[3]
+            st = lstat(join(target, rel))
+            if f"{st.st_size} {st.st_mtime_ns} {st.st_ctime_ns} {rel}" != line:
                 return False
-    except (OSError, ValueError):
+    except (OSError, IndexError):
         return False
     return True
 
 
-def write_manifest(target: str) -> None:
-    """List every file under ``target`` with its size; written last, so its presence
-    means the rest is complete."""
+def write_manifest(target: str, build_id: str = "-") -> None:
+    """List every file and folder under ``target/site-packages`` with its stamp (size,
+    mtime, ctime), for the build ``build_id``. Written once the rest is sealed, and
+    last, so its presence means the rest is complete."""
     lines = []
-    for folder, _, names in os.walk(target):
-        for filename in names:
-            path = os.path.join(folder, filename)
-            rel = os.path.relpath(path, target).replace(os.sep, "/")
-            lines.append(f"{os.path.getsize(path)} {rel}")
-    lines.sort(key=lambda line: line.partition(" ")[2])
-    text = f"{_MANIFEST_HEADER} {len(lines)}\n" + "".join(f"{line}\n" for line in lines)
+    site = os.path.join(target, SITE)
+    for folder, _, names in os.walk(site):
+        rel = os.path.relpath(folder, target).replace(os.sep, "/")
+        lines.append(_stamp(folder, rel + "/"))
+        lines += [_stamp(os.path.join(folder, name), f"{rel}/{name}") for name in names]
+    lines.sort(key=lambda line: line.split(" ", 3)[3])
+    text = f"{_MANIFEST_HEADER} {build_id} {len(lines)}\n" + "".join(f"{x}\n" for x in lines)
     with open(os.path.join(target, MANIFEST), "w", encoding="utf-8") as f:
         f.write(text)
+
+
+def _stamp(path: str, rel: str) -> str:
+    st = os.lstat(path)
+    return f"{st.st_size} {st.st_mtime_ns} {st.st_ctime_ns} {rel}"
 
 
 # -- extracting
 
 
-def extract(archive: str, root: str, folder: str, name: str) -> str:
+def extract(archive: str, root: str, folder: str, name: str, build_id: str = "-") -> str:
     """Unpack ``archive``'s site-packages into ``root/folder``; its site-packages path.
 
-    Concurrent callers each unpack into a folder of their own and rename it into
-    place; the first rename wins and the others use its result.
+    Every file is checked against the binary's manifest as it is written (``Damaged``
+    if one differs, and nothing is installed). Concurrent callers each unpack into a
+    folder of their own and rename it into place; the first rename wins and the
+    others use its result.
     """
     os.makedirs(root, exist_ok=True)
     target = os.path.join(root, folder)
     work = os.path.join(root, f".{folder}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     os.mkdir(work)
     try:
-        _unzip(archive, work)
+        _unzip(archive, work, build_id)
         _compile(os.path.join(work, SITE), os.path.join(target, SITE))
-        write_manifest(work)
-        _seal(work)
+        _seal(os.path.join(work, SITE))
+        write_manifest(work, build_id)
+        _seal_top(work)
         _install(work, target)
     finally:
         _remove(work)  # gone already when the rename succeeded
@@ -210,25 +258,105 @@ def extract(archive: str, root: str, folder: str, name: str) -> str:
     return os.path.join(target, SITE)
 
 
-def _unzip(archive: str, work: str) -> None:
-    import shutil
+def _unzip(archive: str, work: str, build_id: str) -> None:
+    """Write every file of the binary's manifest under ``work``, checking each."""
     import zipfile
 
-    made = set()
-    with zipfile.ZipFile(archive) as zf:
-        for info in zf.infolist():
-            parts = info.filename.split("/")
-            if parts[0] != SITE or info.is_dir() or ".." in parts or "" in parts:
-                continue
-            path = os.path.join(work, *parts)
+    try:
+        zf = zipfile.ZipFile(archive)
+    except OSError:
+        raise
+    except Exception as exc:  # BadZipFile, and what a garbled directory makes zipfile raise
+        raise Damaged(archive, "(the table of contents)", f"cannot be read: {_why(exc)}") from None
+    with zf:
+        expected = _expected(zf, archive, build_id)
+        made = set()
+        for info in _members(zf, archive, expected):
+            path = os.path.join(work, *info.filename.split("/"))
             parent = os.path.dirname(path)
             if parent not in made:
                 os.makedirs(parent, exist_ok=True)
                 made.add(parent)
-            with zf.open(info) as src, open(path, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-            if (info.external_attr >> 16) & 0o111:
+            if _copy(zf, info, path, archive) != expected[info.filename][0]:
+                raise Damaged(archive, info.filename, "does not match its recorded sha256")
+            if expected[info.filename][1]:
                 os.chmod(path, 0o755)
+
+
+def _expected(zf: zipfile.ZipFile, archive: str, build_id: str) -> dict[str, tuple[str, bool]]:
+    """The binary's manifest: each file's sha256 and run bit, by member name. Its own
+    sha256 must be the build id ``__main__.py`` was given."""
+    import hashlib
+
+    try:
+        data = zf.read(BINARY_MANIFEST)
+    except KeyError:
+        raise Damaged(archive, BINARY_MANIFEST, "is missing") from None
+    except Exception as exc:
+        raise Damaged(archive, BINARY_MANIFEST, f"cannot be read: {_why(exc)}") from None
+    if hashlib.sha256(data).hexdigest() != build_id:
+        raise Damaged(archive, BINARY_MANIFEST, "does not match the build id")
+    # it matches the build id, so only a broken builder could have written it wrong
+    lines = data.decode("utf-8", "replace").split("\n")
+    if lines[0] != f"{BINARY_MANIFEST_HEADER} {len(lines) - 2}" or lines[-1]:
+        raise Damaged(archive, BINARY_MANIFEST, "is not a manifest this bootstrap reads")
+    expected = {}
+    for line in lines[1:-1]:
+        digest, flag, member = [*line.split(" ", 2), "", ""][:3]
+        parts = member.split("/")
+        if parts[0] != SITE or ".." in parts or "" in parts:
+            raise Damaged(archive, BINARY_MANIFEST, f"lists {member!r}, outside {SITE}/")
+        expected[member] = (digest, flag == "x")
+    return expected
+
+
+def _members(
+    zf: zipfile.ZipFile, archive: str, expected: dict[str, tuple[str, bool]]
+) -> list[zipfile.ZipInfo]:
+    """The archive's files under site-packages: exactly the manifest's, each once."""
+    found: dict[str, zipfile.ZipInfo] = {}
+    for info in zf.infolist():
+        name = info.filename
+        if name.split("/")[0] != SITE or info.is_dir():
+            continue
+        if name not in expected or name in found:
+            why = "is listed twice" if name in found else "is not in the binary's manifest"
+            raise Damaged(archive, name, why)
+        found[name] = info
+    for name in expected:
+        if name not in found:
+            raise Damaged(archive, name, "is missing")
+    return list(found.values())
+
+
+def _copy(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: str, archive: str) -> str:
+    """Write the member ``info`` to ``path``; the sha256 of what was written. A member
+    that cannot be read (bad CRC, bad compressed data, a cut file) is ``Damaged``;
+    an error of writing (a full disk) is the ``OSError`` it is."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    name = info.filename
+    with open(path, "wb") as dst:
+        try:
+            src = zf.open(info)
+        except Exception as exc:
+            raise Damaged(archive, name, f"cannot be read: {_why(exc)}") from None
+        with src:
+            while True:
+                try:
+                    chunk = src.read(1 << 20)
+                except Exception as exc:
+                    raise Damaged(archive, name, f"cannot be read: {_why(exc)}") from None
+                if not chunk:
+                    break
+                digest.update(chunk)
+                dst.write(chunk)
+    return digest.hexdigest()
+
+
+def _why(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _compile(site_packages: str, final: str) -> None:
@@ -238,17 +366,22 @@ def _compile(site_packages: str, final: str) -> None:
     compileall.compile_dir(site_packages, ddir=final, quiet=2, workers=1)
 
 
-def _seal(work: str) -> None:
-    """Take the write bits off every file and folder of ``work``, bottom up.
+def _seal(folder: str) -> None:
+    """Take the write bits off every file and folder under ``folder``, bottom up."""
+    for where, _, names in os.walk(folder, topdown=False):
+        for entry in names:
+            _read_only(os.path.join(where, entry))
+        _read_only(where)
+
+
+def _seal_top(work: str) -> None:
+    """Seal the manifest and ``work`` itself, once the manifest is written.
 
     The lock file is made first and stays writable: every start takes a lock on it.
     """
     os.close(os.open(os.path.join(work, _LOCK), os.O_RDWR | os.O_CREAT, 0o600))
-    for folder, _, names in os.walk(work, topdown=False):
-        for entry in names:
-            if folder != work or entry != _LOCK:
-                _read_only(os.path.join(folder, entry))
-        _read_only(folder)
+    _read_only(os.path.join(work, MANIFEST))
+    _read_only(work)
 
 
 # the audit events of the standard library that change a file or folder at their path
