@@ -20,6 +20,7 @@ RUNTIME = "nanobuild.runtime"
 LAYERS = [
     ["spec", "errors"],
     ["settings", "addresses", "context", "contracts", "codecs", "models", "static", "bootstrap"],
+    ["limits", "httpguard"],
     ["router", "seam", "faults", "shapes", "data", "exchange"],
     ["node", "openapi"],
     ["serving", "rest"],

@@ -6,6 +6,7 @@ code instead of exiting, so its caller decides what the process does.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import importlib.util
 import signal
@@ -15,16 +16,19 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
 
+import msgspec
 import uvicorn
 import uvicorn.config
 
 from nanobuild.runtime.app import App, Companion, build_app, port_faces
 from nanobuild.runtime.errors import SettingsError, SetupError
+from nanobuild.runtime.httpguard import H11_MAX_EVENT, protocol
+from nanobuild.runtime.limits import Gate, filter_bursts, fit_file_limit, quiet_accept_errors
 from nanobuild.runtime.node import Node
 from nanobuild.runtime.placement import Placement
-from nanobuild.runtime.settings import Settings
+from nanobuild.runtime.settings import Limits, Settings
 from nanobuild.runtime.spec import AppSpec
 from nanobuild.runtime.wiring import wire
 
@@ -96,7 +100,8 @@ def run(
         if isinstance(exc, SettingsError):
             return _complain(str(exc), BAD_INPUT)
         return _complain(f"cannot wire {spec.name}: {exc}", FAILED)
-    internal = _internal(node, host, placement)
+    limits = _fitted(settings.limits)
+    internal = _internal(node, host, placement, limits)
     companions: list[Companion] = [c for c in (adopted, internal) if c is not None]
     try:  # a contract's route the build did not check (E230-E235) stops it here
         faces = port_faces(node)
@@ -110,7 +115,7 @@ def run(
     label = spec.name
     if placement is not None and placement.remotes:
         label += f" ({', '.join(placement.local)})"
-    config = _config(app, host, port, stack, access_log=access_log)
+    config = _config(app, host, port, stack, limits, access_log=access_log)
     server = _Server(label, config, internal, stack)
     with _quiet_after_signals():
         try:
@@ -166,22 +171,52 @@ class OwnPorts:
         await stop(self.servers)
 
 
-def _internal(node: Node, host: str, placement: Placement | None) -> TcpServer | None:
+def _internal(
+    node: Node, host: str, placement: Placement | None, limits: Limits
+) -> TcpServer | None:
     """The TCP server through which other processes call this one's services, if asked."""
     if placement is None or placement.internal_port is None:
         return None
     from nanobuild.runtime.transports.tcp import TcpServer  # split processes only
 
-    return TcpServer(node, host=host, port=placement.internal_port, secret=node.settings.secret)
+    return TcpServer(
+        node,
+        host=host,
+        port=placement.internal_port,
+        secret=node.settings.secret,
+        handshake_timeout=limits.handshake_timeout,
+        max_connections=limits.max_connections,
+    )
 
 
-def _config(app: App, host: str, port: int, stack: Stack, *, access_log: bool) -> uvicorn.Config:
+def _fitted(limits: Limits) -> Limits:
+    """``limits`` with a connection cap this process's open-file limit can keep (raised
+    toward it first): past the cap a port evicts or refuses, instead of failing every
+    accept once no descriptor is left."""
+    cap = fit_file_limit(limits.max_connections)
+    if cap == limits.max_connections:
+        return limits
+    print(
+        f"nanobuild: at most {cap} connections per port, not {limits.max_connections} "
+        "(NANO_MAX_CONNECTIONS): the open-file limit (ulimit -n) allows no more",
+        file=sys.stderr,
+    )
+    return msgspec.structs.replace(limits, max_connections=cap)
+
+
+def _config(
+    app: App, host: str, port: int, stack: Stack, limits: Limits, *, access_log: bool
+) -> uvicorn.Config:
+    gate = Gate(limits.max_connections, "http face")
     return uvicorn.Config(
         app,
         host=host,
         port=port,
         loop=stack.loop,  # the TCP transport's servers and clients run on this loop too
-        http=stack.http,
+        http=protocol(stack.http, limits, gate),  # uvicorn's parser, with deadlines and a cap
+        # uvicorn annotates an int, and hands it to call_later, which takes a float
+        timeout_keep_alive=cast(int, limits.keep_alive),
+        h11_max_incomplete_event_size=H11_MAX_EVENT,
         lifespan="on",
         access_log=access_log,
         log_level="info",
@@ -213,6 +248,7 @@ class _Server(uvicorn.Server):
         self.stack = stack
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        _bounded_logs()
         await super().startup(sockets)
         if self.started:
             print(f"nanobuild: server stack {self.stack}", flush=True)
@@ -220,6 +256,14 @@ class _Server(uvicorn.Server):
                 print(f"nanobuild: internal transport at {self.internal.address}", flush=True)
             host, port = self.servers[0].sockets[0].getsockname()[:2]  # the real port, if 0
             print(f"nanobuild: serving {self.name} at http://{_host(host)}:{port}", flush=True)
+
+
+def _bounded_logs() -> None:
+    """Make the lines a hostile peer can cause once per connection come in bursts: a
+    failed accept, uvicorn's answers to bad requests, the TCP server's refusals."""
+    quiet_accept_errors(asyncio.get_running_loop())
+    filter_bursts("uvicorn.error", ("Invalid HTTP request received.",))
+    filter_bursts("nanobuild.tcp")
 
 
 def _host(host: str) -> str:

@@ -56,8 +56,10 @@ from nanobuild.runtime.errors import (
     Unavailable,
 )
 from nanobuild.runtime.faults import unknown_contract
+from nanobuild.runtime.limits import Gate
 from nanobuild.runtime.node import Node
 from nanobuild.runtime.serving import Served, served_endpoints
+from nanobuild.runtime.settings import DEFAULT_MAX_CONNECTIONS
 from nanobuild.runtime.shapes import (
     Disagreement,
     disagreements,
@@ -605,9 +607,12 @@ class TcpServer:
         max_frame: int = DEFAULT_MAX_FRAME,
         handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
         grace: float = DEFAULT_GRACE,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         self.host = host
         self.port = port
+        # at most max_connections peers; one that has not proved itself gives way first
+        self.gate = Gate(max_connections, "tcp internal port")
         self.max_frame = max_frame
         self.handshake_timeout = handshake_timeout
         self.grace = grace
@@ -696,6 +701,8 @@ class _ServerConnection(_FramedProtocol):
         transport = cast(asyncio.Transport, transport)
         self._transport = self._outbox.transport = transport
         self.peer = _peer_name(transport)
+        if not self._admitted():
+            return
         self._server.accepted += 1
         self._server.peers.add(self)
         self._timer = self._loop.call_later(self._server.handshake_timeout, self._stalled)
@@ -723,6 +730,7 @@ class _ServerConnection(_FramedProtocol):
         if self._timer is not None:
             self._timer.cancel()
         self._server.peers.discard(self)
+        self._server.gate.leave(self)
         if self._done:
             return
         if self._frames.buffered:
@@ -838,6 +846,7 @@ class _ServerConnection(_FramedProtocol):
             )
             return
         self._trusted = True
+        self._server.gate.busy(self)  # a proven peer keeps its place
         self._frames.limit(self._server.max_frame)
         if self._timer is not None:
             self._timer.cancel()
@@ -861,6 +870,26 @@ class _ServerConnection(_FramedProtocol):
 
     def _stalled(self) -> None:
         self._drop(f"no handshake within {self._server.handshake_timeout:g} s")
+
+    # -- the port's gate (limits.Gate): a place per peer, strangers the first to give way
+
+    def _admitted(self) -> bool:
+        """Whether the gate has a place for this new peer; if not, hang up at once
+        (the gate logs it, in bursts)."""
+        if self._server.gate.admit(self):
+            return True
+        self._done = True
+        if self._transport is not None:
+            self._transport.abort()
+        return False
+
+    def evict(self) -> None:
+        """Hang up: a newcomer takes the place of this peer, which has not proved itself."""
+        self._done = True
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._transport is not None:
+            self._transport.abort()
 
     # -- writing and hanging up
 
