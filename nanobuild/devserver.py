@@ -55,11 +55,29 @@ def run(
     """
     argv = ["serve", "--host", host, "--port", str(port), *(["--access-log"] if access_log else [])]
     child = _Child(ws, argv, site_packages, distributions)
+    _static_notes(ws)
     with _forwarding(child):
         child.start(describe.describe(ws))
         if not reload:
             return child.wait()
         return _reloading(ws, child)
+
+
+def _static_notes(ws: workspace.Workspace) -> None:
+    """Say which entries of the static folder are not served, as ``bundle`` would refuse
+    them (``source.static_files``, the one rule of both): serving goes on without them."""
+    folder = ws.ingress.static
+    if folder is None or not folder.is_dir():
+        return
+    found = source.static_files(folder)
+    notes = [
+        f"{ws.rel(link)} links to {ws.rel(real)}, outside the static folder {ws.rel(folder)}"
+        for link, real in found.outside
+    ]
+    notes += [f"{ws.rel(link)} links to nothing" for link in found.dangling]
+    notes += [f"cannot read {ws.rel(path)}: {why}" for path, why in found.unreadable]
+    for note in notes:
+        print(f"nanobuild: {note}: not served (bundle refuses it)", file=sys.stderr)
 
 
 class _Child:

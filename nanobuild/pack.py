@@ -68,7 +68,7 @@ from nanobuild.diagnostics import Diagnostic, did_you_mean
 from nanobuild.errors import PackError
 from nanobuild.requirements import RUNTIME_PARTY, RUNTIME_REQUIRES, distribution
 from nanobuild.runtime.spec import python_binding
-from nanobuild.source import Module, read_package, walk
+from nanobuild.source import Module, read_package, static_files, walk
 from nanobuild.workspace import FILENAME, Library, Service, Workspace
 
 Progress = Callable[[str, float], None]
@@ -181,11 +181,10 @@ def sources(workspace: Workspace, contents: Contents) -> list[Path]:
     """The workspace files that go into the binary (for the inputs hash): the same walk
     ``collect`` makes, links followed."""
     owners: list[Service | Library] = [*contents.services, *contents.libraries]
-    folders = [owner.package_dir for owner in owners]
-    if workspace.ingress.static is not None and workspace.ingress.static.is_dir():
-        folders.append(workspace.ingress.static)
-    files = [path for folder in folders for path in _walk(folder)]
+    files = [path for owner in owners for path in _walk(owner.package_dir)]
     files += [path for svc in contents.callees if not svc.adopted for path in _kernel_files(svc)]
+    if workspace.ingress.static is not None and workspace.ingress.static.is_dir():
+        files += [path for _, path in static_files(workspace.ingress.static).files]
     return sorted(files)
 
 
@@ -407,20 +406,37 @@ def _static(workspace: Workspace, folder: Path) -> list[Entry]:
                 )
             ]
         )
-    return list(
-        _tree(folder, f"{SITE}/{STATIC}", shown=workspace.rel(folder), inside=workspace.root)
+    found = static_files(folder)  # the rule serve keeps too: see source.static_files
+    rel = workspace.rel
+    problems = [_unreadable(rel(path), why) for path, why in found.unreadable]
+    problems += [
+        _static_link(rel(link), f"links to {rel(real)}, outside the static folder {rel(folder)}")
+        for link, real in found.outside
+    ]
+    problems += [_static_link(rel(link), "links to nothing") for link in found.dangling]
+    if problems:
+        raise PackError(problems)
+    return [
+        Entry(f"{SITE}/{STATIC}/{name}", _read(path, rel(path)), _is_executable(path))
+        for name, path in found.files
+    ]
+
+
+def _static_link(shown: str, what: str) -> Diagnostic:
+    return Diagnostic(
+        shown,
+        codes.E409,
+        f"{shown} {what}: neither serve nor the binary serves it",
+        hint="copy the file into the static folder, or remove the link",
     )
 
 
-def _tree(
-    folder: Path, prefix: str, *, shown: str, inside: Path | None = None, sealed: bool = False
-) -> Iterator[Entry]:
+def _tree(folder: Path, prefix: str, *, shown: str, sealed: bool = False) -> Iterator[Entry]:
     """The files under ``folder`` as entries under ``prefix``, bytecode left out.
 
-    Links are followed, but where ``inside`` is given none may lead out of it (a link
-    must not smuggle a file from elsewhere on this machine into a binary), and where
-    ``sealed`` none may lead out of ``folder`` (a package holds its own files only, as
-    ``check`` requires: E113). What cannot be read stops the packing, named.
+    Links are followed, but where ``sealed`` none may lead out of ``folder`` (a package
+    holds its own files only, as ``check`` requires: E113). What cannot be read stops
+    the packing, named.
     """
     found = walk(folder, sealed=sealed)
     problems = [_unreadable(f"{shown}/{_rel(p, folder)}", why) for p, why in found.unreadable]
@@ -434,8 +450,6 @@ def _tree(
     for path in found.files:
         rel = _rel(path, folder)
         where = f"{shown}/{rel}"
-        if inside is not None:
-            _check_inside(path, inside, where)
         yield Entry(f"{prefix}/{rel}", _read(path, where), _is_executable(path))
 
 

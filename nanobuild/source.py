@@ -181,6 +181,9 @@ def _walk(folder: Path, top: str, above: tuple[str, ...], tree: Tree, sealed: bo
         tree.unreadable.append((folder, exc.strerror or str(exc)))
         return
     for entry in entries:
+        if not entry.name.isprintable():  # undecodable bytes (surrogates), control characters
+            tree.unreadable.append((folder / escaped(entry.name), _bad_name(entry.name)))
+            continue
         path = folder / entry.name
         real = os.path.join(above[-1], entry.name)
         if entry.is_symlink():  # free: the folder's listing says so
@@ -208,6 +211,69 @@ def _walk(folder: Path, top: str, above: tuple[str, ...], tree: Tree, sealed: bo
             tree.unreadable.append((path, "Permission denied"))
         else:
             tree.files.append(path)
+
+
+class Static(NamedTuple):
+    """What ``static_files`` found in the static folder."""
+
+    files: list[tuple[str, Path]]  # (its path under the folder, with /, the file), sorted
+    outside: list[tuple[Path, Path]]  # each link that leads out of the folder, and where
+    dangling: list[Path]  # each link that leads to nothing
+    unreadable: list[tuple[Path, str]]  # what cannot be read, and why
+
+
+SERVED_DOT = ".well-known"  # the one folder with a leading dot that is served
+
+
+def hidden(parts: Iterable[str]) -> bool:
+    """Whether a path in the static folder (its parts) is left out of what is served: a
+    part starting with a dot (``.env``, ``.git/``), but ``.well-known``. The runtime's
+    ``static.Frontend`` keeps the same rule for requests."""
+    return any(part.startswith(".") and part != SERVED_DOT for part in parts)
+
+
+def static_files(folder: Path) -> Static:
+    """The files of the static folder that a binary carries, and so that ``serve`` and
+    the binary serve: the one rule of both (``runtime.static.Frontend`` applies it to
+    each request).
+
+    Every regular file under ``folder`` but the ``hidden`` ones; links are followed
+    while they stay inside it, and one that leads out of it or to nothing is named (a
+    link must not make a binary serve a file ``serve`` would not, ``nano.toml`` say),
+    as is everything that cannot be read.
+    """
+    tree = walk(folder, sealed=True)
+
+    def shown(path: Path) -> bool:
+        return not hidden(path.relative_to(folder).parts)
+
+    files = [(path.relative_to(folder).as_posix(), path) for path in tree.files if shown(path)]
+    broken = [(p, why) for p, why in tree.unreadable if shown(p)]
+    dangling = [p for p, _ in broken if os.path.islink(p) and not os.path.exists(p)]
+    return Static(
+        files=files,
+        outside=[(link, real) for link, real in tree.outside if shown(link)],
+        dangling=dangling,
+        unreadable=[(p, why) for p, why in broken if p not in dangling],
+    )
+
+
+def escaped(name: str) -> str:
+    """A file name as it can be shown: its undecodable bytes and control characters as
+    Python escapes (``caf\\xe9.py``, ``a\\nb``)."""
+    text = os.fsencode(name).decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _bad_name(name: str) -> str:
+    """Why a name that is not printable cannot be walked: a zip's names are UTF-8 text,
+    Python imports no module by any other, and a control character in a name can
+    forge the lines of a message that shows it."""
+    try:
+        os.fsencode(name).decode("utf-8")
+    except UnicodeDecodeError:
+        return "its name is not UTF-8 text: rename it"
+    return "its name holds a control character: rename it"
 
 
 def package_files(package_dir: Path, package: str) -> dict[Path, str]:
