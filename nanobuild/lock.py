@@ -57,7 +57,7 @@ from nanobuild import codes, stage
 from nanobuild.diagnostics import Diagnostic
 from nanobuild.errors import PackError
 from nanobuild.requirements import RUNTIME_REQUIRES, distribution
-from nanobuild.workspace import Library, Service, Workspace
+from nanobuild.workspace import Library, Service, Workspace, read_toml_text
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -145,15 +145,17 @@ def read(ws: Workspace) -> Lock | None:
     ``PackError`` (E504)."""
     path = path_of(ws)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_toml_text(path)  # as nano.toml is read: a leading BOM is nothing
     except FileNotFoundError:
         return None
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeError) as exc:
         raise _unreadable(f"cannot read it: {exc}") from None
     try:
         lock = msgspec.convert(tomllib.loads(text), type=Lock)
     except (tomllib.TOMLDecodeError, msgspec.ValidationError) as exc:
         raise _unreadable(str(exc)) from None
+    except RecursionError:  # the parser recurses once per level of nesting
+        raise _unreadable("it nests arrays or tables too deeply to be read") from None
     if lock.version != FORMAT:
         raise _unreadable(f"format version {lock.version}; this nanobuild reads {FORMAT}")
     return lock

@@ -122,6 +122,12 @@ class Function(msgspec.Struct, frozen=True):
     # for a function only a decorator of the workspace's may mark (``@endpoint("users")``):
     # those decorators, as dotted names; it is a handler if one of them is a factory
     via: tuple[str, ...] = ()
+    # where its name is bound again, later in its module (or class): what the module
+    # keeps under that name is no longer this function
+    rebound: int | None = None
+    # a decorator of the standard library's that makes something other than a function
+    # of it (``functools.lru_cache``), which the runtime cannot wire as a handler
+    wrapped: str | None = None
 
 
 class Module(msgspec.Struct, frozen=True):
@@ -140,6 +146,9 @@ class Module(msgspec.Struct, frozen=True):
     # (or decorator factories) that register handlers, by dotted name
     factories: tuple[str, ...] = ()
     candidates: tuple[Function, ...] = ()  # functions such a decorator may mark (``via``)
+    # what the runtime's ``handler`` is given that is no function it can wire: (what,
+    # its name or text, line); what is ``class``, ``lambda``, ``call`` or ``empty``
+    misplaced: tuple[tuple[str, str, int], ...] = ()
 
 
 class Tree(NamedTuple):
@@ -360,6 +369,8 @@ class _Reader:
         bypasses = [*self.importing(importers), *self.looking_up(lookups), *self.stores(stores)]
         bypasses += self.chains(attributes)
         found = [f for node, owner in _definitions(tree) if (f := self.function(node, owner))]
+        if found:
+            found = _rebound(tree, found)
         functions = tuple(f for f in found if not f.via)
         classes = {node.name: node.lineno for node in tree.body if isinstance(node, ast.ClassDef)}
         return Module(
@@ -373,7 +384,33 @@ class _Reader:
             calls=call_sites(self, tree, attributes, sites),
             factories=self.factories(tree, marking),
             candidates=tuple(f for f in found if f.via),
+            misplaced=tuple(self.misplaced(tree, marking)) if marking or classes else (),
         )
+
+    def misplaced(
+        self, tree: ast.Module, marking: list[ast.Call]
+    ) -> Iterator[tuple[str, str, int]]:
+        """What ``handler`` marks that is no function: a class, a lambda, a name it is
+        called on outside any function (no decorator: check cannot see it), nothing."""
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef) and any(
+                self.mark(d) == "handler" for d in node.decorator_list
+            ):
+                yield "class", node.name, node.lineno
+        tops = [
+            (top.lineno, top.end_lineno or top.lineno)
+            for top in tree.body
+            if isinstance(top, ast.FunctionDef | ast.AsyncFunctionDef)
+        ]
+        for call in marking:
+            if self.mark(call.func) != "handler":
+                continue
+            if not call.args and not call.keywords:
+                yield "empty", "", call.lineno
+            elif call.args and isinstance(call.args[0], ast.Lambda):
+                yield "lambda", "", call.lineno
+            elif not any(start <= call.lineno <= end for start, end in tops):
+                yield "call", ast.unparse(call)[:60], call.lineno
 
     def factories(self, tree: ast.Module, marking: list[ast.Call]) -> tuple[str, ...]:
         """The top-level functions holding a call of the runtime's ``handler``."""
@@ -554,6 +591,7 @@ class _Reader:
         if owner is not None and args and not _is_static(node):
             args = args[1:]  # ``self``: the instance is made once, at start-up
         request = args[0].annotation if args else None
+        wrapped = self.wrapper(node, owner is not None)
         return Function(
             name=node.name if owner is None else f"{owner}.{node.name}",
             line=node.lineno,
@@ -562,7 +600,24 @@ class _Reader:
             response=self.type_text(node.returns) if node.returns is not None else None,
             is_async=isinstance(node, ast.AsyncFunctionDef),
             via=via,
+            wrapped=wrapped,
         )
+
+    def wrapper(self, node: ast.FunctionDef | ast.AsyncFunctionDef, method: bool) -> str | None:
+        """A decorator of ``node`` that makes no function of it (see ``_NOT_FUNCTIONS``).
+
+        Above the mark (applied after it) a method's ``staticmethod`` or
+        ``classmethod`` is fine: the instance's attribute is then a function again."""
+        names = [
+            self.resolve(d.func if isinstance(d, ast.Call) else d) for d in node.decorator_list
+        ]
+        mark = next((i for i, d in enumerate(node.decorator_list) if self.mark(d)), 0)
+        for i, name in enumerate(names):
+            if name in _NOT_FUNCTIONS:
+                if method and i < mark and name in ("staticmethod", "classmethod"):
+                    continue
+                return name
+        return None
 
     def decorator(self, node: ast.expr) -> str | None:
         """The dotted name of a decorator that may be a factory of handlers, if any."""
@@ -634,6 +689,52 @@ def _definitions(
             for item in node.body:
                 if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
                     yield item, node.name
+
+
+# Decorators of the standard library's that make something other than a plain function
+# (a cache wrapper, a descriptor): the runtime cannot read a handler's parameters off it.
+_NOT_FUNCTIONS = frozenset(
+    {
+        *(f"functools.{name}" for name in ("cache", "lru_cache", "cached_property")),
+        *(f"functools.{name}" for name in ("partial", "partialmethod", "singledispatch")),
+        *("property", "classmethod", "staticmethod", "functools.singledispatchmethod"),
+    }
+)
+
+
+def _rebound(tree: ast.Module, found: list[Function]) -> list[Function]:
+    """``found`` with ``rebound`` set where a later statement of the same body (the
+    module's, or the class's for a method) binds the function's name again."""
+    bodies = {None: tree.body} | {
+        node.name: node.body for node in tree.body if isinstance(node, ast.ClassDef)
+    }
+    marked = []
+    for fn in found:
+        owner, _, name = fn.name.rpartition(".")
+        later = (
+            line
+            for statement in bodies.get(owner or None, [])
+            if statement.lineno > fn.line
+            for bound, line in _statement_names(statement)
+            if bound == name
+        )
+        again = next(later, None)
+        marked.append(fn if again is None else msgspec.structs.replace(fn, rebound=again))
+    return marked
+
+
+def _statement_names(node: ast.stmt) -> Iterator[tuple[str, int]]:
+    """The names a statement of a module's (or a class's) body binds there."""
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        yield node.name, node.lineno
+    elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        for target in targets:
+            for name, (line, _) in _target_names(target):
+                yield name, line
+    elif isinstance(node, ast.Import | ast.ImportFrom):
+        for alias in node.names:
+            yield (alias.asname or alias.name.partition(".")[0]), node.lineno
 
 
 def _is_static(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:

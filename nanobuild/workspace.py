@@ -9,6 +9,7 @@ point has to cope with a half-valid workspace.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import keyword
 import re
 import sys
@@ -221,20 +222,87 @@ def load(location: Path) -> Workspace:
     file = location / FILENAME if location.is_dir() else location
     root = file.parent.resolve()
     try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        text = read_toml_text(file)
+    except UnicodeDecodeError as exc:  # the line of the first byte that is not UTF-8
+        line = exc.object[: exc.start].count(b"\n") + 1
+        message = f"{FILENAME} is not UTF-8 text: {exc.reason} (byte {exc.start + 1})"
+        hint = "TOML files are UTF-8: save it so, with your editor's encoding setting"
+        raise WorkspaceError([Diagnostic(FILENAME, codes.E001, message, line, hint)]) from None
+    except (OSError, UnicodeError) as exc:
         raise WorkspaceError(
             [Diagnostic(path=FILENAME, code=codes.E001, message=f"cannot read {file}: {exc}")]
-        ) from exc
+        ) from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise WorkspaceError([_syntax_error(exc)]) from exc
+    except RecursionError:  # the parser recurses once per level of nesting
+        raise WorkspaceError([_too_deep(FILENAME)]) from None
     reader = _Reader(root, text)
     workspace = reader.workspace(raw)
     if reader.problems or workspace is None:
         raise WorkspaceError(reader.problems)
     return workspace
+
+
+def read_toml_text(file: Path) -> str:
+    """The text of a TOML file nanobuild reads (nano.toml, nano.lock): UTF-8, with a
+    leading byte order mark (what Windows editors write) read as nothing, by every
+    reader alike. UTF-16 text (a BOM of its own) is a ``UnicodeError`` saying so."""
+    data = file.read_bytes()
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise UnicodeError(f"{file.name} is UTF-16 text; TOML files are UTF-8: save it as UTF-8")
+    return data.decode("utf-8-sig")
+
+
+def _too_deep(name: str) -> Diagnostic:
+    return Diagnostic(
+        path=name,
+        code=codes.E001,
+        message=f"TOML syntax error: {name} nests arrays or tables too deeply to be read",
+        hint="no nanobuild setting nests more than two levels: remove the deep value",
+    )
+
+
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
+
+
+def host_problem(host: str) -> str:
+    """Why ``host`` is neither an IP address nor a host name ('' if it is one).
+
+    Only the form is judged: resolving a name here would make ``check`` wait on DNS,
+    and the name need only resolve where the binary runs, which checks it at start."""
+    if not host:
+        return "is empty"
+    try:
+        ipaddress.ip_address(host)
+        return ""
+    except ValueError:
+        pass
+    if "://" in host or ":" in host:
+        return "is not a host: give the address or name alone (the port is `ingress.port`)"
+    labels = host.removesuffix(".").split(".")
+    if len(host) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
+        return "is neither an IP address nor a host name"
+    return ""
+
+
+NAME_HINT = "use ASCII letters, digits and '_', not starting with a digit"
+
+
+def name_problem(name: str) -> str:
+    """Why ``name`` cannot name a service, library, package or contract ('' if it can).
+
+    Such a name is a folder on disk, a module Python imports and a part of URLs; a
+    non-ASCII one could be written in two Unicode forms (NFC, NFD) that compare
+    unequal, and Python reads identifiers as their NFKC form, so a folder named in
+    one form is not found under the name code imports it by: only ASCII is one form.
+    """
+    if not name.isascii():
+        return "is not an ASCII identifier (names are folders and modules, matched byte for byte)"
+    if keyword.iskeyword(name):
+        return "is a Python keyword"
+    return "" if name.isidentifier() else "is not a Python identifier"
 
 
 def _at(
@@ -326,13 +394,13 @@ class _Reader:
             return
         for name, table in tables.items():
             key = f"{section}.{name}"
-            if not name.isidentifier() or keyword.iskeyword(name):
+            why = name_problem(name)
+            if why:
                 self.problem(
                     key,
                     codes.E006,
-                    f"{section[:-1] if section == 'services' else 'library'} name {name!r} "
-                    "is not a Python identifier",
-                    "use letters, digits and '_', not starting with a digit",
+                    f"{section[:-1] if section == 'services' else 'library'} name {name!r} {why}",
+                    NAME_HINT,
                 )
                 continue
             if not isinstance(table, dict):
@@ -348,6 +416,15 @@ class _Reader:
             static = self.folder("ingress.static", table.static)
         if not 0 <= table.port <= 65535:
             self.problem("ingress.port", codes.E003, f"ingress.port {table.port} is not a TCP port")
+        why = host_problem(table.host)
+        if why:
+            self.problem(
+                "ingress.host",
+                codes.E023,
+                f"`ingress.host` = {table.host!r} {why}",
+                'use an address ("127.0.0.1", "0.0.0.0", "::") or a host name ("localhost"); '
+                "whether a name resolves is known where the binary starts, and it says so there",
+            )
         return Ingress(host=table.host, port=table.port, static=static)
 
     def service(self, name: str, raw: dict[str, Any]) -> Service | None:
@@ -367,11 +444,10 @@ class _Reader:
         self.exception_map(key, table.errors)
         for field in ("depends", "libraries", "public"):
             for item in getattr(table, field):
-                if not item.isidentifier():
+                why = name_problem(item)
+                if why:
                     self.problem(
-                        f"{key}.{field}",
-                        codes.E006,
-                        f"{key}.{field}: {item!r} is not an identifier",
+                        f"{key}.{field}", codes.E006, f"{key}.{field}: {item!r} {why}", NAME_HINT
                     )
         if root is None or package is None:
             return None
@@ -592,23 +668,31 @@ class _Reader:
         return path
 
     def package(self, key: str, package: str) -> str | None:
-        if not package.isidentifier() or keyword.iskeyword(package):
-            self.problem(
-                f"{key}.package", codes.E006, f"package name {package!r} is not a Python identifier"
-            )
+        why = name_problem(package)
+        if why:
+            self.problem(f"{key}.package", codes.E006, f"package name {package!r} {why}", NAME_HINT)
             return None
         return package
 
     def requirements(self, key: str, requires: list[str]) -> None:
         for text in requires:
             try:
-                Requirement(text)
+                requirement = Requirement(text)
             except InvalidRequirement as exc:
                 self.problem(
                     f"{key}.requires",
                     codes.E007,
                     f"`{key}.requires`: {text!r} is not a PEP 508 requirement",
                     str(exc).splitlines()[0],
+                )
+                continue
+            if requirement.url is not None:  # the lock pins index versions and their hashes
+                self.problem(
+                    f"{key}.requires",
+                    codes.E024,
+                    f"`{key}.requires`: {text!r} names a URL, which nano.lock cannot pin",
+                    f'require it by name and version ("{requirement.name}>=1.0"), and give '
+                    "a folder holding its wheel to `nanobuild lock --find-links`",
                 )
 
 
@@ -632,7 +716,7 @@ _RELATIVE_HINT = "paths are relative to the folder of nano.toml and stay inside 
 def _type_message(exc: msgspec.ValidationError) -> str:
     """msgspec's message without its ``- at `$...` `` suffix, which the key already says."""
     message = str(exc)
-    message = re.sub(r"\s*- at `\$[^`]*`$", "", message)
+    message = re.sub(r"\s*- at `\$[^`]*`$", "", message).replace("`object`", "`table`")
     return message[0].lower() + message[1:] if message else message
 
 

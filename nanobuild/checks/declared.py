@@ -1,4 +1,7 @@
-"""E120, E121: every third-party package a service or library imports is declared.
+"""E120, E121: every third-party package a service or library imports is declared;
+E304: no package of the workspace takes the name of a module the runtime or a
+requirement brings (``h11``, ``anyio``: the whole closure, which ``fusion`` alone,
+knowing only the runtime's direct requirements, cannot see).
 
 An import (a literal dynamic one included: ``source`` reads both as ``Import``) of a
 module that is not the standard library's, nanobuild's, or a workspace package's
@@ -17,14 +20,18 @@ missing, and says so once (E121) if it cannot.
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from nanobuild import codes, lock, stage
 from nanobuild.checks.context import Context
+from nanobuild.checks.fusion import RESERVED
 from nanobuild.diagnostics import Diagnostic
 from nanobuild.errors import PackError
 from nanobuild.requirements import RUNTIME_REQUIRES, distribution
@@ -46,9 +53,15 @@ class _Use:
 def check(ctx: Context) -> Iterator[Diagnostic]:
     ws = ctx.workspace
     pending = list(_unsettled(ctx))
+    try:
+        made: lock.Lock | str | None = lock.read(ws)
+    except PackError as exc:  # bundle and serve refuse it (E504): check says so too
+        yield from exc.diagnostics
+        made = exc.diagnostics[0].message
+    provided = _staged_modules(ws, made, build=bool(pending))
+    yield from _shadowing(ws, provided)
     if not pending:
         return
-    provided = _staged_modules(ws)
     if isinstance(provided, str):
         yield _cannot_tell(ctx, pending, provided)
         return
@@ -103,12 +116,83 @@ def _declarers(ws: Workspace) -> dict[str, list[str]]:
     return found
 
 
-def _staged_modules(ws: Workspace) -> dict[str, str] | str:
-    """Module -> distribution label from the stage of the lock; else why there is none."""
-    try:
-        made = lock.read(ws)
-    except PackError as exc:
-        return exc.diagnostics[0].message
+def _shadowing(ws: Workspace, provided: dict[str, str] | str) -> Iterator[Diagnostic]:
+    """E304 for a package named like a module the binary brings from its packages (or,
+    with no stage to read, like one of the runtime's closure), or like the standard
+    library's ``test`` (which ``sys.stdlib_module_names`` leaves out)."""
+    staged = provided if isinstance(provided, dict) else runtime_modules()
+    owners: list[Service | Library] = [*ws.services.values(), *ws.libraries.values()]
+    for owner in owners:
+        name = owner.package
+        if isinstance(owner, Service) and owner.adopted:
+            continue  # an adopted app's modules live in a namespace of their own
+        if name in sys.stdlib_module_names or name in RESERVED:
+            continue  # fusion says so already
+        what = "the standard library's test package" if name == "test" else staged.get(name)
+        if what is None:
+            continue
+        if name != "test":
+            what = f"the module {name} of {what}, which the runtime or a requirement needs"
+        yield ws.at(
+            f"{owner.key}.package" if f"{owner.key}.package" in ws.lines else owner.key,
+            codes.E304,
+            f"{owner.label}'s package {name} would shadow {what}",
+            f'set `{owner.key}.package` to another name, e.g. "{name}_{owner.label.split()[0]}"',
+        )
+
+
+@functools.cache
+def runtime_modules() -> dict[str, str]:
+    """Each top-level module of the runtime's dependency closure -> its distribution
+    (``h11`` -> ``h11 0.16.0``), from the installed metadata of this Python: the
+    distributions ``RUNTIME_REQUIRES`` name, and what each requires in turn here."""
+    found: dict[str, str] = {}
+    queue = [Requirement(text) for text in RUNTIME_REQUIRES]
+    seen: set[str] = set()
+    while queue:
+        req = queue.pop()
+        name = canonicalize_name(req.name)
+        if name in seen or (req.marker is not None and not req.marker.evaluate({"extra": ""})):
+            continue
+        seen.add(name)
+        try:
+            dist = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:  # not here: its name is its module
+            found.setdefault(name.replace("-", "_"), name)
+            continue
+        label = f"{name} {dist.version}"
+        for module in _top_level(dist):
+            found.setdefault(module, label)
+        for text in dist.requires or ():
+            try:
+                queue.append(Requirement(text))
+            except InvalidRequirement:
+                continue
+    return found
+
+
+def _top_level(dist: importlib.metadata.Distribution) -> set[str]:
+    """The top-level modules a distribution installs."""
+    listed = dist.read_text("top_level.txt")
+    if listed:
+        return {line.strip() for line in listed.splitlines() if line.strip()}
+    tops = set()
+    for path in dist.files or ():
+        top = path.parts[0]
+        if top.endswith((".dist-info", ".data", ".pth")) or top in ("..", "__pycache__"):
+            continue
+        tops.add(top.removesuffix(".py").partition(".")[0])
+    return tops
+
+
+def _staged_modules(
+    ws: Workspace, made: lock.Lock | str | None, *, build: bool
+) -> dict[str, str] | str:
+    """Module -> distribution label from the stage of ``made``, the lock (or why it
+    cannot be read); else why there is none. Unless ``build``, a stage that is not
+    built already is not made here."""
+    if isinstance(made, str):
+        return made
     if made is None:
         return f"there is no {lock.FILENAME} to tell which packages are installed"
     try:
@@ -116,6 +200,8 @@ def _staged_modules(ws: Workspace) -> dict[str, str] | str:
     except PackError as exc:
         return exc.diagnostics[0].message
     modules = stage.staged_modules(made.package)
+    if modules is None and not build:
+        return "the locked packages are not installed here"
     if modules is None:
         try:  # built once here; every later check reads it
             lock.stage_of(made)

@@ -1,5 +1,6 @@
-"""E202-E205, E209: every contract has exactly one handler, and the handler's
-annotations say what the contract says."""
+"""E202-E205, E209, E218, E219: every contract has exactly one handler, the handler's
+annotations say what the contract says, and what is marked is a function the runtime
+can wire: the one its module keeps under its name, not a class, a lambda or a cache."""
 
 from __future__ import annotations
 
@@ -13,11 +14,66 @@ from nanobuild.probe import KernelInfo
 from nanobuild.source import Function, Module, marked
 from nanobuild.workspace import Service
 
+# What the runtime's ``handler`` says when it refuses what it is given, in the same words.
+NOT_A_FUNCTION = "@handler marks a function (def or async def)"
+
 
 def check(ctx: Context) -> Iterator[Diagnostic]:
     for name, info in ctx.kernels.items():
         if info.error is None:
             yield from _service(ctx, ctx.workspace.services[name], info)
+    for svc in ctx.workspace.services.values():
+        for module in ctx.modules.get(svc.name, []):
+            yield from _unwirable(ctx, module)
+
+
+def _unwirable(ctx: Context, module: Module) -> Iterator[Diagnostic]:
+    """E218 for a handler its module binds again, E219 for what ``handler`` marks that
+    is no function it can wire."""
+    here = ctx.rel(module.path)
+    for fn in (*module.functions, *module.candidates):
+        if fn.mark == "handler" and fn.rebound is not None:
+            yield Diagnostic(
+                here,
+                codes.E218,
+                f"handler {fn.name} at line {fn.line} is replaced by what line {fn.rebound} "
+                f"binds to {fn.name.rpartition('.')[2]}: the module keeps only the last",
+                line=fn.rebound,
+                hint="give each handler a name of its own",
+            )
+        if fn.mark == "handler" and fn.wrapped is not None:
+            yield Diagnostic(
+                here,
+                codes.E219,
+                f"{NOT_A_FUNCTION}, but @{fn.wrapped} makes {fn.name} something else, "
+                "off which the runtime cannot read its request",
+                line=fn.line,
+                hint="a handler is a plain def: cache or wrap what it calls, not the handler",
+            )
+    for what, name, line in module.misplaced:
+        message, hint = _MISPLACED[what]
+        yield Diagnostic(here, codes.E219, message.format(name=name), line=line, hint=hint)
+
+
+_MISPLACED = {
+    "class": (
+        NOT_A_FUNCTION + ", not the class {name}",
+        "mark the methods that answer contracts, each with @handler",
+    ),
+    "lambda": (
+        NOT_A_FUNCTION + ", not a lambda: it has no name to be wired by, nor annotations",
+        "write `@handler def name(req: Contract) -> Response:`",
+    ),
+    "call": (
+        "{name} is called outside any function: check and the wiring see only "
+        "functions marked with @handler (or by a decorator that calls it)",
+        "write @handler on the def itself",
+    ),
+    "empty": (
+        NOT_A_FUNCTION + ", given as itself: `@handler()` calls it with nothing",
+        "write @handler, without parentheses",
+    ),
+}
 
 
 def _service(ctx: Context, svc: Service, info: KernelInfo) -> Iterator[Diagnostic]:

@@ -1,8 +1,10 @@
-"""E201, E206, E208, E210, E240: kernels import, their contracts can cross a network, and
-every name a service takes from another's kernel is there."""
+"""E201, E206, E208, E210, E220, E240: kernels import, their contracts can cross a
+network and have names that mean one thing, and every name a service takes from
+another's kernel is there."""
 
 from __future__ import annotations
 
+import builtins
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -30,6 +32,15 @@ def check(ctx: Context) -> Iterator[Diagnostic]:
             continue
         for contract, described in info.contracts.items():
             line = kernel.classes.get(contract)
+            why = _name_problem(contract)
+            if why:
+                yield Diagnostic(
+                    here,
+                    codes.E220,
+                    f"contract {contract} of {name} {why}",
+                    line=line,
+                    hint="rename the class: ASCII letters, digits and '_', like GetUser",
+                )
             if described.response is None:
                 yield Diagnostic(
                     here,
@@ -63,6 +74,19 @@ def check(ctx: Context) -> Iterator[Diagnostic]:
             imported[svc.kernel_module].append(svc)
     for svc in ctx.workspace.services.values():
         yield from _references(ctx, svc, imported)
+
+
+def _name_problem(contract: str) -> str:
+    """Why a contract's class name cannot be used ('' if it can): it is a URL's last part
+    (``/api/users/GetUser``), matched byte for byte, and a name annotations are read by."""
+    if not contract.isascii():
+        return "is not an ASCII name: URLs and callers would have to spell it in one Unicode form"
+    if contract in vars(builtins):
+        return (
+            f"is named like the builtin {contract}: an annotation meaning the builtin "
+            "would name the contract in its kernel"
+        )
+    return ""
 
 
 def _references(

@@ -36,11 +36,16 @@ def check(ctx: Context) -> Iterator[Diagnostic]:
                 f"create it, or set `{key}.package` to the package's name",
             )
         elif not svc.adopted and not svc.kernel_file.is_file():
+            kernel = ws.rel(svc.kernel_file)
+            folder = svc.kernel_file.is_dir()
             yield ws.at(
                 key,
                 codes.E108,
-                f"service {svc.name} has no kernel: {ws.rel(svc.kernel_file)} does not exist",
-                "the kernel holds the service's contracts; every service has one",
+                f"service {svc.name} has no kernel: {kernel} "
+                + ("is a folder, not a module file" if folder else "does not exist"),
+                f"make {kernel} one file holding the contracts (check reads that file alone)"
+                if folder
+                else "the kernel holds the service's contracts; every service has one",
             )
     for lib in ws.libraries.values():
         if not lib.package_dir.is_dir():

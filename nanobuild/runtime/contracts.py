@@ -154,9 +154,36 @@ class Contract(msgspec.Struct, Generic[R], frozen=True):
 
 
 def handler(fn: F) -> F:
-    """Mark ``fn`` as the handler of the contract its first parameter is annotated with."""
+    """Mark ``fn`` as the handler of the contract its first parameter is annotated with.
+
+    ``fn`` is a function (``def`` or ``async def``), as ``nanobuild check`` requires
+    (E219): anything else (a class, a lambda, a ``functools.lru_cache`` wrapper) is a
+    ``TypeError`` here, in check's words, rather than a handler that cannot be wired.
+    """
+    refusal = _not_a_function(fn)
+    if refusal:
+        raise TypeError(refusal)
     setattr(fn, HANDLER_MARK, True)
     return fn
+
+
+_NOT_A_FUNCTION = "@handler marks a function (def or async def)"  # as check says it
+
+
+def _not_a_function(fn: object) -> str:
+    """Why ``fn`` cannot be a handler ('' if it can)."""
+    if isinstance(fn, type):
+        return f"{_NOT_A_FUNCTION}, not the class {fn.__qualname__}"
+    if not isinstance(fn, types.FunctionType):
+        kind = type(fn)
+        return (
+            f"{_NOT_A_FUNCTION}, but {getattr(fn, '__qualname__', repr(fn))} is a "
+            f"{kind.__module__}.{kind.__qualname__} object, off which the runtime cannot "
+            "read its request"
+        )
+    if fn.__name__ == "<lambda>":
+        return f"{_NOT_A_FUNCTION}, not a lambda: it has no name to be wired by, nor annotations"
+    return ""
 
 
 def on_startup(fn: F) -> F:
@@ -220,6 +247,8 @@ def response_type(contract: type) -> Any:
 
 def handler_types(fn: Callable[..., Any]) -> tuple[Any, Any]:
     """The (request, response) types a handler's annotations declare."""
+    if not hasattr(fn, "__code__"):  # wrapped after it was marked: @lru_cache over @handler
+        raise TypeError(_not_a_function(fn) or f"{fn!r} is not a function")
     hints = typing.get_type_hints(fn)
     params = [name for name in fn.__code__.co_varnames[: fn.__code__.co_argcount]]
     if isinstance(fn, types.MethodType):

@@ -93,6 +93,7 @@ def run(
     """
     try:
         settings = Settings.from_env() if settings is None else settings
+        _listenable(host)
         stack = server_stack(settings.server_stack)
         node = wire(spec, placement, settings=settings)
         adopted, port = _adopted(spec, placement, host, port, stack)
@@ -292,6 +293,18 @@ def _quiet_after_signals() -> Iterator[None]:
 
 def _served(signum: int, frame: FrameType | None) -> None:
     """The signal already stopped the server; nothing is left to do."""
+
+
+def _listenable(host: str) -> None:
+    """``SettingsError`` naming ``host`` if no address can be listened on for it:
+    uvicorn would say only "Name or service not known", after start-up ran."""
+    try:
+        socket.getaddrinfo(host, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise SettingsError(
+            f"cannot listen on the host {host!r} (ingress.host, or --host): {why}"
+        ) from None
 
 
 def _complain(message: str, code: int) -> int:

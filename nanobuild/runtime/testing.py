@@ -359,8 +359,9 @@ class Workspace:
         else:  # pragma: no cover - the build side's own fallback on 3.10
             import tomli as tomllib
         try:
-            return cls(file, tomllib.loads(file.read_text(encoding="utf-8")))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            # utf-8-sig: a leading BOM is nothing, as the build side reads nano.toml
+            return cls(file, tomllib.loads(file.read_text(encoding="utf-8-sig")))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as exc:
             message = f"{file}: cannot be read ({exc}); `nanobuild check` says more"
             raise TestSetupError(message) from None
 
