@@ -14,7 +14,8 @@ What ``boot`` promises:
   user may use.
 * Several copies starting at once are safe: each extracts into a temporary folder
   beside the target and renames it into place; whoever loses the race uses the
-  winner's folder.
+  winner's folder. A start killed mid-extraction leaves only its temporary folder,
+  which never runs, and which the next extraction removes (its lock is free).
 * Bytecode is compiled at extraction, so starts stay fast where
   ``PYTHONDONTWRITEBYTECODE`` is set.
 * A damaged binary never runs: every file is checked, as it is extracted, against
@@ -243,19 +244,47 @@ def extract(archive: str, root: str, folder: str, name: str, build_id: str = "-"
     """
     os.makedirs(root, exist_ok=True)
     target = os.path.join(root, folder)
-    work = os.path.join(root, f".{folder}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    os.mkdir(work)
+    work, held = _begin(root, folder)
     try:
         _unzip(archive, work, build_id)
         _compile(os.path.join(work, SITE), os.path.join(target, SITE))
         _seal(os.path.join(work, SITE))
         write_manifest(work, build_id)
+        os.unlink(os.path.join(work, _EXTRACTING))  # still held, through ``held``
         _seal_top(work)
         _install(work, target)
     finally:
         _remove(work)  # gone already when the rename succeeded
+        if held is not None:
+            os.close(held)
     remove_other_builds(root, name, folder)
     return os.path.join(target, SITE)
+
+
+_EXTRACTING = "extracting.lock"  # in a work folder: held by the start writing it
+
+
+def _begin(root: str, folder: str) -> tuple[str, int | None]:
+    """A new work folder for an extraction of ``folder``, with its lock held (None
+    where there are no locks), so a later start can tell an extraction still being
+    written from one whose process died (a SIGKILL) and remove only the latter."""
+    for _ in range(3):
+        work = os.path.join(root, f".{folder}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+        os.mkdir(work)
+        lock = os.path.join(work, _EXTRACTING)
+        try:
+            import fcntl
+        except ImportError:
+            return work, None
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.path.samestat(os.fstat(fd), os.stat(lock)):
+                return work, fd
+        except FileNotFoundError:
+            pass  # a cleaner took it for abandoned before the lock was taken: again
+        os.close(fd)
+    raise OSError(f"{root}: cannot make a temporary folder to unpack into")
 
 
 def _unzip(archive: str, work: str, build_id: str) -> None:
@@ -512,12 +541,39 @@ def remove_other_builds(root: str, name: str, keep: str) -> None:
         path = os.path.join(root, entry)
         if entry == keep or _app_of(entry) != name:
             continue
-        stale = entry.endswith((".tmp", ".old"))
+        if entry.endswith(".tmp"):
+            _remove_abandoned(path, now)
+            continue
+        stale = entry.endswith(".old")
         if stale and now - os.lstat(path).st_mtime < _STALE_SECONDS:
             continue  # perhaps another start is extracting there right now
         if not stale and _in_use(path):
             continue  # an older build still running: its files must stay
         _remove(path)
+
+
+def _remove_abandoned(work: str, now: float) -> None:
+    """Remove the work folder ``work`` if no start is writing it: its lock is free (its
+    process died mid-extraction) or, with no lock to tell, it is an hour old."""
+    try:
+        import fcntl
+
+        fd = os.open(os.path.join(work, _EXTRACTING), os.O_RDWR)
+    except (ImportError, OSError):
+        try:
+            if now - os.lstat(work).st_mtime >= _STALE_SECONDS:
+                _remove(work)
+        except FileNotFoundError:
+            pass  # another start removed it first
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return  # a start is writing it now
+    else:
+        _remove(work)  # with the lock held: a start taking it waits, then finds it gone
+    finally:
+        os.close(fd)
 
 
 def _app_of(entry: str) -> str | None:
