@@ -327,3 +327,42 @@ def test_the_bootstrap_binds_to_the_python_the_builder_records() -> None:
     from nanobuild.runtime import spec
 
     assert bootstrap.python_binding() == spec.python_binding()  # two copies, one meaning
+
+
+def test_intact_sees_a_changed_stamp_a_new_file_and_another_build(tmp_path: Path) -> None:
+    site = tmp_path / "site-packages" / "pkg"
+    site.mkdir(parents=True)
+    module = site / "a.py"
+    module.write_text("A = 1\n")
+    bootstrap.write_manifest(str(tmp_path), "build-1")
+    assert bootstrap.intact(str(tmp_path), "build-1")
+    assert not bootstrap.intact(str(tmp_path), "build-2")
+    module.chmod(0o444)  # the same bytes and mtime: only its ctime changes
+    assert not bootstrap.intact(str(tmp_path), "build-1")
+    bootstrap.write_manifest(str(tmp_path), "build-1")
+    (site / "planted.py").write_text("")  # a file no manifest line names: its folder tells
+    assert not bootstrap.intact(str(tmp_path), "build-1")
+
+
+def test_only_an_abandoned_work_folder_is_removed(tmp_path: Path) -> None:
+    import fcntl
+    import time
+
+    def work(name: str, lock: bool) -> Path:
+        folder = tmp_path / name
+        (folder / "site-packages").mkdir(parents=True)
+        if lock:
+            (folder / "extracting.lock").write_text("")
+        return folder
+
+    dead = work("dead", lock=True)
+    alive = work("alive", lock=True)
+    young = work("young", lock=False)
+    with (alive / "extracting.lock").open("r+b") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # what a start writing it holds
+        for folder in (dead, alive, young):
+            bootstrap._remove_abandoned(str(folder), time.time())
+    assert not dead.exists()
+    assert alive.exists() and young.exists()
+    bootstrap._remove_abandoned(str(young), time.time() + 2 * 3600)
+    assert not young.exists()

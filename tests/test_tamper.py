@@ -361,7 +361,8 @@ def same_size_code(source: str, size: int, header: bytes) -> bytes:
     import marshal
 
     for pad in range(size):
-        data = header + marshal.dumps(compile(f"{source}\nPAD = {'x' * pad!r}\n", "<x>", "exec"))
+        code = compile(f"PAD = {'x' * pad!r}\n{source}\n", "<x>", "exec")  # PAD first: live
+        data = header + marshal.dumps(code)
         if len(data) == size:
             return data
     raise AssertionError(f"cannot pad {source!r} to {size} bytes")
