@@ -15,7 +15,9 @@ own open-file limit so that the caps are reached before the descriptors run out.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import socket
 import sys
 import time
 from collections.abc import Iterable
@@ -28,6 +30,8 @@ RESERVED_FILES = 256  # descriptors kept for everything but connections: modules
 PORTS = 2  # listening ports the caps are fitted for: the HTTP face and the internal one
 # asyncio's message for a failed accept() (selector_events: EMFILE, ENFILE, ENOBUFS, ENOMEM)
 ACCEPT_FAILED = "socket.accept() out of system resource"
+OUT_OF_RESOURCES = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
+ACCEPT_PAUSE = 0.9  # seconds: under asyncio's own pause after such a failure (1 s)
 
 
 class Burst:
@@ -217,6 +221,37 @@ def fit_file_limit(cap: int) -> int:
     return max(16, (soft - RESERVED_FILES) // PORTS)
 
 
+class _Listener(socket.socket):
+    """A listening socket whose ``accept()``, once out of resources, fails once per
+    pause and in between says only that nothing is waiting.
+
+    asyncio's selector loop, on such a failure, pauses accepting for a second, but
+    first keeps calling ``accept()`` up to the backlog (2,048 times under uvicorn), and
+    each failure schedules one more resumption: thousands of errors a second, growing.
+    uvloop never calls this (libuv accepts on its own, and closes what it cannot keep).
+    """
+
+    _resume = 0.0  # monotonic time before which accept() does not try again
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        now = time.monotonic()
+        if now < self._resume:
+            raise BlockingIOError(errno.EAGAIN, "accepting is paused")
+        try:
+            return super().accept()
+        except OSError as exc:
+            if exc.errno in OUT_OF_RESOURCES:
+                self._resume = now + ACCEPT_PAUSE
+            raise
+
+
+def guarded_listener(sock: socket.socket) -> socket.socket:
+    """``sock``, bound, as a socket whose failed accepts come once per pause."""
+    listener = _Listener(fileno=sock.detach())
+    listener.set_inheritable(False)  # a child process must not hold the port open
+    return listener
+
+
 def quiet_accept_errors(loop: asyncio.AbstractEventLoop) -> None:
     """Log the loop's failed ``accept()``s (asyncio's: a traceback per failure) as one
     burst per listening socket; every other error goes where it went before."""
@@ -231,12 +266,19 @@ def quiet_accept_errors(loop: asyncio.AbstractEventLoop) -> None:
             if burst is None:
                 burst = bursts[where] = Burst(log, f"cannot accept connections on {where}")
             burst(f"{error.strerror or error} (open files: {_file_limit()}); they wait")
+        elif isinstance(error, ValueError) and _retries_accept(context):
+            return  # a resumption of accept() on a socket closed since: nothing to resume
         elif previous is not None:
             previous(loop, context)
         else:
             loop.default_exception_handler(context)
 
     loop.set_exception_handler(handler)
+
+
+def _retries_accept(context: dict[str, Any]) -> bool:
+    callback = getattr(context.get("handle"), "_callback", None)
+    return getattr(callback, "__name__", "") == "_start_serving"
 
 
 def _socket_name(sock: Any) -> str:

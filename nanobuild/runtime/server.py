@@ -25,7 +25,13 @@ import uvicorn.config
 from nanobuild.runtime.app import App, Companion, build_app, port_faces
 from nanobuild.runtime.errors import SettingsError, SetupError
 from nanobuild.runtime.httpguard import H11_MAX_EVENT, protocol
-from nanobuild.runtime.limits import Gate, filter_bursts, fit_file_limit, quiet_accept_errors
+from nanobuild.runtime.limits import (
+    Gate,
+    filter_bursts,
+    fit_file_limit,
+    guarded_listener,
+    quiet_accept_errors,
+)
 from nanobuild.runtime.node import Node
 from nanobuild.runtime.placement import Placement
 from nanobuild.runtime.settings import Limits, Settings
@@ -250,6 +256,8 @@ class _Server(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         _bounded_logs()
+        if sockets is None:  # bound here (uvicorn logs where), before the services start
+            sockets = [guarded_listener(self.config.bind_socket())]
         await super().startup(sockets)
         if self.started:
             print(f"nanobuild: server stack {self.stack}", flush=True)

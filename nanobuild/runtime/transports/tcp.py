@@ -39,6 +39,7 @@ import asyncio
 import contextvars
 import itertools
 import logging
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
@@ -56,7 +57,7 @@ from nanobuild.runtime.errors import (
     Unavailable,
 )
 from nanobuild.runtime.faults import unknown_contract
-from nanobuild.runtime.limits import Gate
+from nanobuild.runtime.limits import Gate, guarded_listener
 from nanobuild.runtime.node import Node
 from nanobuild.runtime.serving import Served, served_endpoints
 from nanobuild.runtime.settings import DEFAULT_MAX_CONNECTIONS
@@ -642,10 +643,15 @@ class TcpServer:
             raise RuntimeError(f"the TCP server at {self.address} is already started")
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: _ServerConnection(self, loop), self.host, self.port
+            lambda: _ServerConnection(self, loop), sock=self._listener()
         )
         self.port = self._server.sockets[0].getsockname()[1]  # the system's choice, for port 0
         log.info("tcp: serving %s internally at %s", _names(self.endpoints), self.address)
+
+    def _listener(self) -> socket.socket:
+        """The bound socket, whose failed accepts (no descriptor left) come once per pause
+        (``limits.guarded_listener``)."""
+        return guarded_listener(socket.create_server((self.host, self.port)))
 
     async def close(self) -> None:
         """Stop listening, let calls in flight finish (up to ``grace`` s), hang up."""
