@@ -38,6 +38,7 @@ def bundle(
     """
     report = progress or (lambda step, seconds: None)
     names = chosen(ws, only)
+    pack.sweep(target(ws, only))  # what a killed build left, even if this one stops early
     with _timed_step(report) as step:
         made = lock.require(ws)
         staged = lock.stage_of(made, find_links=find_links, offline=offline, verbose=verbose)

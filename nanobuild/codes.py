@@ -124,6 +124,7 @@ E406 = _code("E406", "no installer, or an unusable cache or wheel folder (bundle
 E407 = _code(
     "E407", "`pack.plan` or `pack.build` asked for a service not in the workspace (Python API)"
 )
+E408 = _code("E408", "a full or read-only disk (bundle)")
 E409 = _code("E409", "a link in the static folder that leads out of it, or to nothing (bundle)")
 
 E501 = _code("E501", "no `nano.lock` (bundle, serve)")

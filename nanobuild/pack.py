@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 import tempfile
 import time
@@ -651,16 +652,19 @@ def _mode(executable: bool) -> os.stat_result:
 @contextmanager
 def atomic_output(target: Path) -> Iterator[IO[bytes]]:
     """A file to write ``target`` through: renamed over it (with its run bit) when the
-    block ends well, removed when it does not."""
+    block ends well, removed when it does not. It is ``.<name>.<pid>.<random>.tmp``
+    beside ``target``, so that what a killed build leaves is known for a leftover
+    (``sweep``) by the next one."""
     if target.is_dir():
         raise PackError([_unwritable(target, "it is a folder")])
+    sweep(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, temporary = tempfile.mkstemp(
-            dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
+            dir=target.parent, prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp"
         )
     except OSError as exc:
-        raise PackError([_unwritable(target, exc.strerror or str(exc))]) from None
+        raise PackError([_write_failure(target, exc)]) from None
     try:
         with os.fdopen(fd, "wb") as out:
             yield out
@@ -671,8 +675,38 @@ def atomic_output(target: Path) -> Iterator[IO[bytes]]:
     except BaseException as exc:
         Path(temporary).unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            raise PackError([_unwritable(target, exc.strerror or str(exc))]) from None
+            raise PackError([_write_failure(target, exc)]) from None
         raise
+
+
+def sweep(target: Path) -> None:
+    """Remove the temporary files of ``target`` that builds which are gone left: those of
+    a process that no longer runs (``atomic_output`` names them after it), and older
+    ones, named after none, once a day old."""
+    leftover = re.compile(rf"\.{re.escape(target.name)}\.(?:(\d+)\.)?[a-z0-9_]+\.tmp")
+    try:
+        entries = [e for e in os.scandir(target.parent) if e.name.endswith(".tmp")]
+    except OSError:
+        return  # no folder yet, or one we cannot list: nothing of ours to remove
+    for entry in entries:
+        found = leftover.fullmatch(entry.name)
+        if found is None or not entry.is_file(follow_symlinks=False):
+            continue
+        pid = found.group(1)
+        if pid is not None and stage.alive(int(pid)):
+            continue
+        if pid is None and time.time() - entry.stat().st_mtime < 24 * 3600:
+            continue
+        Path(entry.path).unlink(missing_ok=True)
+
+
+def _write_failure(target: Path, exc: OSError) -> Diagnostic:
+    """E408 for a full or read-only disk, naming its folder; E405 for anything else."""
+    state = stage.disk_trouble(exc)
+    if state is None:
+        return _unwritable(target, exc.strerror or str(exc))
+    why = f"the disk holding {target.parent} {state} ({exc.strerror})"
+    return Diagnostic(str(target), codes.E408, f"cannot write {target}: {why}")
 
 
 def _unwritable(target: Path, why: str) -> Diagnostic:

@@ -9,7 +9,10 @@ shebangs name this machine's Python), bytecode, and the installer's bookkeeping
 
 It is built in a temporary folder beside the cache and renamed into place. A rename
 is atomic, so two builds at once never see half a stage, and the loser of that race
-simply uses the winner's. Cache layout::
+simply uses the winner's. The temporary folder is named after the process that makes
+it (``.tmp-<pid>-<random>``), so that the next use of the cache removes what a build
+that was killed left (its process is gone). A full or read-only disk, the installer's
+or ours, is said to be one (E408), naming the folder. Cache layout::
 
     <root>/stage/<key>/site-packages/   the packages, as they go into a binary
     <root>/stage/<key>/stage.json       what was asked for, for people looking in
@@ -33,6 +36,7 @@ folder is removed.
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import importlib.util
 import io
@@ -44,6 +48,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -149,6 +154,7 @@ def stage(
     folders = [_find_links_folder(folder) for folder in find_links]
     root = build_cache() / "stage"
     final = root / key(wanted, folders, offline)
+    sweep(root)
     if (final / SITE).is_dir():
         return Staged(final / SITE, reused=True)
     work = _workspace_in(root)
@@ -157,6 +163,8 @@ def stage(
         prune(work / SITE)
         _describe(work, wanted, folders, offline)
         _publish(work, final)
+    except OSError as exc:  # writing our own files of the stage
+        raise _unusable(root, exc) from None
     finally:
         shutil.rmtree(work, ignore_errors=True)  # already renamed away on success
     return Staged(final / SITE, reused=False)
@@ -177,6 +185,7 @@ def stage_locked(
     """
     folders = [_find_links_folder(folder) for folder in find_links]
     final = locked_path(pins)
+    sweep(final.parent)
     if (final / SITE).is_dir():
         return Staged(final / SITE, reused=True)
     work = _workspace_in(final.parent)
@@ -191,6 +200,8 @@ def stage_locked(
         modules = top_level_modules(work / SITE)
         (work / MODULES).write_text(json.dumps(modules, indent=2, sort_keys=True) + "\n")
         _publish(work, final)
+    except OSError as exc:  # writing our own files of the stage
+        raise _unusable(final.parent, exc) from None
     finally:
         shutil.rmtree(work, ignore_errors=True)  # already renamed away on success
     return Staged(final / SITE, reused=False)
@@ -213,12 +224,15 @@ def runtime_folder() -> Path:
     final = build_cache() / "runtime" / digest
     if (final / "nanobuild" / "runtime").is_dir():
         return final
+    sweep(final.parent)
     work = _workspace_in(final.parent)
     try:
         (work / "nanobuild").mkdir()
         (work / "nanobuild" / "__init__.py").symlink_to(package / "__init__.py")
         (work / "nanobuild" / "runtime").symlink_to(package / "runtime", target_is_directory=True)
         _publish(work, final)
+    except OSError as exc:
+        raise _unusable(final.parent, exc) from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return final
@@ -385,7 +399,49 @@ def run_installer(command: list[str], cwd: Path, *, verbose: bool) -> None:
         if verbose:
             sys.stderr.write(line)
     if process.wait() != 0:
+        _disk_said(log.getvalue(), cwd.parent)
         raise InstallFailed(_culprit(log.getvalue()), log.getvalue())
+
+
+# How a full or read-only disk reads: its errno -> what it says of the disk, and the
+# words pip (Python's strerror) and uv (Rust's "os error N") print for it.
+_DISK = {
+    errno.ENOSPC: ("is full", ("No space left on device", "os error 28")),
+    getattr(errno, "EDQUOT", 122): ("is over its quota", ("Disk quota exceeded", "os error 122")),
+    errno.EROFS: ("is read-only", ("Read-only file system", "os error 30")),
+}
+
+
+def disk_trouble(exc: OSError) -> str | None:
+    """What an error says of its disk (``is full``...), if it is a full or read-only disk."""
+    found = _DISK.get(exc.errno or 0)
+    return found[0] if found else None
+
+
+def disk_error(folder: Path, doing: str, state: str, said: str = "") -> PackError:
+    """E408: ``doing`` failed because the disk holding ``folder`` is full or read-only;
+    ``said`` is the installer's line that says so."""
+    hint = "free some space there (or make it writable), or use another folder "
+    hint += "(NANO_CACHE_DIR for the build cache)"
+    return PackError(
+        [
+            Diagnostic(
+                str(folder),
+                codes.E408,
+                f"{doing}: the disk holding {folder} {state}",
+                hint=f"{hint}; the installer said: {said}" if said else hint,
+            )
+        ]
+    )
+
+
+def _disk_said(log: str, folder: Path) -> None:
+    """A ``disk_error`` if the installer's log says it ran out of disk or hit a read-only
+    one, with the line that says so (it often names a folder of the installer's own)."""
+    for state, marks in _DISK.values():
+        said = [line.strip() for line in log.splitlines() if any(m in line for m in marks)]
+        if said:
+            raise disk_error(folder, "cannot stage the packages", state, said[-1][:300])
 
 
 def _install(
@@ -436,21 +492,72 @@ def _listing(folder: Path) -> list[tuple[str, int, int]]:
 
 
 def _workspace_in(root: Path) -> Path:
-    """A fresh temporary folder in the cache (same file system: the rename stays atomic)."""
+    """A fresh temporary folder in the cache (same file system: the rename stays atomic),
+    named after this process (see ``sweep``)."""
     try:
         root.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
+        return Path(tempfile.mkdtemp(prefix=f"{_TEMPORARY}{os.getpid()}-", dir=root))
     except OSError as exc:
-        raise PackError(
-            [
-                Diagnostic(
-                    str(root),
-                    codes.E406,
-                    f"cannot use the build cache {root}: {exc.strerror or exc}",
-                    hint="set NANO_CACHE_DIR to a writable folder",
-                )
-            ]
-        ) from exc
+        raise _unusable(root, exc) from None
+
+
+def _unusable(root: Path, exc: OSError) -> PackError:
+    """The cache at ``root`` cannot be written: E408 for a full or read-only disk, else E406."""
+    state = disk_trouble(exc)
+    if state is not None:
+        return disk_error(root, f"cannot write the build cache {root}", state)
+    return PackError(
+        [
+            Diagnostic(
+                str(root),
+                codes.E406,
+                f"cannot use the build cache {root}: {exc.strerror or exc}",
+                hint="set NANO_CACHE_DIR to a writable folder",
+            )
+        ]
+    )
+
+
+_TEMPORARY = ".tmp-"  # the start of a temporary folder's name: .tmp-<pid>-<random>
+_STALE = 24 * 3600.0  # seconds after which a temporary folder naming no process is stale
+
+
+def sweep(root: Path) -> None:
+    """Remove the temporary folders under ``root`` that builds which are gone left: those
+    of a process that no longer runs, and those naming none (made before they named
+    one) once a day old. Best effort: what cannot be removed now is left for later."""
+    try:
+        entries = [e for e in os.scandir(root) if e.name.startswith(_TEMPORARY)]
+    except OSError:
+        return  # no cache yet, or one we cannot list: nothing of ours to remove
+    for entry in entries:
+        pid = entry.name[len(_TEMPORARY) :].partition("-")[0]
+        if pid.isdigit() and "-" in entry.name[len(_TEMPORARY) :]:
+            gone = not alive(int(pid))
+        else:
+            gone = _age(entry) > _STALE
+        if gone:
+            shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this machine (this one does)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's: it runs
+        return True
+    return True
+
+
+def _age(entry: os.DirEntry[str]) -> float:
+    try:
+        return time.time() - entry.stat(follow_symlinks=False).st_mtime
+    except OSError:
+        return 0.0
 
 
 def _describe(
@@ -471,7 +578,10 @@ def _publish(work: Path, final: Path) -> None:
     try:
         os.rename(work, final)
     except OSError as exc:
-        if not (final / SITE).is_dir():
+        if not (final / SITE).is_dir() and not (final / "nanobuild").is_dir():
+            state = disk_trouble(exc)
+            if state is not None:
+                raise disk_error(final.parent, "cannot store the stage", state) from None
             raise PackError(
                 [Diagnostic(str(final), codes.E406, f"cannot store the stage: {exc.strerror}")]
             ) from exc
