@@ -27,7 +27,9 @@ phase stops after ``--phase-seconds`` whatever is left (counted as unfinished).
     python bench/faults.py                          # both placements, all three faults
     python bench/faults.py --calls 500 --placements split --faults kill
 
-Exits 1 if any phase has a lost, twice-run, unnamed or unfinished call.
+Exits 1 if any phase has a lost, twice-run or unnamed call. Calls still running when a
+phase's time is up are counted as unfinished, and are no failure: a loaded machine is
+slow, not wrong.
 """
 
 from __future__ import annotations
@@ -607,8 +609,9 @@ def main() -> None:
     )
     parser.add_argument("--phase-seconds", type=float, default=90.0, help="bound of one phase")
     parser.add_argument("--json", action="store_true", help="print the tallies as JSON too")
+    parser.add_argument("--keep", action="store_true", help="keep the folder of logs and ledgers")
     args = parser.parse_args()
-    with scratch() as tmp:
+    with scratch(keep=args.keep) as tmp:
         pyz = build(tmp)
         subprocess.run(
             [sys.executable, str(pyz), "info"],
@@ -638,7 +641,7 @@ def main() -> None:
     bad = [
         p
         for p in phases
-        if any(p.tally().get(k, 0) for k in ("lost", "run twice", "unnamed", "unfinished", "stray"))
+        if any(p.tally().get(k, 0) for k in ("lost", "run twice", "unnamed", "stray"))
     ]
     print(
         "target (zero lost, zero run twice, every failure named):", "met" if not bad else "NOT met"
@@ -647,12 +650,16 @@ def main() -> None:
 
 
 @contextlib.contextmanager
-def scratch() -> Iterator[Path]:
+def scratch(*, keep: bool = False) -> Iterator[Path]:
+    """A temporary folder, removed at the end unless ``keep`` (then its path is printed)."""
     folder = Path(tempfile.mkdtemp(prefix="nanobuild-faults-"))
     try:
         yield folder
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        if keep:
+            print(f"kept {folder}", file=sys.stderr)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":
