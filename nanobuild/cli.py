@@ -50,6 +50,11 @@ class GraphFormat(str, enum.Enum):
     dot = "dot"
 
 
+class DeployTarget(str, enum.Enum):
+    compose = "compose"
+    k8s = "k8s"
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"nanobuild {__version__}")
@@ -425,6 +430,52 @@ def graph_command(
         typer.echo(graph.render_dot(edges, ws.name))
     else:
         typer.echo(graph.render_text(edges, ws.name))
+
+
+@app.command("deploy")
+def deploy_command(
+    target: Annotated[
+        DeployTarget, typer.Argument(help="compose (a compose.yaml) or k8s (Kubernetes manifests).")
+    ],
+    workspace_path: WorkspaceOption = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="The folder to write. Default: deploy/ in the workspace."),
+    ] = None,
+    base_image: Annotated[
+        str | None,
+        typer.Option(
+            "--base-image",
+            help="The Containerfile's default base. Default: this Python's slim image.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Write a Containerfile and compose.yaml or Kubernetes manifests, one service per
+    placement group of nano.toml.
+
+    Checks the workspace first. The folder is written whole or not at all, and never
+    over a file this command did not write. Build the binary (`nanobuild bundle`) before
+    building the image.
+    """
+    from nanobuild import deploy
+
+    with _reported():
+        ws = _load(workspace_path)
+    with _reported(ws.root):
+        found = checks.run(ws)
+    if errors(found):
+        typer.echo(render_text(found, ws.root), err=True)
+        typer.echo(
+            f"\n{ws.name}: {_count(len(errors(found)), 'problem')} found: not deploying", err=True
+        )
+        raise typer.Exit(1)
+    folder = out if out is not None else ws.root / "deploy"
+    with _reported(ws.root):
+        written = deploy.deploy(ws, target.value, folder, base_image=base_image)
+    typer.echo(
+        f"wrote {_count(len(written), 'file')} into {os.path.relpath(folder)}: {', '.join(written)}"
+    )
 
 
 @app.command("secret")

@@ -43,6 +43,9 @@ def render(
         services=spec.services,
         packed=spec.packed,
         distributions=distributions,
+        groups=spec.groups,
+        discovery=spec.discovery,
+        front=spec.front,
     )
 
 

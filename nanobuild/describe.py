@@ -11,9 +11,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from nanobuild import codes, graph
+from nanobuild.checks import placement
 from nanobuild.diagnostics import Diagnostic
 from nanobuild.errors import CheckFailed
-from nanobuild.runtime.spec import AppSpec, ServiceSpec
+from nanobuild.runtime.spec import AppSpec, GroupSpec, ServiceSpec
 from nanobuild.source import Module, marked, read_package, top_modules
 from nanobuild.workspace import Service, Workspace
 
@@ -57,7 +58,18 @@ def describe(workspace: Workspace, modules: Mapping[str, list[Module]] | None = 
             )
         )
     static = str(workspace.ingress.static) if workspace.ingress.static else None
-    return AppSpec(name=workspace.name, services=tuple(services), static=static)
+    groups = tuple(
+        GroupSpec(g.name, g.services, replicas=g.replicas, internal_port=g.internal_port)
+        for g in workspace.groups.values()
+    )
+    return AppSpec(
+        name=workspace.name,
+        services=tuple(services),
+        static=static,
+        groups=groups,
+        discovery=workspace.deploy.discovery,
+        front=placement.front(workspace) if workspace.services else None,
+    )
 
 
 def _adopted(svc: Service, read: list[Module]) -> dict[str, Any]:

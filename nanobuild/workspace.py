@@ -23,7 +23,12 @@ from packaging.requirements import InvalidRequirement, Requirement
 from nanobuild import codes
 from nanobuild.diagnostics import Diagnostic, did_you_mean
 from nanobuild.errors import WorkspaceError
-from nanobuild.runtime.spec import ERROR_NAMES, adopted_package
+from nanobuild.runtime.spec import (
+    DEFAULT_DISCOVERY,
+    DEFAULT_INTERNAL_PORT,
+    ERROR_NAMES,
+    adopted_package,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -69,6 +74,29 @@ class LibraryTable(msgspec.Struct, frozen=True):
     path: str
     package: str | None = None
     requires: list[str] = []
+
+
+class GroupTable(msgspec.Struct, frozen=True):
+    """``[placement.<group>]``: the services that run together in one process."""
+
+    services: list[str]
+    replicas: int = 1
+    internal_port: int = DEFAULT_INTERNAL_PORT  # the `{port}` of the discovery pattern
+    resources: dict[str, Any] = {}  # read as ``ResourcesTable``, naming its own keys
+
+
+class ResourcesTable(msgspec.Struct, frozen=True):
+    """What one process of a group asks for, in Kubernetes' quantities."""
+
+    cpu: str | None = None  # cores: "500m", "2"
+    memory: str | None = None  # bytes: "256Mi", "1Gi"
+
+
+class DeployTable(msgspec.Struct, frozen=True):
+    """``[deploy]``: how groups find each other, and which one is the front door."""
+
+    discovery: str = DEFAULT_DISCOVERY
+    front: str | None = None  # the group whose HTTP face is published; default: the first
 
 
 # -- the model the rest of the build uses
@@ -150,6 +178,26 @@ class Ingress(msgspec.Struct, frozen=True):
     static: Path | None = None  # absolute
 
 
+class Group(msgspec.Struct, frozen=True):
+    """A placement group as nano.toml writes it; ``checks.placement`` judges it."""
+
+    name: str
+    services: tuple[str, ...]
+    replicas: int = 1
+    internal_port: int = DEFAULT_INTERNAL_PORT
+    cpu: str | None = None
+    memory: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"placement.{self.name}"
+
+
+class Deploy(msgspec.Struct, frozen=True):
+    discovery: str = DEFAULT_DISCOVERY
+    front: str | None = None
+
+
 class Workspace(msgspec.Struct, frozen=True):
     """A loaded, valid ``nano.toml`` and the folder it lives in."""
 
@@ -159,6 +207,8 @@ class Workspace(msgspec.Struct, frozen=True):
     services: dict[str, Service]
     libraries: dict[str, Library]
     lines: dict[str, int] = {}  # dotted key -> the line of nano.toml it was written on
+    groups: dict[str, Group] = {}  # nano.toml's ``[placement.<group>]``, in its order
+    deploy: Deploy = Deploy()
 
     @property
     def file(self) -> Path:
@@ -377,7 +427,9 @@ class _Reader:
         if ingress is not None:
             tables = raw.get("services")
             self.served(services, ingress.port, set(tables) if isinstance(tables, dict) else set())
-        if top is None or head is None or ingress is None:
+        groups = self.groups(raw.get("placement", {}))
+        deploy = self.table(raw.get("deploy", {}), "deploy", DeployTable)
+        if top is None or head is None or ingress is None or deploy is None:
             return None
         return Workspace(
             root=self.root,
@@ -386,7 +438,33 @@ class _Reader:
             services=services,
             libraries=libraries,
             lines=self.lines,
+            groups=groups,
+            deploy=Deploy(discovery=deploy.discovery, front=deploy.front),
         )
+
+    def groups(self, tables: Any) -> dict[str, Group]:
+        """Each ``[placement.<group>]`` read as written; its names and values are
+        judged by ``check`` (E036-E044), which can name every problem at once."""
+        if not isinstance(tables, dict):  # already reported by the top-level table
+            return {}
+        groups: dict[str, Group] = {}
+        for name, raw in tables.items():
+            key = f"placement.{name}"
+            table = self.table(raw, key, GroupTable)
+            if table is None:
+                continue
+            resources = self.table(table.resources, f"{key}.resources", ResourcesTable)
+            if resources is None:
+                continue
+            groups[name] = Group(
+                name=name,
+                services=tuple(table.services),
+                replicas=table.replicas,
+                internal_port=table.internal_port,
+                cpu=resources.cpu,
+                memory=resources.memory,
+            )
+        return groups
 
     def named_tables(self, raw: dict[str, Any], section: str) -> Iterator[tuple[str, Any]]:
         tables = raw.get(section, {})
@@ -708,6 +786,8 @@ class _TopLevel(msgspec.Struct, frozen=True):
     ingress: dict[str, Any] = {}
     services: dict[str, Any] = {}
     libraries: dict[str, Any] = {}
+    placement: dict[str, Any] = {}
+    deploy: dict[str, Any] = {}
 
 
 _RELATIVE_HINT = "paths are relative to the folder of nano.toml and stay inside it"

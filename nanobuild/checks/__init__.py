@@ -10,6 +10,7 @@ turn; each family yields ``Diagnostic``s and never stops at the first problem.
     E23x  routes.py                                    contracts' REST routes
     E13x  asgi.py                                      adopted ASGI apps: the app is there
     E3xx  fusion.py                                    can the services share one process
+    E036-E044  placement.py                            placement groups and [deploy]
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from nanobuild.checks import (
     handlers,
     imports,
     kernels,
+    placement,
     routes,
     structure,
 )
@@ -41,6 +43,7 @@ FAMILIES = (
     fusion,
     asgi,
     routes,
+    placement,
 )
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 
 from nanobuild.runtime.errors import NanoError, PlacementError, SettingsError
-from nanobuild.runtime.placement import Placement, needed, place
+from nanobuild.runtime.placement import Placement, for_group, needed, place
 from nanobuild.runtime.settings import Settings, new_secret, remote_variable, timeout_variable
 from nanobuild.runtime.spec import AppSpec, BuildInfo, ServiceSpec
 
@@ -42,7 +42,7 @@ def main(spec: AppSpec, build: BuildInfo, argv: Sequence[str] | None = None) -> 
         if command == "serve":
             code = _serve(spec, build, args, settings)
         elif command == "services":
-            code = _services(spec, args, settings)
+            code = _services(spec, build, args, settings)
         elif command == "call":
             code = _call(spec, args.contract, args.body, settings)
         elif command == "contracts":
@@ -91,6 +91,13 @@ def _placement_options(parser: argparse.ArgumentParser, *, keep_parent: bool = F
         default=unset if keep_parent else "",
         metavar="A,B",
         help="run just these services here (split mode); the rest are remote",
+    )
+    parser.add_argument(
+        "--group",
+        default=unset if keep_parent else "",
+        metavar="NAME",
+        help="run this placement group of nano.toml here; every other service is "
+        "remote, at the address the discovery pattern gives its group",
     )
     parser.add_argument(
         "--remote",
@@ -153,7 +160,7 @@ def _serve(spec: AppSpec, build: BuildInfo, args: argparse.Namespace, settings: 
         if port is not None and not 0 <= port <= 65535:
             print(f"{_prog()}: {option} {port} is not a TCP port", file=sys.stderr)
             return 2
-    placement = _placement(spec, args, settings)
+    placement = _placement(spec, args, settings, http_port=args.port)
     if placement is None:
         return 2
     from nanobuild.runtime.shapes import name_build
@@ -170,15 +177,27 @@ def _serve(spec: AppSpec, build: BuildInfo, args: argparse.Namespace, settings: 
 
 
 def _placement(
-    spec: AppSpec, args: argparse.Namespace, settings: Settings, *, complete: bool = True
+    spec: AppSpec,
+    args: argparse.Namespace,
+    settings: Settings,
+    *,
+    http_port: int,
+    complete: bool = True,
 ) -> Placement | None:
     """The placement the options ask for; None (after saying why) if there is none."""
     only = [name.strip() for name in args.only.split(",") if name.strip()]
     internal = getattr(args, "internal_port", None)
-    if internal is None and (only or len(spec.carried) < len(spec.services)):
-        # split: other processes must reach this one; next to the HTTP port by default
-        internal = _beside(args.port, {s.port for s in spec.services if s.port is not None})
+    derived: dict[str, str] = {}
     try:
+        if args.group:  # --only and every --remote, from nano.toml's placement
+            if only:
+                raise PlacementError("--group and --only both say what runs here: give one")
+            group = for_group(spec, args.group, settings, http_port=http_port)
+            only, derived = list(group.services), group.remotes
+            internal = group.internal_port if internal is None else internal
+        elif internal is None and (only or len(spec.carried) < len(spec.services)):
+            # split: other processes must reach this one; next to the HTTP port by default
+            internal = _beside(args.port, {s.port for s in spec.services if s.port is not None})
         return place(
             spec,
             only=only,
@@ -187,6 +206,7 @@ def _placement(
             internal_port=internal,
             settings=settings,
             complete=complete,
+            derived=derived,
         )
     except PlacementError as exc:
         print(f"{_prog()}: {exc}", file=sys.stderr)
@@ -203,9 +223,9 @@ def _beside(port: int, taken: set[int]) -> int:
     return candidate if candidate <= 65535 else 0
 
 
-def _services(spec: AppSpec, args: argparse.Namespace, settings: Settings) -> int:
+def _services(spec: AppSpec, build: BuildInfo, args: argparse.Namespace, settings: Settings) -> int:
     args.port, args.internal_port = 0, None
-    placement = _placement(spec, args, settings, complete=False)
+    placement = _placement(spec, args, settings, http_port=build.port, complete=False)
     if placement is None:
         return 2
     width = max((len(s.name) for s in spec.services), default=7)

@@ -11,7 +11,7 @@ lacks one refuses to start and says which. Service code never knows the differen
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import msgspec
 
@@ -23,7 +23,7 @@ from nanobuild.runtime.settings import (
     remote_variable,
     seconds,
 )
-from nanobuild.runtime.spec import AppSpec
+from nanobuild.runtime.spec import AppSpec, ServiceSpec, discovered
 
 
 class Placement(msgspec.Struct, frozen=True):
@@ -47,11 +47,13 @@ def place(
     internal_port: int | None = None,
     settings: Settings | None = None,
     complete: bool = True,
+    derived: Mapping[str, str] | None = None,
 ) -> Placement:
     """The placement the options and ``settings`` describe, or ``PlacementError`` saying why not.
 
     ``complete=False`` accepts a placement that could not start yet (a called service
-    without an address, no secret): enough to show what is where.
+    without an address, no secret): enough to show what is where. ``derived`` are
+    addresses found by discovery (``for_group``): NANO_REMOTE_* and ``remotes`` win.
     """
     settings = Settings.from_env() if settings is None else settings
     packed = spec.carried
@@ -59,7 +61,7 @@ def place(
     for name in only:
         if name not in packed:
             raise PlacementError(f"--only names {name}, {_not_here(name, packed)}")
-    addresses = _addresses(spec, local, remotes, settings)
+    addresses = _addresses(spec, local, remotes, settings, derived or {})
     missing = [name for name in needed(spec, local) if name not in addresses]
     if missing and complete:
         raise PlacementError(_missing_message(local, missing))
@@ -84,10 +86,15 @@ def needed(spec: AppSpec, local: Sequence[str]) -> list[str]:
 
 
 def _addresses(
-    spec: AppSpec, local: Sequence[str], remotes: Sequence[str], settings: Settings
+    spec: AppSpec,
+    local: Sequence[str],
+    remotes: Sequence[str],
+    settings: Settings,
+    derived: Mapping[str, str],
 ) -> dict[str, str]:
     names = [s.name for s in spec.services]
-    found = {
+    found = {name: address for name, address in derived.items() if name not in local}
+    found |= {
         name: address
         for name in names
         if name not in local and (address := settings.remote(name)) is not None
@@ -107,6 +114,63 @@ def _addresses(
         except AddressError as exc:
             raise PlacementError(f"the address of {name}: {exc}") from None
     return found
+
+
+class GroupPlacement(msgspec.Struct, frozen=True):
+    """What ``serve --group NAME`` stands for: ``--only`` its services, a ``--remote``
+    for every other service, at its group's address, and the internal port its own
+    group's address names."""
+
+    services: tuple[str, ...]
+    remotes: dict[str, str]
+    internal_port: int
+
+
+def for_group(spec: AppSpec, name: str, settings: Settings, *, http_port: int) -> GroupPlacement:
+    """The placement of group ``name``, found by the discovery pattern (NANO_DISCOVERY,
+    else the build's ``deploy.discovery``); ``PlacementError`` for an unknown group.
+
+    The services the group calls get an address, and in the front group (``deploy.front``)
+    every service does, so that its HTTP face answers for them all: the one the world
+    is sent to. An adopted app elsewhere is reached over
+    HTTP at its group's host: on its own port, or through that group's face, which
+    listens on ``http_port`` as this one does (containers share one port layout).
+    """
+    groups = spec.placement_groups()
+    chosen = next((g for g in groups if g.name == name), None)
+    if chosen is None:
+        known = [g.name for g in groups]
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else f"; its groups: {', '.join(known)}"
+        raise PlacementError(f"--group {name}: {spec.name} has no such placement group{hint}")
+    absent = [s for s in chosen.services if s not in spec.carried]
+    if absent:
+        raise PlacementError(
+            f"--group {name}: this binary does not carry {', '.join(absent)}; "
+            "serve a group from a binary built without --only"
+        )
+    pattern = settings.discovery or spec.discovery
+    reached = set(needed(spec, chosen.services)) if name != spec.front else None
+    remotes = {
+        service: _reached(spec.service(service), discovered(pattern, group), http_port)
+        for group in groups
+        if group is not chosen
+        for service in group.services
+        if reached is None or service in reached
+    }
+    try:
+        own = parse_address(discovered(pattern, chosen), ("tcp",))
+    except AddressError as exc:
+        raise PlacementError(f"the address of group {name}: {exc}") from None
+    return GroupPlacement(chosen.services, remotes, own.port)
+
+
+def _reached(service: ServiceSpec, address: str, http_port: int) -> str:
+    """Where ``service`` is reached, its group being at ``address`` (``tcp://host:port``)."""
+    if service.asgi is None:
+        return address
+    host = address.partition("://")[2].rpartition(":")[0]
+    return f"http://{host}:{service.port or http_port}"
 
 
 def _timeouts(spec: AppSpec, given: Sequence[str], settings: Settings) -> dict[str, float]:

@@ -23,6 +23,12 @@ from typing import NamedTuple
 import msgspec
 
 from nanobuild.runtime.errors import SettingsError
+from nanobuild.runtime.spec import (
+    DISCOVERY_VARIABLE,
+    SECRET_FILE_VARIABLE,
+    SECRET_VARIABLE,
+    pattern_problem,
+)
 
 DEFAULT_MAX_BODY = 1024 * 1024  # bytes
 DEFAULT_TIMEOUT = 5.0  # seconds a call to a remote service may take, connecting included
@@ -51,11 +57,23 @@ class Variable(NamedTuple):
 
 VARIABLES: tuple[Variable, ...] = (
     Variable(
-        "NANO_SECRET",
+        SECRET_VARIABLE,
         "the workspace secret: opens non-public contracts over HTTP "
         "(the `nano-secret` header), and split processes prove it to each other; "
         "at least 128 bits (see The secret; `secret` prints one)",
         "unset",
+    ),
+    Variable(
+        SECRET_FILE_VARIABLE,
+        f"a file holding the workspace secret, read at start instead of {SECRET_VARIABLE} "
+        "(a Compose or Kubernetes secret mounted as a file); setting both is refused",
+        "unset",
+    ),
+    Variable(
+        DISCOVERY_VARIABLE,
+        "where `serve --group` finds the other placement groups: a pattern such as "
+        "`tcp://{group}:{port}` (in place of nano.toml's `deploy.discovery`)",
+        "`deploy.discovery`",
     ),
     Variable(
         f"{REMOTE_PREFIX}<SERVICE>",
@@ -193,12 +211,13 @@ class Settings(msgspec.Struct, frozen=True):
     threads: int = DEFAULT_THREADS  # NANO_THREADS: the pool ``def`` handlers run on
     data_dir: str | None = None  # NANO_DATA_DIR; None: beside the app cache (``data``)
     limits: Limits = Limits()  # NANO_HEADER_TIMEOUT and the other limits of the servers
+    discovery: str | None = None  # NANO_DISCOVERY; None: the build's ``deploy.discovery``
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
         """The settings ``environ`` gives; ``SettingsError`` naming a variable it cannot use."""
         return cls(
-            secret=_secret(environ, "NANO_SECRET"),
+            secret=_secret_of(environ),
             max_body=_positive_int(environ, "NANO_MAX_BODY", DEFAULT_MAX_BODY),
             strict=_flag(environ, "NANO_STRICT"),
             remotes={
@@ -216,6 +235,7 @@ class Settings(msgspec.Struct, frozen=True):
             threads=_positive_int(environ, "NANO_THREADS", DEFAULT_THREADS, "threads"),
             data_dir=_folder(environ, "NANO_DATA_DIR"),
             limits=_limits(environ),
+            discovery=_pattern(environ, DISCOVERY_VARIABLE),
         )
 
     def remote(self, service: str) -> str | None:
@@ -316,6 +336,41 @@ def _secret(environ: Mapping[str, str], name: str) -> str | None:
     # an empty secret would make an empty header a valid credential: treat it as unset
     text = environ.get(name)
     return check_secret(text, name) if text else None
+
+
+def _secret_of(environ: Mapping[str, str]) -> str | None:
+    """NANO_SECRET, or the text of the file NANO_SECRET_FILE names (a secret that
+    containers mount as a file, kept out of the environment that ``ps e`` shows)."""
+    path = environ.get(SECRET_FILE_VARIABLE, "").strip()
+    if not path:
+        return _secret(environ, SECRET_VARIABLE)
+    if environ.get(SECRET_VARIABLE):
+        raise SettingsError(
+            f"both {SECRET_VARIABLE} and {SECRET_FILE_VARIABLE} are set: set one of them"
+        )
+    what = f"{SECRET_FILE_VARIABLE}={path!r}"
+    try:
+        if not os.path.isfile(path):  # a FIFO or a folder would block or fail the read
+            raise SettingsError(f"{what} names no file")
+        with open(path, encoding="utf-8") as file:
+            text = file.read(4096).strip()  # a secret is short; `secret > file` adds a newline
+    except (OSError, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise SettingsError(f"{what} cannot be read: {reason}") from None
+    if not text:
+        raise SettingsError(f"{what} is empty: write the secret into it")
+    return check_secret(text, f"the secret in {what}")
+
+
+def _pattern(environ: Mapping[str, str], name: str) -> str | None:
+    """A discovery pattern (``spec.pattern_problem`` judges it), or None when unset."""
+    text = environ.get(name, "").strip()
+    if not text:
+        return None
+    why = pattern_problem(text)
+    if why:
+        raise SettingsError(f"{name}={text!r} {why}")
+    return text
 
 
 def _positive_int(environ: Mapping[str, str], name: str, default: int, unit: str = "bytes") -> int:

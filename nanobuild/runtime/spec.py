@@ -61,6 +61,63 @@ ERROR_NAMES = (
 )
 
 
+# -- placement groups: nano.toml's ``[placement.<group>]``, what ``serve --group`` runs
+#
+# A group is the services that run together in one process (and in one container);
+# the others find it at the discovery pattern's address for it. The deployment
+# generator and the binary read these names and defaults from here, the one place.
+
+DEFAULT_INTERNAL_PORT = 9100  # where a group's processes answer the other groups (TCP)
+DEFAULT_DISCOVERY = "tcp://{group}:{port}"  # {group}: its name; {port}: its internal port
+PLACEHOLDERS = ("{group}", "{port}")
+# the variables a deployment sets; settings.py reads them by these very names
+SECRET_VARIABLE = "NANO_SECRET"
+SECRET_FILE_VARIABLE = "NANO_SECRET_FILE"
+DISCOVERY_VARIABLE = "NANO_DISCOVERY"
+
+
+class GroupSpec(msgspec.Struct, frozen=True):
+    """One placement group: its name (a DNS label: it names hosts), its services."""
+
+    name: str
+    services: tuple[str, ...]
+    replicas: int = 1
+    internal_port: int = DEFAULT_INTERNAL_PORT
+
+
+def own_group(service: str) -> str:
+    """The name of the group a service in no ``[placement]`` group forms alone:
+    ``user_db`` runs in ``user-db`` (host names take no ``_`` and no capitals)."""
+    return service.lower().replace("_", "-")
+
+
+def discovered(pattern: str, group: GroupSpec) -> str:
+    """The address ``pattern`` gives ``group``: ``tcp://catalog:9100``. Replaced, not
+    ``str.format``ted: a brace the pattern holds by mistake cannot run anything."""
+    return pattern.replace("{group}", group.name).replace("{port}", str(group.internal_port))
+
+
+def pattern_problem(pattern: str) -> str:
+    """Why ``pattern`` cannot be a discovery pattern ('' if it can): it must be
+    ``tcp://HOST:PORT`` with ``{group}`` or ``{port}`` in it, and no other braces.
+    ``check`` (for ``deploy.discovery``) and the binary (for NANO_DISCOVERY) ask alike."""
+    rest = pattern
+    for placeholder in PLACEHOLDERS:
+        rest = rest.replace(placeholder, "")
+    if "{" in rest or "}" in rest:
+        return "holds a brace that is not {group} or {port}, its only placeholders"
+    if not any(p in pattern for p in PLACEHOLDERS):
+        return "has no {group} (nor {port}): every group would be looked for at one address"
+    sample = discovered(pattern, GroupSpec(name="group", services=()))
+    scheme, _, address = sample.partition("://")
+    host, _, port = address.rpartition(":")
+    if scheme != "tcp" or not host or "/" in host or "@" in host:
+        return "is not tcp://HOST:PORT (the internal transport's address, e.g. tcp://{group}:9100)"
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        return "names no port 1-65535 after the host (tcp://{group}:9100)"
+    return ""
+
+
 class AppSpec(msgspec.Struct, frozen=True):
     """The whole workspace: services in start-up order (dependencies first)."""
 
@@ -68,9 +125,23 @@ class AppSpec(msgspec.Struct, frozen=True):
     services: tuple[ServiceSpec, ...]
     static: str | None = None  # folder of the static frontend, served at /
     packed: tuple[str, ...] | None = None  # the services whose code is here; None: all
+    groups: tuple[GroupSpec, ...] = ()  # nano.toml's placement groups, as written
+    discovery: str = DEFAULT_DISCOVERY  # nano.toml's ``deploy.discovery``
+    front: str | None = None  # the group whose face is published: it reaches every service
 
     def service(self, name: str) -> ServiceSpec:
         return next(s for s in self.services if s.name == name)
+
+    def placement_groups(self) -> tuple[GroupSpec, ...]:
+        """Every group: those nano.toml writes, then one of its own for each service
+        in none of them (``own_group``), in start-up order."""
+        placed = {name for group in self.groups for name in group.services}
+        alone = [
+            GroupSpec(name=own_group(s.name), services=(s.name,))
+            for s in self.services
+            if s.name not in placed
+        ]
+        return (*self.groups, *alone)
 
     @property
     def carried(self) -> tuple[str, ...]:
