@@ -146,13 +146,12 @@ def test_a_library_decorator_is_seen_only_where_it_calls_handler(mini: Sample) -
 
 
 def test_factory_and_class_handlers_are_wired_and_served(mini: Sample, tmp_path: Path) -> None:
-    server = start(
-        serve(forms(mini).root), tmp_path / "serve.log", NANO_SECRET="s3-is9P8j6P_TDAzJAcXBBlLA"
-    )
+    secret = "s3-is9P8j6P_TDAzJAcXBBlLA"
+    server = start(serve(forms(mini).root), tmp_path / "serve.log", NANO_SECRET=secret)
     try:
         assert server.call("users", "GetUser", {"id": "u1"}).json() == {"id": "u1", "name": "Ada"}
         # the class's start-up hook and its handler share its one instance
-        listed = server.call("users", "ListUsers", {}, headers={"nano-secret": "s3"})
+        listed = server.call("users", "ListUsers", {}, headers={"nano-secret": secret})
         assert [u["name"] for u in listed.json()] == ["Ada", "Grace"]
         order = server.call("orders", "PlaceOrder", {"user_id": "u1", "quantity": {"amount": 2}})
         assert order.json() == {"user_name": "Ada", "quantity": {"amount": 2, "unit": "piece"}}
