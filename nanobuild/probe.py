@@ -440,7 +440,9 @@ def main() -> None:
     report_fd = os.dup(1)
     sys.stdout.flush()
     os.dup2(2, 1)
-    sys.stdout = sys.stderr
+    # a stream of its own on descriptor 1, so a kernel that closes sys.stdout closes
+    # neither sys.stderr nor the descriptor
+    sys.stdout = os.fdopen(1, "w", errors="backslashreplace", buffering=1, closefd=False)
     out = os.fdopen(report_fd, "wb", buffering=0)
     report, started = {}, {}
     for service, module in request.kernels.items():

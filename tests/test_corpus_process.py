@@ -179,6 +179,18 @@ CASES = [
         names=["all checks passed"],
     ),
     Case(
+        "proc-kernel-closes-stdout",
+        files=kernel("import sys\nsys.stdout.close()"),
+        exit=0,
+        names=["all checks passed"],
+    ),
+    Case(
+        "proc-kernel-forks",
+        files=kernel("import os\nos.fork()"),
+        exit=0,
+        names=["all checks passed"],
+    ),
+    Case(
         "proc-kernel-timeout-not-a-number",
         env={"NANO_KERNEL_TIMEOUT": "soon"},
         exit=2,
