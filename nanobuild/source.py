@@ -591,7 +591,8 @@ class _Reader:
         if owner is not None and args and not _is_static(node):
             args = args[1:]  # ``self``: the instance is made once, at start-up
         request = args[0].annotation if args else None
-        wrapped = self.wrapper(node, owner is not None)
+        # a single decorator is the mark itself: no wrapper to look for
+        wrapped = self.wrapper(node, owner is not None) if len(node.decorator_list) > 1 else None
         return Function(
             name=node.name if owner is None else f"{owner}.{node.name}",
             line=node.lineno,
@@ -705,20 +706,21 @@ _NOT_FUNCTIONS = frozenset(
 def _rebound(tree: ast.Module, found: list[Function]) -> list[Function]:
     """``found`` with ``rebound`` set where a later statement of the same body (the
     module's, or the class's for a method) binds the function's name again."""
-    bodies = {None: tree.body} | {
-        node.name: node.body for node in tree.body if isinstance(node, ast.ClassDef)
+    owners = {fn.name.rpartition(".")[0] for fn in found}
+    bodies = {"": tree.body} | {
+        node.name: node.body
+        for node in tree.body
+        if isinstance(node, ast.ClassDef) and node.name in owners
     }
+    bound: dict[tuple[str, str], list[int]] = {}  # (owner, name) -> the lines binding it
+    for owner, body in bodies.items():
+        for statement in body:
+            for name, line in _statement_names(statement):
+                bound.setdefault((owner, name), []).append(line)
     marked = []
     for fn in found:
         owner, _, name = fn.name.rpartition(".")
-        later = (
-            line
-            for statement in bodies.get(owner or None, [])
-            if statement.lineno > fn.line
-            for bound, line in _statement_names(statement)
-            if bound == name
-        )
-        again = next(later, None)
+        again = next((line for line in bound.get((owner, name), ()) if line > fn.line), None)
         marked.append(fn if again is None else msgspec.structs.replace(fn, rebound=again))
     return marked
 

@@ -21,10 +21,10 @@ missing, and says so once (E121) if it cannot.
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
@@ -37,6 +37,9 @@ from nanobuild.errors import PackError
 from nanobuild.requirements import RUNTIME_REQUIRES, distribution
 from nanobuild.source import Import, Module
 from nanobuild.workspace import Library, Service, Workspace
+
+if TYPE_CHECKING:
+    from importlib.metadata import Distribution
 
 _OURS = frozenset({"nanobuild", "__future__"})
 
@@ -146,6 +149,8 @@ def runtime_modules() -> dict[str, str]:
     """Each top-level module of the runtime's dependency closure -> its distribution
     (``h11`` -> ``h11 0.16.0``), from the installed metadata of this Python: the
     distributions ``RUNTIME_REQUIRES`` name, and what each requires in turn here."""
+    import importlib.metadata  # only without a stage to read: it costs a check ~10 ms
+
     found: dict[str, str] = {}
     queue = [Requirement(text) for text in RUNTIME_REQUIRES]
     seen: set[str] = set()
@@ -171,7 +176,7 @@ def runtime_modules() -> dict[str, str]:
     return found
 
 
-def _top_level(dist: importlib.metadata.Distribution) -> set[str]:
+def _top_level(dist: Distribution) -> set[str]:
     """The top-level modules a distribution installs."""
     listed = dist.read_text("top_level.txt")
     if listed:

@@ -30,9 +30,11 @@ def check(ctx: Context) -> Iterator[Diagnostic]:
 def _unwirable(ctx: Context, module: Module) -> Iterator[Diagnostic]:
     """E218 for a handler its module binds again, E219 for what ``handler`` marks that
     is no function it can wire."""
-    here = ctx.rel(module.path)
     for fn in (*module.functions, *module.candidates):
-        if fn.mark == "handler" and fn.rebound is not None:
+        if fn.mark != "handler" or (fn.rebound is None and fn.wrapped is None):
+            continue
+        here = ctx.rel(module.path)
+        if fn.rebound is not None:
             yield Diagnostic(
                 here,
                 codes.E218,
@@ -41,7 +43,7 @@ def _unwirable(ctx: Context, module: Module) -> Iterator[Diagnostic]:
                 line=fn.rebound,
                 hint="give each handler a name of its own",
             )
-        if fn.mark == "handler" and fn.wrapped is not None:
+        if fn.wrapped is not None:
             yield Diagnostic(
                 here,
                 codes.E219,
@@ -52,7 +54,9 @@ def _unwirable(ctx: Context, module: Module) -> Iterator[Diagnostic]:
             )
     for what, name, line in module.misplaced:
         message, hint = _MISPLACED[what]
-        yield Diagnostic(here, codes.E219, message.format(name=name), line=line, hint=hint)
+        yield Diagnostic(
+            ctx.rel(module.path), codes.E219, message.format(name=name), line=line, hint=hint
+        )
 
 
 _MISPLACED = {
