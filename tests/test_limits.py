@@ -249,6 +249,10 @@ def test_a_head_over_64_kib_is_answered_431(
                     sock.sendall(b"X-Pad: " + b"a" * 1000 + b"\r\n")
             answer = sock.recv(65536)
         assert answer.startswith(b"HTTP/1.1 431"), answer
+        whole = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 70_000 + b"\r\n\r\n"
+        with connected(server) as sock:  # in one write: the server may read it whole
+            sock.sendall(whole)
+            assert sock.recv(65536).startswith(b"HTTP/1.1 431")
         assert "Traceback" not in server.log()
         assert timed_get(f"{server.url}/healthz")[0] == 200
 

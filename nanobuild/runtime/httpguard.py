@@ -87,6 +87,10 @@ class Guard(asyncio.Protocol):
         """After a read: start, stop or check the deadline of the head or body under way."""
         cycle = self.cycle
         if cycle is not self._seen:  # a head came in full: a request is under way
+            # only a read this large can have held a head over the bound: measure it then
+            if self._head + received > MAX_HEAD and _head_size(cycle.scope) > MAX_HEAD:
+                self._too_large(cycle)
+                return
             self._seen, self._head = cycle, 0
             self.gate.busy(self)
             self._cancel()
@@ -100,13 +104,20 @@ class Guard(asyncio.Protocol):
     def _head_part(self, received: int) -> None:
         self._head += received
         if self._head > MAX_HEAD:
-            _large_heads(f"over {MAX_HEAD} bytes")
-            self._cancel()
-            self.transport.write(TOO_LARGE)
-            self.transport.close()
+            self._too_large(None)
         elif self._timer is None and received:  # the first bytes of a kept-alive one's head
             self._timer = self.loop.call_later(self.limits.header_timeout, self._head_late)
             self.gate.wait(self)
+
+    def _too_large(self, cycle: Any) -> None:
+        """Answer 431 and close; the app of a request already begun (``cycle``) finds
+        its client gone."""
+        _large_heads(f"over {MAX_HEAD} bytes")
+        self._cancel()
+        if cycle is not None:
+            _gone(cycle)
+        self.transport.write(TOO_LARGE)
+        self.transport.close()
 
     def _head_late(self) -> None:
         self._timer = None
@@ -120,14 +131,26 @@ class Guard(asyncio.Protocol):
         if cycle is not None:
             if not cycle.response_started:
                 self.transport.write(LATE)
-            cycle.disconnected = True  # the app's reads see the client gone, its writes go nowhere
-            cycle.message_event.set()
+            _gone(cycle)
         self.transport.close()
 
     def _cancel(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+
+def _gone(cycle: Any) -> None:
+    """Tell the app of ``cycle`` its client is gone: its reads get ``http.disconnect``,
+    its writes go nowhere (as after a real disconnection)."""
+    cycle.disconnected = True
+    cycle.message_event.set()
+
+
+def _head_size(scope: Any) -> int:
+    """About the bytes of a request's head: its target and its headers, as sent."""
+    size = len(scope.get("raw_path", b"")) + len(scope.get("query_string", b"")) + 16
+    return size + sum(len(name) + len(value) + 4 for name, value in scope["headers"])
 
 
 # what was closed, in bursts for every port of the process
