@@ -204,8 +204,7 @@ class Timeout(NanoError):
 
 # what a timeout's message says of the call it gave up on, {} the callee
 TIMEOUT_CAVEAT = (
-    "the call may still be running on {}, or have run there: send it again only if "
-    "it is idempotent"
+    "the call may still be running on {}, or have run there: send it again only if it is idempotent"
 )
 
 
