@@ -43,10 +43,11 @@ client's proof, the client's nonce the server's); the role label keeps a proof f
 being reflected back as the other side's. A peer gets one AUTH per connection: a
 wrong one is denied and the connection closed.
 
-What proving first costs: whoever a client connects to gets its proof, so a
-process that can pose as a server's address (its port while the server is down)
-gets one proof to guess the secret from offline. That is why the secret must be
-strong (the settings refuse a short one): 128 random bits are past guessing.
+What no order of proofs prevents: whoever a client connects to gets its proof, so
+a process that can pose as a server's address (its port while the server is down),
+like one that records a handshake on the wire, gets a proof to test guesses of the
+secret against offline. That is why the secret must be strong (the settings refuse
+a weak one): 128 random bits are past guessing.
 
 Contract shapes. WELCOME names the server's build (``mini sha256:3f2a9c0d1b2e
 (nanobuild 0.1.0)``) and maps every contract it serves (``service.Contract``) to
