@@ -69,7 +69,7 @@ from nanobuild.diagnostics import Diagnostic, did_you_mean
 from nanobuild.errors import PackError
 from nanobuild.requirements import RUNTIME_PARTY, RUNTIME_REQUIRES, distribution
 from nanobuild.runtime.spec import python_binding
-from nanobuild.source import Module, read_package, static_files, walk
+from nanobuild.source import Module, read_package, read_regular, static_files, walk
 from nanobuild.workspace import FILENAME, Library, Service, Workspace
 
 Progress = Callable[[str, float], None]
@@ -470,17 +470,9 @@ def _read(path: Path, shown: str) -> bytes:
     if "\n" in shown or not shown.isprintable():
         raise PackError([_unreadable(shown, "its name cannot be packed")])
     try:
-        # O_NONBLOCK: opening a FIFO must not hang the build; fstat then refuses it
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        return read_regular(path)  # a FIFO is refused, never waited on
     except OSError as exc:
         raise PackError([_unreadable(shown, exc.strerror or str(exc))]) from None
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise PackError([_unreadable(shown, "it is not a regular file")])
-        try:
-            return f.read()
-        except OSError as exc:
-            raise PackError([_unreadable(shown, exc.strerror or str(exc))]) from None
 
 
 def _unreadable(shown: str, why: str) -> Diagnostic:

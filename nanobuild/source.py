@@ -16,7 +16,9 @@ judged like one.
 from __future__ import annotations
 
 import ast
+import errno
 import os
+import stat
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -265,6 +267,26 @@ def static_files(folder: Path) -> Static:
         dangling=dangling,
         unreadable=[(p, why) for p, why in broken if p not in dangling],
     )
+
+
+class NotRegular(OSError):
+    """``read_regular`` was given what is not a regular file (a FIFO, a socket, a device,
+    a folder): an ``OSError`` whose ``strerror`` says so, for callers that name it."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(errno.EINVAL, "it is not a regular file", str(path))
+
+
+def read_regular(path: Path) -> bytes:
+    """The bytes of the regular file ``path``, never waiting on what is not one: it is
+    opened without blocking (a FIFO would wait for a writer for ever) and refused with
+    ``NotRegular`` unless it is a regular file. Any reader of a workspace file a user
+    may have replaced (``nano.toml``, ``nano.lock``) can read it by this."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotRegular(path)
+        return f.read()
 
 
 def escaped(name: str) -> str:

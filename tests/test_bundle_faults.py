@@ -263,3 +263,16 @@ def test_a_fifo_in_the_static_folder_is_refused_not_waited_on(
     done = run(locked, wheelhouse, cache, "bundle")
     assert done.returncode == 1
     assert "web/app.js: E404 cannot pack web/app.js: it is not a regular file" in said(done)
+
+
+def test_reading_a_fifo_for_a_regular_file_is_refused_at_once(tmp_path: Path) -> None:
+    """The reader every workspace file can go through (``source.read_regular``)."""
+    from nanobuild.source import NotRegular, read_regular
+
+    os.mkfifo(tmp_path / "nano.toml")
+    started = time.monotonic()
+    with pytest.raises(NotRegular, match="it is not a regular file"):
+        read_regular(tmp_path / "nano.toml")
+    assert time.monotonic() - started < 1
+    (tmp_path / "plain.toml").write_text("a = 1\n")
+    assert read_regular(tmp_path / "plain.toml") == b"a = 1\n"
