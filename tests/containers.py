@@ -16,6 +16,16 @@ podman's default storage (the base image stays there between runs).
   each container's log first), whether the test passed or not. While a lab is open it
   runs the health checks of its containers itself, as systemd's timers would: podman
   needs systemd for that, and these machines run none.
+
+A test on top of it (see tests/test_containers.py)::
+
+    require_podman()
+    with Lab(tmp_path, "boutique") as lab:
+        image = lab.build_image(binary.pyz)          # on base_image()
+        services = lab.compose_up(folder, NANO_TEST_IMAGE=image, NANO_SECRET=secret)
+        [front] = services["front"]                  # a Container, by compose number
+        wait_http(front.url() + "/healthz")          # its published port on 127.0.0.1
+        services["catalog"][1].kill()                # one replica of two
 """
 
 from __future__ import annotations
@@ -193,6 +203,7 @@ def _import(tarball: Path, tag: str) -> None:
         "run", "--rm", tag, "python3", "-c", "import sys; print(*sys.version_info[:2], sep='.')"
     )
     if got.strip() != want:
+        podman("rmi", tag)  # never reused: its label would say it is right
         raise PodmanError(f"{tag} has Python {got.strip()}, the binaries need {want}")
 
 
@@ -379,7 +390,7 @@ class Lab:
         # systemd's timers run podman's health checks; with no systemd, this thread does:
         # each running container of the lab that has one, at the interval it gives
         due: dict[str, float] = {}
-        while not self._stop.wait(0.5):
+        while not self._stop.wait(1.0):  # podman's timers have a 1 s grain too
             with contextlib.suppress(PodmanError, ValueError, KeyError):
                 for name, interval in self._running_with_health().items():
                     if due.setdefault(name, time.monotonic()) <= time.monotonic():
@@ -482,7 +493,7 @@ def _wait_for(containers: Sequence[Container], condition: str, timeout: float = 
 def _meets(container: Container, condition: str) -> bool:
     state = container.inspect()["State"]
     if condition == "service_completed_successfully":
-        return state["Status"] == "exited" and state["ExitCode"] == 0
+        return bool(state["Status"] == "exited" and state["ExitCode"] == 0)
     if condition == "service_healthy":
         with contextlib.suppress(PodmanError):  # run it now rather than wait for the ticker
             podman("healthcheck", "run", container.name, timeout=30)
