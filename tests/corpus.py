@@ -45,9 +45,8 @@ root=...)`` runs a second case in the same workspace (its edits applied over it)
 case has an empty one of its own under ``tmp_path``. ``workspace(tmp_path, case)``
 only makes the copy, for a test that runs something else in it.
 
-A new diagnostic code still needs a ``test_*`` function that asserts it literally
-(``assert "E030" in result.stdout``): ``tests/test_codes.py`` reads test functions, not
-the ``code=`` of a Case.
+A case's literal ``code=`` counts as a test producing that code for
+``tests/test_codes.py``, since ``run_case`` asserts it.
 
 A binary's own command line is a :class:`BinaryCase` (``args``, ``exit`` (2),
 ``names``, ``absent``, ``stdin``, ``env``, ``deadline``, ``signal``), run by

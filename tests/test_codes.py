@@ -12,7 +12,9 @@ when it appears in a string literal that the test asserts on:
   (those assert the code is absent);
 - as the argument of ``Sample.only(code)``, which asserts that the check's single
   diagnostic has that code;
-- as ``pytest.raises(..., match=...)``.
+- as ``pytest.raises(..., match=...)``;
+- as the ``code=`` of a corpus case (``Case``, ``BinaryCase`` in ``tests/corpus.py``),
+  whose runner asserts the code is in the output.
 
 A mere mention (a comment, a filter whose result is never asserted, a docstring) does
 not count. What this cannot see is an assertion that passes without the code being
@@ -125,7 +127,30 @@ def proving_tests() -> dict[str, list[str]]:
             ):
                 for code in sorted(set(asserted_codes(node))):
                     proved[code].append(f"{path.name}::{node.name}")
+            elif isinstance(node, ast.Call) and _called(node) in CASES:
+                for code in case_codes(node):
+                    proved[code].append(f"{path.name}::{_case_name(node)}")
     return proved
+
+
+CASES = ("Case", "BinaryCase")  # the corpus's cases whose runner asserts their ``code``
+
+
+def case_codes(case: ast.Call) -> Iterator[str]:
+    """The code a corpus case expects: the literal ``code=`` it is made with."""
+    for keyword in case.keywords:
+        value = keyword.value
+        if (
+            keyword.arg == "code"
+            and isinstance(value, ast.Constant)
+            and isinstance(value.value, str)
+        ):
+            yield from CODE.findall(value.value)
+
+
+def _case_name(case: ast.Call) -> str:
+    first = case.args[0] if case.args else None
+    return str(first.value) if isinstance(first, ast.Constant) else "a corpus case"
 
 
 def asserted_codes(function: ast.AST) -> Iterator[str]:
@@ -172,3 +197,9 @@ def test_example(mini):
         pass
 """
     assert sorted(asserted_codes(ast.parse(source))) == ["E101", "E102", "E106"]
+
+
+def test_a_corpus_case_proves_the_code_it_is_made_with() -> None:
+    tree = ast.parse('CASES = [Case("bom", files={}, args=["check"], exit=2, code="E001")]')
+    [call] = [node for node in ast.walk(tree) if isinstance(node, ast.Call)]
+    assert (list(case_codes(call)), _case_name(call)) == (["E001"], "bom")
