@@ -291,7 +291,10 @@ class Probe:
 
         if self.process.poll() is None:
             with contextlib.suppress(OSError):  # it ended meanwhile
-                os.killpg(self.process.pid, signal.SIGKILL)
+                if hasattr(os, "killpg"):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                else:  # no process groups (Windows): the child alone
+                    self.process.kill()
             self.process.wait()
         for pipe in (self.request, self.process.stdout, self.process.stderr):
             if pipe is not None:
