@@ -20,8 +20,10 @@ RUNTIME = "nanobuild.runtime"
 LAYERS = [
     ["spec", "errors"],
     ["settings", "addresses", "context", "contracts", "codecs", "models", "static", "bootstrap"],
+    ["tracing"],
     ["limits", "httpguard"],
     ["router", "seam", "faults", "shapes", "data", "exchange"],
+    ["telemetry"],
     ["node", "openapi"],
     ["serving", "rest"],
     ["transports", "transports.frames", "transports.base", "transports.local"],

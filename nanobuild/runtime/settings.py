@@ -98,6 +98,12 @@ VARIABLES: tuple[Variable, ...] = (
         "none",
     ),
     Variable(
+        "NANO_METRICS",
+        "`1`: record every call (counts, errors, latency, traces) for `/metrics` and the "
+        "page; `0`: record nothing, nothing on the call seam (see Observing)",
+        "0 (`nanobuild serve`: 1)",
+    ),
+    Variable(
         "NANO_SERVER_STACK",
         "the server's event loop and HTTP parser: `uvloop` (uvloop and httptools), "
         "`asyncio` (asyncio and h11), or `auto`: each of uvloop and httptools where installed",
@@ -207,6 +213,7 @@ class Settings(msgspec.Struct, frozen=True):
     remotes: dict[str, str] = {}  # NANO_REMOTE_<SERVICE>: by the upper-case service name
     timeouts: dict[str, float] = {}  # NANO_TIMEOUT_<SERVICE>: likewise
     interceptors: tuple[str, ...] = ()  # module:name of each, in order
+    metrics: bool = False  # NANO_METRICS: telemetry records every call
     server_stack: str = "auto"  # one of SERVER_STACKS; the server resolves "auto"
     threads: int = DEFAULT_THREADS  # NANO_THREADS: the pool ``def`` handlers run on
     data_dir: str | None = None  # NANO_DATA_DIR; None: beside the app cache (``data``)
@@ -231,6 +238,7 @@ class Settings(msgspec.Struct, frozen=True):
                 if name.startswith(TIMEOUT_PREFIX) and value.strip()
             },
             interceptors=_targets(environ, "NANO_INTERCEPTORS"),
+            metrics=_flag(environ, "NANO_METRICS"),
             server_stack=_choice(environ, "NANO_SERVER_STACK", SERVER_STACKS),
             threads=_positive_int(environ, "NANO_THREADS", DEFAULT_THREADS, "threads"),
             data_dir=_folder(environ, "NANO_DATA_DIR"),

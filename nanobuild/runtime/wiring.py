@@ -17,7 +17,7 @@ import importlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, cast
 
-from nanobuild.runtime import data
+from nanobuild.runtime import data, telemetry
 from nanobuild.runtime.addresses import Address, parse_address
 from nanobuild.runtime.contracts import (
     HOOK_MARK,
@@ -71,16 +71,44 @@ def wire(
             transport = transports.get(address) or _transport(address, settings)
             transports[address] = transport
             endpoints += _remote_endpoints(spec.service(name), transport, placement.timeout(name))
+    observing = _observing(spec, placement, settings, local, endpoints, transports)
     node = Node(
         spec,
         endpoints,
         hooks,
         settings=settings,
-        interceptors=[*load_interceptors(settings.interceptors), *interceptors],
+        interceptors=[*observing, *load_interceptors(settings.interceptors), *interceptors],
         closables=list(transports.values()),
     )
     node.install()
     return node
+
+
+def _observing(
+    spec: AppSpec,
+    placement: Placement | None,
+    settings: Settings,
+    local: Sequence[str],
+    endpoints: Sequence[Endpoint],
+    transports: dict[Address, Transport],
+) -> list[Interceptor]:
+    """Telemetry's interceptors for this node (none when it is off), its record made anew."""
+    remotes: dict[str, object] = {}
+    if placement is not None:
+        for endpoint in endpoints:
+            text = placement.remotes.get(endpoint.service)
+            transport = transports.get(parse_address(text)) if text else None
+            if endpoint.placement == "remote" and transport is not None:
+                remotes[endpoint.service] = transport
+    group = getattr(placement, "group", None)
+    return telemetry.configure(
+        metrics=settings.metrics,
+        name=group or spec.name,
+        workspace=spec.name,
+        group=group,
+        services=[s.name for s in spec.services if s.name in local],
+        remotes=remotes,
+    )
 
 
 def _local_endpoints(service: ServiceSpec, *, strict: bool) -> list[Endpoint]:

@@ -1,0 +1,497 @@
+"""What this process saw of its calls: counts, errors, latency, in-flight calls and traces.
+
+One interceptor on the call seam (``observe``) records every call once in the
+process it passes — inbound where it arrived from outside, outbound where it was
+made — into ``RECORDER``, and makes the call's span (see ``tracing``). It is
+installed only when telemetry is on (``NANO_METRICS=1``, which ``nanobuild serve``
+sets by default, or OTLP export asked for by the OTEL_* variables); off, nothing is
+on the seam and nothing is recorded.
+
+``RECORDER.snapshot()`` and ``RECORDER.traces()`` are the JSON-ready views a page
+reads; ``prometheus()`` is ``GET /metrics``' body. The counters are exact (every
+finished call); rates and percentiles are over a recent window (``RATE_WINDOW``,
+``LATENCY_WINDOW``, at most ``LATENCY_SAMPLES`` calls per contract).
+
+A transport may say how its remote stands by a method ``replica_states()``
+returning one state name per replica (``"ready"`` counts as ready); one without it
+is reported from whether it holds a connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from bisect import bisect_left
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from nanobuild.runtime import context, tracing
+from nanobuild.runtime.seam import CallInfo, Interceptor, Proceed
+from nanobuild.runtime.spec import __version__
+from nanobuild.runtime.tracing import REQUEST_ID, TRACEPARENT, TRACESTATE, Exporter, Span
+
+log = logging.getLogger("nanobuild.calls")
+
+RATE_WINDOW = 10  # seconds a rate is taken over
+LATENCY_WINDOW = 60  # seconds percentiles are taken over
+LATENCY_SAMPLES = 4096  # per contract and direction, the newest kept
+MAX_TRACES = 500  # the newest traces kept
+MAX_SPANS = 256  # per trace, in this process
+# the histogram's upper bounds, in seconds: from a fused call (microseconds) to a timeout
+BUCKETS: tuple[float, ...] = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+)
+BUCKETS += (0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class _Stats:
+    """One (service, contract, direction): exact counters, and a recent window."""
+
+    __slots__ = ("buckets", "calls", "errors", "in_flight", "outcomes", "recent", "seconds", "sum")
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.in_flight = 0
+        self.outcomes: dict[str, int] = {}
+        self.errors: dict[str, int] = {}
+        self.buckets = [0] * (len(BUCKETS) + 1)  # per bound, not cumulative; last: +Inf
+        self.sum = 0.0
+        self.recent: deque[tuple[float, float]] = deque(maxlen=LATENCY_SAMPLES)
+        self.seconds: dict[int, list[int]] = {}  # whole second -> [calls, errors]
+
+    def record(self, outcome: str, duration: float, now: float) -> None:
+        self.calls += 1
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+        second = self.seconds.get(int(now))
+        if second is None:
+            second = self.seconds[int(now)] = [0, 0]
+            if len(self.seconds) > RATE_WINDOW + 2:  # a bounded map: drop the oldest
+                del self.seconds[min(self.seconds)]
+        second[0] += 1
+        if outcome != "ok":
+            self.errors[outcome] = self.errors.get(outcome, 0) + 1
+            second[1] += 1
+        self.buckets[bisect_left(BUCKETS, duration)] += 1
+        self.sum += duration
+        self.recent.append((now, duration))
+
+
+class _Trace:
+    __slots__ = ("spans", "trace_id")
+
+    def __init__(self, trace_id: str) -> None:
+        self.trace_id = trace_id
+        self.spans: list[Span] = []
+
+    def as_dict(self) -> dict[str, object]:
+        spans = sorted(self.spans, key=lambda s: s.start_ns)
+        ids = {s.span_id for s in spans}
+        root = next((s for s in spans if s.parent_id not in ids), spans[0])
+        start = spans[0].start_ns
+        end = max(s.end_ns for s in spans)
+        return {
+            "trace_id": self.trace_id,
+            "root": root.name,
+            "start_ns": start,
+            "duration_ms": (end - start) / 1e6,
+            "outcome": root.outcome,
+            "spans": [s.as_dict() for s in spans],
+        }
+
+
+class Recorder:
+    """Every call this process saw since start, and its newest traces."""
+
+    def __init__(self) -> None:
+        self.stats: dict[tuple[str, str, str], _Stats] = {}
+        self._traces: OrderedDict[str, _Trace] = OrderedDict()
+        self.started = time.time()
+        self.process = {"name": "", "group": None, "build": "", "workspace": ""}
+        self.services: list[str] = []
+        self.remotes: dict[str, Any] = {}  # service -> the transport that reaches it
+
+    def reset(self) -> None:
+        """Forget every call and trace (a new node in this process starts afresh)."""
+        self.stats.clear()
+        self._traces.clear()
+        self.started = time.time()
+
+    def stats_of(self, service: str, contract: str, direction: str) -> _Stats:
+        key = (service, contract, direction)
+        found = self.stats.get(key)
+        if found is None:
+            found = self.stats[key] = _Stats()
+        return found
+
+    def add_span(self, span: Span) -> None:
+        traces = self._traces
+        trace = traces.get(span.trace_id)
+        if trace is None:
+            trace = traces[span.trace_id] = _Trace(span.trace_id)
+            if len(traces) > MAX_TRACES:
+                traces.popitem(last=False)
+        else:
+            traces.move_to_end(span.trace_id)
+        if len(trace.spans) < MAX_SPANS:
+            trace.spans.append(span)
+
+    # -- what a page reads
+
+    def snapshot(self) -> dict[str, object]:
+        """The process, each contract's counters and recent rates, and each remote."""
+        return {
+            "process": {
+                "name": self.process["name"],
+                "group": self.process["group"],
+                "pid": os.getpid(),
+                "started": self.started,
+                "build": self.process["build"],
+                "services": list(self.services),
+            },
+            "contracts": self._contracts(time.time()),
+            "remotes": [_remote(name, t) for name, t in sorted(self.remotes.items())],
+        }
+
+    def traces(self, limit: int = 200) -> list[dict[str, object]]:
+        """The newest ``limit`` traces this process saw a span of, newest first."""
+        newest = list(self._traces.values())[-limit:] if limit > 0 else []
+        return [trace.as_dict() for trace in reversed(newest)]
+
+    def _contracts(self, now: float) -> list[dict[str, object]]:
+        merged: dict[tuple[str, str], list[_Stats]] = {}
+        for (service, contract, _), stats in sorted(self.stats.items()):
+            merged.setdefault((service, contract), []).append(stats)
+        return [
+            _contract(service, contract, both, now) for (service, contract), both in merged.items()
+        ]
+
+
+def _contract(service: str, contract: str, stats: list[_Stats], now: float) -> dict[str, object]:
+    errors: dict[str, int] = {}
+    for one in stats:
+        for kind, count in one.errors.items():
+            errors[kind] = errors.get(kind, 0) + count
+    since = int(now) - RATE_WINDOW
+    window = [c for one in stats for s, c in one.seconds.items() if since < s <= int(now)]
+    latencies = sorted(d for one in stats for t, d in one.recent if t >= now - LATENCY_WINDOW)
+    return {
+        "service": service,
+        "contract": contract,
+        "calls": sum(one.calls for one in stats),
+        "errors": errors,
+        "in_flight": sum(one.in_flight for one in stats),
+        "rate": sum(c[0] for c in window) / RATE_WINDOW,
+        "error_rate": sum(c[1] for c in window) / RATE_WINDOW,
+        "p50_ms": _percentile(latencies, 0.50),
+        "p90_ms": _percentile(latencies, 0.90),
+        "p99_ms": _percentile(latencies, 0.99),
+    }
+
+
+def _percentile(ordered: list[float], q: float) -> float | None:
+    if not ordered:
+        return None
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def _remote(service: str, transport: Any) -> dict[str, object]:
+    """How one remote stands: its replicas and how many are ready (no addresses)."""
+    states_of = getattr(transport, "replica_states", None)
+    if callable(states_of):
+        states = list(states_of())
+    else:
+        states = ["ready" if getattr(transport, "_connection", None) is not None else "idle"]
+    ready = states.count("ready")
+    if not states:
+        state = "none"
+    elif ready == len(states):
+        state = "ready"
+    else:
+        state = "degraded" if ready else states[0]
+    return {"service": service, "replicas": len(states), "ready": ready, "state": state}
+
+
+RECORDER = Recorder()
+_on = False
+_exporter: Exporter | None = None
+
+
+def enabled() -> bool:
+    """Whether calls are recorded in this process (see the module's docstring)."""
+    return _on
+
+
+def configure(
+    *,
+    metrics: bool,
+    environ: Mapping[str, str] = os.environ,
+    name: str = "",
+    workspace: str = "",
+    group: str | None = None,
+    build: str = "",
+    services: Sequence[str] = (),
+    remotes: Mapping[str, Any] | None = None,
+) -> list[Interceptor]:
+    """Turn telemetry on or off for the node about to be wired; the interceptors to install.
+
+    ``SetupError`` if the OTEL_* variables ask for export the SDK is not here for.
+    """
+    global _on, _exporter
+    if _exporter is not None:
+        _exporter.shutdown()
+    _exporter = tracing.otlp_exporter(name or workspace, environ)
+    _on = metrics or _exporter is not None
+    RECORDER.reset()
+    RECORDER.process.update(name=name or workspace, group=group, build=build, workspace=workspace)
+    RECORDER.services = list(services)
+    RECORDER.remotes = dict(remotes or {})
+    return [observe] if _on else []
+
+
+def shutdown() -> None:
+    """Send the spans still batched for export, and stop exporting."""
+    global _exporter
+    if _exporter is not None:
+        _exporter.shutdown()
+        _exporter = None
+
+
+# -- the interceptor
+
+
+async def observe(call: CallInfo, proceed: Proceed) -> object:
+    """Count the call, time it, and make its span; pass it on as it is."""
+    values = call.context
+    parent = values.get(TRACEPARENT)
+    found = tracing.parse_traceparent(parent) if parent else None
+    if found is None:
+        trace_id, parent_id, flags = tracing.new_trace_id(), None, "01"
+    else:
+        trace_id, parent_id, flags = found
+    span_id = tracing.new_span_id()
+    values[TRACEPARENT] = tracing.traceparent(trace_id, span_id, flags)
+    stats = RECORDER.stats_of(call.service, call.contract, call.direction)
+    stats.in_flight += 1
+    start = time.time_ns()
+    try:
+        return await proceed()
+    finally:
+        end = time.time_ns()
+        stats.in_flight -= 1
+        outcome = call.outcome or "internal"  # an interceptor after this one raised
+        duration = call.duration if call.duration is not None else (end - start) / 1e9
+        stats.record(outcome, duration, end / 1e9)
+        _finish(call, outcome, trace_id, span_id, parent_id, flags, start, end)
+
+
+def _finish(
+    call: CallInfo,
+    outcome: str,
+    trace_id: str,
+    span_id: str,
+    parent_id: str | None,
+    flags: str,
+    start: int,
+    end: int,
+) -> None:
+    if call.direction == "inbound":
+        kind = "server"
+    else:
+        kind = "client" if call.placement == "remote" else "internal"
+    request_id = call.context.get(REQUEST_ID)
+    span = Span(
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_id=parent_id,
+        flags=flags,
+        remote_parent=call.direction == "inbound",
+        kind=kind,
+        service=call.service,
+        contract=call.contract,
+        placement=call.placement,
+        via=call.via,
+        process=RECORDER.process["name"] or "",
+        start_ns=start,
+        end_ns=end,
+        outcome=outcome,
+        request_id=request_id,
+        tracestate=call.context.get(TRACESTATE),
+    )
+    RECORDER.add_span(span)
+    if _exporter is not None:
+        _exporter.export(span)
+    if outcome != "ok":
+        log.warning(
+            "call failed: %s.%s %s (%s %s via %s): %s",
+            call.service,
+            call.contract,
+            outcome,
+            call.direction,
+            call.placement,
+            call.via,
+            call.error if call.error is not None else outcome,
+            extra={"request_id": request_id, "trace_id": trace_id, "span_id": span_id},
+        )
+
+
+# -- the HTTP edge: request ids and W3C trace context in
+
+
+REQUEST_ID_HEADER = b"x-request-id"
+_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.:")
+
+
+def request_id_of(given: bytes | None) -> str:
+    """The caller's ``x-request-id`` when it is a sane one (up to 128 of ``[A-Za-z0-9._:-]``),
+    else a new one: an id that lands in logs must not carry a log line of its own."""
+    if given:
+        text = given.decode("latin-1")
+        if len(text) <= 128 and _ID_CHARS.issuperset(text):
+            return text
+    return uuid.uuid4().hex
+
+
+class Edge:
+    """ASGI middleware: each HTTP request gets a request id (its ``x-request-id`` or a new
+    one, returned in the answer's ``x-request-id``) and its W3C trace context, both put in
+    the per-call context of the calls it makes."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = parent = state = None
+        for name, value in scope["headers"]:
+            if name == REQUEST_ID_HEADER:
+                given = value
+            elif name == b"traceparent":
+                parent = value
+            elif name == b"tracestate":
+                state = value
+        request_id = request_id_of(given)
+        values = dict(context.current())
+        values[REQUEST_ID] = request_id
+        _trace_context(values, parent, state)
+        header = (REQUEST_ID_HEADER, request_id.encode())
+
+        async def sending(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), header]}
+            await send(message)
+
+        token = context.bind(values)
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            context.unbind(token)
+
+
+def _trace_context(values: dict[str, str], parent: bytes | None, state: bytes | None) -> None:
+    """Put a valid ``traceparent`` (and its ``tracestate``) in ``values``; ignore a bad one,
+    as the W3C spec says: the trace then starts here."""
+    if parent is None:
+        return
+    text = parent.decode("latin-1").strip().lower()
+    if tracing.parse_traceparent(text) is None:
+        return
+    values[TRACEPARENT] = text
+    if state is not None and len(state) <= 512:
+        values[TRACESTATE] = state.decode("latin-1").strip()
+
+
+# -- GET /metrics: Prometheus' text format (version 0.0.4)
+
+CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+
+
+def prometheus(recorder: Recorder = RECORDER) -> bytes:
+    """Every metric, in Prometheus' text exposition format."""
+    lines: list[str] = []
+    _calls(lines, recorder)
+    _durations(lines, recorder)
+    _family(lines, "nanobuild_in_flight_calls", "gauge", "Calls started and not yet finished.")
+    for (service, contract, direction), stats in sorted(recorder.stats.items()):
+        labels = _labels(service=service, contract=contract, direction=direction)
+        lines.append(f"nanobuild_in_flight_calls{labels} {stats.in_flight}")
+    _remotes(lines, recorder)
+    _family(lines, "process_start_time_seconds", "gauge", "Start time since unix epoch in seconds.")
+    lines.append(f"process_start_time_seconds {recorder.started:.3f}")
+    _family(lines, "nanobuild_build_info", "gauge", "The build this process runs; always 1.")
+    info = recorder.process
+    labels = _labels(
+        workspace=info["workspace"] or "",
+        build=info["build"] or "",
+        version=__version__,
+        group=info["group"] or "",
+    )
+    lines.append(f"nanobuild_build_info{labels} 1")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _calls(lines: list[str], recorder: Recorder) -> None:
+    _family(lines, "nanobuild_calls_total", "counter", "Calls finished, by outcome (ok or a kind).")
+    for (service, contract, direction), stats in sorted(recorder.stats.items()):
+        for outcome, count in sorted(stats.outcomes.items()):
+            labels = _labels(
+                service=service, contract=contract, direction=direction, outcome=outcome
+            )
+            lines.append(f"nanobuild_calls_total{labels} {count}")
+
+
+def _durations(lines: list[str], recorder: Recorder) -> None:
+    name = "nanobuild_call_duration_seconds"
+    _family(lines, name, "histogram", "How long calls took, interceptors not counted.")
+    for (service, contract, direction), stats in sorted(recorder.stats.items()):
+        base = {"service": service, "contract": contract, "direction": direction}
+        running = 0
+        for bound, count in zip((*map(repr, BUCKETS), "+Inf"), stats.buckets, strict=True):
+            running += count
+            lines.append(f"{name}_bucket{_labels(**base, le=bound)} {running}")
+        lines.append(f"{name}_sum{_labels(**base)} {stats.sum!r}")
+        lines.append(f"{name}_count{_labels(**base)} {running}")
+
+
+def _remotes(lines: list[str], recorder: Recorder) -> None:
+    remotes = [_remote(name, t) for name, t in sorted(recorder.remotes.items())]
+    for name, field, help_text in (
+        ("nanobuild_remote_replicas", "replicas", "Processes known to run a remote service."),
+        ("nanobuild_remote_ready_replicas", "ready", "Of those, the ones ready for calls."),
+    ):
+        _family(lines, name, "gauge", help_text)
+        for one in remotes:
+            lines.append(f"{name}{_labels(service=str(one['service']))} {one[field]}")
+
+
+def _family(lines: list[str], name: str, kind: str, help_text: str) -> None:
+    lines.append(f"# HELP {name} {help_text}")
+    lines.append(f"# TYPE {name} {kind}")
+
+
+def _labels(**values: str) -> str:
+    inner = ",".join(f'{key}="{_escape(value)}"' for key, value in values.items())
+    return "{" + inner + "}"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def every(recorder: Recorder = RECORDER) -> Iterable[tuple[tuple[str, str, str], _Stats]]:
+    """Each (service, contract, direction) and its counters (for tests and pages)."""
+    return sorted(recorder.stats.items())
