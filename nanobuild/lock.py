@@ -148,7 +148,9 @@ def read(ws: Workspace) -> Lock | None:
         text = read_toml_text(path)  # as nano.toml is read: a leading BOM is nothing
     except FileNotFoundError:
         return None
-    except (OSError, UnicodeError) as exc:
+    except OSError as exc:  # its reason alone: the place is the diagnostic's
+        raise _unreadable(f"cannot read it: {exc.strerror or exc}") from None
+    except UnicodeError as exc:
         raise _unreadable(f"cannot read it: {exc}") from None
     try:
         lock = msgspec.convert(tomllib.loads(text), type=Lock)

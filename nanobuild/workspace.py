@@ -29,6 +29,7 @@ from nanobuild.runtime.spec import (
     ERROR_NAMES,
     adopted_package,
 )
+from nanobuild.source import read_regular
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -279,8 +280,9 @@ def load(location: Path) -> Workspace:
         hint = "TOML files are UTF-8: save it so, with your editor's encoding setting"
         raise WorkspaceError([Diagnostic(FILENAME, codes.E001, message, line, hint)]) from None
     except (OSError, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         raise WorkspaceError(
-            [Diagnostic(path=FILENAME, code=codes.E001, message=f"cannot read {file}: {exc}")]
+            [Diagnostic(path=FILENAME, code=codes.E001, message=f"cannot read {file}: {reason}")]
         ) from None
     try:
         raw = tomllib.loads(text)
@@ -298,8 +300,9 @@ def load(location: Path) -> Workspace:
 def read_toml_text(file: Path) -> str:
     """The text of a TOML file nanobuild reads (nano.toml, nano.lock): UTF-8, with a
     leading byte order mark (what Windows editors write) read as nothing, by every
-    reader alike. UTF-16 text (a BOM of its own) is a ``UnicodeError`` saying so."""
-    data = file.read_bytes()
+    reader alike. UTF-16 text (a BOM of its own) is a ``UnicodeError`` saying so; a FIFO
+    or anything else that is not a regular file is an ``OSError``, never waited on."""
+    data = read_regular(file)
     if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
         raise UnicodeError(f"{file.name} is UTF-16 text; TOML files are UTF-8: save it as UTF-8")
     return data.decode("utf-8-sig")

@@ -253,6 +253,21 @@ CASES = [
         deadline=60,
     ),
     Case(
+        "proc-fifo-as-nano-toml",
+        prepare=fifo("nano.toml"),
+        exit=2,
+        code="E001",
+        names=["nano.toml: it is not a regular file"],
+    ),
+    Case(
+        "proc-fifo-as-nano-lock-bundle",
+        args=["bundle"],
+        prepare=fifo("nano.lock"),
+        exit=1,
+        code="E504",
+        names=["nano.lock cannot be used: cannot read it: it is not a regular file"],
+    ),
+    Case(
         "proc-socket-in-a-package",
         prepare=unix_socket("services/users/users/sock.py"),
         code="E114",
