@@ -277,7 +277,30 @@ def test_at_the_cap_the_oldest_waiting_gives_way_and_kept_alive_clients_stay(
             assert local.status_code == 200
         regular.close()
         log = grown(server, logged)
-        assert len(lines_with(log, "closed connections still waiting to start")) == 1, log
+        said = lines_with(log, "closed connections to make room")
+        assert len(said) == 1 and "waiting for a request head longest" in said[0], log
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_at_the_cap_with_no_one_waiting_the_longest_idle_gives_way(
+    stack: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    with mini(tmp_path_factory, stack, NANO_MAX_CONNECTIONS="3", NANO_KEEP_ALIVE="30") as server:
+        idle = []
+        for _ in range(3):  # each served once, then kept alive
+            sock = connected(server)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+            idle.append(sock)
+        try:
+            assert timed_get(f"{server.url}/healthz")[0] == 200
+            assert closed(idle[0], within=2)  # the first to go idle made room
+            assert still_open(idle[1:]) == 2
+        finally:
+            for sock in idle:
+                sock.close()
+        said = lines_with(server.log(), "closed connections to make room")
+        assert len(said) == 1 and "the one idle longest" in said[0]
 
 
 def busy(port: int) -> socket.socket:
@@ -387,7 +410,7 @@ def test_a_flood_of_the_internal_port_is_capped_and_a_real_peer_gets_in(
             assert answer.status_code == 200, answer.text
             assert answer.json()["user_name"] == "Ada"
         log = grown(users, logged)
-        assert len(lines_with(log, "tcp internal port: closed connections")) == 1, log
+        assert len(lines_with(log, "tcp internal port: closed connections to make room")) == 1, log
         assert len(log.encode()) < 4096
 
 
@@ -468,7 +491,7 @@ class Peer:
         self.evicted = True
 
 
-def test_the_gate_evicts_the_longest_waiting_and_never_the_busy() -> None:
+def test_the_gate_evicts_the_longest_waiting_then_the_longest_idle_never_the_busy() -> None:
     gate = Gate(3, "test")
     first, second, third = Peer(), Peer(), Peer()
     for peer in (first, second, third):
@@ -481,13 +504,17 @@ def test_the_gate_evicts_the_longest_waiting_and_never_the_busy() -> None:
     assert third.evicted and not first.evicted and not second.evicted
     assert gate.admit(Peer()) and second.evicted
     gate.busy(newcomer)
-    crowd = [Peer() for _ in range(2)]
-    assert gate.admit(crowd[0])  # the one admitted just before gives way
-    gate.busy(crowd[0])
-    assert len(gate.members) == 3
+    gate.rest(newcomer)  # answered, kept alive: evicted only when no one waits
+    late = Peer()
+    assert gate.admit(late)  # the one admitted just before was waiting: it gives way
+    assert not newcomer.evicted
+    gate.busy(late)
+    assert gate.admit(Peer()) and newcomer.evicted  # no one waits: the idle one goes
     for peer in list(gate.members):
         gate.busy(peer)
-    assert not gate.admit(crowd[1])  # every place busy: refused, nobody evicted
-    assert not first.evicted
+    assert len(gate.members) == 3
+    refused = Peer()
+    assert not gate.admit(refused)  # every place busy: refused, nobody evicted
+    assert not first.evicted and not late.evicted
     gate.leave(first)
-    assert gate.admit(crowd[1])
+    assert gate.admit(refused)

@@ -13,8 +13,9 @@ serves each connection with, its parser's own plus ``Guard``:
 - a body has ``body_timeout`` seconds after its head to arrive in full; past it, the
   answer is 408 (unless the app has begun its own) and the connection is closed;
 - each connection holds a place in the gate: one that waits for its first head (or
-  has half of a later one) is evicted when a newcomer needs the place; a newcomer
-  that finds every place busy with a request is answered 503 and closed.
+  has half of a later one), else one kept alive between requests, is evicted when a
+  newcomer needs the place; a newcomer that finds every place busy with a request is
+  answered 503 and closed.
 
 What is closed is logged in bursts (``limits.Burst``), never a line per connection.
 A request whose head arrives in one read, as nearly every one does, starts no timer.
@@ -70,13 +71,28 @@ class Guard(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        if not self.transport.is_closing():
-            self._track(len(data))
+        if self.transport.is_closing():
+            return
+        if self.transport.get_protocol() is not self:  # upgraded (a WebSocket): not ours now
+            self._cancel()
+            self.gate.leave(self)
+            return
+        self._track(len(data))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel()
         self.gate.leave(self)
         super().connection_lost(exc)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()  # type: ignore[misc]  # uvicorn's: after Guard in the MRO
+        cycle = self.cycle
+        if self.transport.is_closing():
+            return
+        if cycle is self._seen and cycle.response_complete and not cycle.more_body:
+            self.gate.rest(self)  # kept alive, between requests
+        else:
+            self._track(0)  # a pipelined request began (h11 starts it here)
 
     def evict(self) -> None:
         """Close: a newcomer takes this connection's place (it had no request under way)."""

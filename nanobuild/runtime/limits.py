@@ -148,19 +148,23 @@ class Member(Protocol):
 class Gate:
     """The connections of one listening port: at most ``cap`` open at a time.
 
-    ``admit`` takes a newcomer: at once below the cap; at the cap, in the place of the
-    connection that has waited longest while ``waiting`` (not yet sent a whole first
-    request head, or handshake: a slow or idle peer, a slowloris), which is evicted;
-    if none is waiting, every place is busy with real work and the newcomer is not
-    admitted (the caller refuses it). Eviction and refusal are logged in bursts.
+    ``admit`` takes a newcomer: at once below the cap; at the cap, in the place of
+    the connection that has been ``waiting`` longest (it has not sent a whole request
+    head, or handshake: a slow peer, a slowloris) or, if none waits, of the one
+    ``idle`` longest (kept alive after a response: closing it is what its keep-alive
+    timeout would do), which is evicted. A member ``busy`` with a request is never
+    evicted; if every one is, the newcomer is not admitted (the caller refuses it).
+    Evictions and refusals are logged in bursts.
     """
 
     def __init__(self, cap: int, where: str) -> None:
         self.cap = cap
         self.where = where
         self.members: set[Member] = set()
-        self.waiting: dict[Member, None] = {}  # in the order they began waiting
-        self.evictions = Burst(log, f"{where}: closed connections still waiting to start")
+        # each in the order its members came into it: the first gives way first
+        self.waiting: dict[Member, None] = {}
+        self.idle: dict[Member, None] = {}
+        self.evictions = Burst(log, f"{where}: closed connections to make room")
         self.refusals = Burst(log, f"{where}: refused connections")
 
     def admit(self, member: Member) -> bool:
@@ -173,27 +177,38 @@ class Gate:
         return True
 
     def _make_room(self) -> bool:
-        if not self.waiting:
-            return False
-        oldest = next(iter(self.waiting))
-        self.leave(oldest)
-        self.evictions(f"{self.cap} were open (NANO_MAX_CONNECTIONS): the oldest waiting gave way")
-        oldest.evict()
-        return True
+        for kind, members in (("waiting for a request head", self.waiting), ("idle", self.idle)):
+            if members:
+                oldest = next(iter(members))
+                self.leave(oldest)
+                self.evictions(
+                    f"{self.cap} were open (NANO_MAX_CONNECTIONS): the one {kind} longest"
+                )
+                oldest.evict()
+                return True
+        return False
 
     def wait(self, member: Member) -> None:
         """``member`` waits again (the first bytes of a new head): it may be evicted."""
         if member in self.members:
+            self.idle.pop(member, None)
             self.waiting[member] = None
+
+    def rest(self, member: Member) -> None:
+        """``member`` is idle (kept alive after a response): it goes if no one waits."""
+        if member in self.members:
+            self.waiting.pop(member, None)
+            self.idle[member] = None
 
     def busy(self, member: Member) -> None:
         """``member`` has work under way (a whole request head, a handshake): it stays."""
         self.waiting.pop(member, None)
+        self.idle.pop(member, None)
 
     def leave(self, member: Member) -> None:
         """``member`` closed: its place is free."""
         self.members.discard(member)
-        self.waiting.pop(member, None)
+        self.busy(member)
 
 
 def fit_file_limit(cap: int) -> int:
