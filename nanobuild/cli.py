@@ -44,6 +44,11 @@ class CheckFormat(str, enum.Enum):
     json = "json"
 
 
+class LogFormat(str, enum.Enum):
+    text = "text"
+    json = "json"
+
+
 class GraphFormat(str, enum.Enum):
     text = "text"
     mermaid = "mermaid"
@@ -186,6 +191,9 @@ def serve(
     offline: Annotated[
         bool, typer.Option("--offline", help="No network: local wheels or the cache only.")
     ] = False,
+    log_format: Annotated[
+        LogFormat, typer.Option("--log-format", help="json: one JSON object per log line.")
+    ] = LogFormat.text,
 ) -> None:
     """Run the whole workspace fused in one process, from source (the dev loop).
 
@@ -220,6 +228,7 @@ def serve(
             access_log=access_log,
             site_packages=staged.site_packages,
             distributions=made.distributions(),
+            log_format=log_format.value,
         )
     raise typer.Exit(code)
 

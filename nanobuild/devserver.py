@@ -47,6 +47,7 @@ def run(
     access_log: bool,
     site_packages: Path | None = None,
     distributions: tuple[tuple[str, str], ...] = (),
+    log_format: str = "text",
 ) -> int:
     """Serve until stopped; the process's exit code.
 
@@ -54,6 +55,7 @@ def run(
     isolated from this Python's packages (see ``_Child.start``).
     """
     argv = ["serve", "--host", host, "--port", str(port), *(["--access-log"] if access_log else [])]
+    argv += ["--log-format", log_format]
     child = _Child(ws, argv, site_packages, distributions)
     _static_notes(ws)
     with _forwarding(child):
@@ -118,6 +120,7 @@ class _Child:
             command = [sys.executable, "-S", "-c", code, *self.argv]
         inherited = os.environ.get("PYTHONPATH")
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([*paths, *filter(None, [inherited])])}
+        env.setdefault("NANO_METRICS", "1")  # the dev loop records its calls: /metrics, the page
         self.proc = subprocess.Popen(
             command,
             stdin=subprocess.PIPE,

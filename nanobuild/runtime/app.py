@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 import msgspec
@@ -25,7 +25,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from nanobuild.runtime import context, openapi, rest
+from nanobuild.runtime import context, openapi, rest, telemetry
 from nanobuild.runtime.codecs import JSON, MSGPACK, Format, format_of
 from nanobuild.runtime.errors import (
     BadRequest,
@@ -493,6 +493,35 @@ def site(node: Node) -> ASGIApp:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
     ]
+    routes.append(Route("/metrics", metrics_endpoint(node), methods=["GET"]))
     if node.spec.static is not None:
         routes.append(Mount("/", app=Frontend(node.spec.static)))
     return Starlette(routes=routes)
+
+
+def metrics_endpoint(node: Node) -> Callable[[Request], Awaitable[Response]]:
+    """``GET /metrics``: Prometheus' text format, for a caller with the workspace secret
+    (the ``nano-secret`` header, or ``Authorization: Bearer <secret>`` as Prometheus'
+    ``authorization`` setting sends it), while telemetry is on."""
+    secret = (node.settings.secret or "").encode()
+
+    async def metrics(request: Request) -> Response:
+        if not telemetry.enabled():
+            return Response(_METRICS_OFF, 404, media_type="text/plain; charset=utf-8")
+        given = request.headers.get("nano-secret", "").encode()
+        bearer = request.headers.get("authorization", "")
+        if bearer[:7].lower() == "bearer ":
+            given = given or bearer[7:].strip().encode()
+        if not (secret and given and hmac.compare_digest(given, secret)):
+            return Response(_METRICS_CLOSED, 401, media_type="text/plain; charset=utf-8")
+        body = telemetry.prometheus()
+        return Response(body, headers={"content-type": telemetry.CONTENT_TYPE.decode()})
+
+    return metrics
+
+
+_METRICS_OFF = "metrics are off in this process: NANO_METRICS=1 records them\n"
+_METRICS_CLOSED = (
+    "GET /metrics needs the workspace secret: send it as the nano-secret header "
+    "or as Authorization: Bearer <secret>\n"
+)

@@ -139,6 +139,12 @@ def _serve_options(
         help="log every request",
     )
     parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=unset if keep_parent else "text",
+        help="`json`: every log line one JSON object, for machines (default: text)",
+    )
+    parser.add_argument(
         "--internal-port",
         type=int,
         default=unset if keep_parent else None,
@@ -166,6 +172,9 @@ def _serve(spec: AppSpec, build: BuildInfo, args: argparse.Namespace, settings: 
     from nanobuild.runtime.shapes import name_build
 
     name_build(build)  # the TCP handshake names it to the processes this one meets
+    from nanobuild.runtime import telemetry
+
+    telemetry.describe(group=getattr(args, "group", "") or None, build=build.inputs[:12])
     return server.run(
         spec,
         host=args.host,
@@ -173,6 +182,7 @@ def _serve(spec: AppSpec, build: BuildInfo, args: argparse.Namespace, settings: 
         access_log=args.access_log,
         placement=placement,
         settings=settings,
+        log_format=args.log_format,
     )
 
 

@@ -22,6 +22,7 @@ import msgspec
 import uvicorn
 import uvicorn.config
 
+from nanobuild.runtime import telemetry
 from nanobuild.runtime.app import App, Companion, build_app, port_faces
 from nanobuild.runtime.errors import SettingsError, SetupError
 from nanobuild.runtime.httpguard import H11_MAX_EVENT, protocol
@@ -89,6 +90,7 @@ def run(
     access_log: bool = False,
     placement: Placement | None = None,
     settings: Settings | None = None,
+    log_format: str = "text",
 ) -> int:
     """Serve ``spec`` until SIGINT or SIGTERM; the exit code for the process.
 
@@ -122,13 +124,15 @@ def run(
     label = spec.name
     if placement is not None and placement.remotes:
         label += f" ({', '.join(placement.local)})"
-    config = _config(app, host, port, stack, limits, access_log=access_log)
+    config = _config(app, host, port, stack, limits, access_log=access_log, log_format=log_format)
     server = _Server(label, config, internal, stack)
     with _quiet_after_signals():
         try:
             server.run()
         except SystemExit:  # uvicorn's way out when start-up fails or the port is taken
             return FAILED
+        finally:
+            telemetry.shutdown()  # the spans still batched for export go out
     return OK if server.started else FAILED
 
 
@@ -212,11 +216,19 @@ def _fitted(limits: Limits) -> Limits:
 
 
 def _config(
-    app: App, host: str, port: int, stack: Stack, limits: Limits, *, access_log: bool
+    app: App,
+    host: str,
+    port: int,
+    stack: Stack,
+    limits: Limits,
+    *,
+    access_log: bool,
+    log_format: str = "text",
 ) -> uvicorn.Config:
     gate = Gate(limits.max_connections, "http face")
     return uvicorn.Config(
-        app,
+        # observed, each request gets its request id and trace context at the door
+        telemetry.Edge(app) if telemetry.enabled() else app,
         host=host,
         port=port,
         loop=stack.loop,  # the TCP transport's servers and clients run on this loop too
@@ -227,13 +239,17 @@ def _config(
         lifespan="on",
         access_log=access_log,
         log_level="info",
-        log_config=log_config(),
+        log_config=log_config(log_format),
     )
 
 
-def log_config() -> dict[str, Any]:
-    """uvicorn's logging, extended to nanobuild's and the services' own loggers."""
+def log_config(log_format: str = "text") -> dict[str, Any]:
+    """uvicorn's logging, extended to nanobuild's and the services' own loggers; with
+    ``json``, every line one JSON object (``--log-format json``)."""
     config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    if log_format == "json":
+        for formatter in config["formatters"]:
+            config["formatters"][formatter] = {"()": "nanobuild.runtime.telemetry.JsonFormatter"}
     # the root logger catches nanobuild.http (tracebacks of 500s) and every
     # service's logging.getLogger(__name__); uvicorn's loggers do not propagate
     config["root"] = {"handlers": ["default"], "level": "INFO"}

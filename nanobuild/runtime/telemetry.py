@@ -19,6 +19,7 @@ is reported from whether it holds a connection.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -241,15 +242,19 @@ def configure(
     name: str = "",
     workspace: str = "",
     group: str | None = None,
-    build: str = "",
+    build: str | None = None,
     services: Sequence[str] = (),
     remotes: Mapping[str, Any] | None = None,
 ) -> list[Interceptor]:
     """Turn telemetry on or off for the node about to be wired; the interceptors to install.
 
-    ``SetupError`` if the OTEL_* variables ask for export the SDK is not here for.
+    ``group`` and ``build`` default to what ``describe`` said. ``SetupError`` if the
+    OTEL_* variables ask for export the SDK is not here for.
     """
     global _on, _exporter
+    group = group or RECORDER.process["group"]
+    name = group or name
+    build = build if build is not None else RECORDER.process["build"] or ""
     if _exporter is not None:
         _exporter.shutdown()
     _exporter = tracing.otlp_exporter(name or workspace, environ)
@@ -259,6 +264,12 @@ def configure(
     RECORDER.services = list(services)
     RECORDER.remotes = dict(remotes or {})
     return [observe] if _on else []
+
+
+def describe(*, group: str | None = None, build: str = "") -> None:
+    """Say which placement group this process runs and its build (the binary, before it
+    wires its node): the process's name in spans, the page and ``nanobuild_build_info``."""
+    RECORDER.process.update(group=group, build=build)
 
 
 def shutdown() -> None:
@@ -335,16 +346,49 @@ def _finish(
         _exporter.export(span)
     if outcome != "ok":
         log.warning(
-            "call failed: %s.%s %s (%s %s via %s): %s",
+            "call failed: %s.%s %s (%s, %s, via %s) request_id=%s trace_id=%s: %s",
             call.service,
             call.contract,
             outcome,
             call.direction,
             call.placement,
             call.via,
-            call.error if call.error is not None else outcome,
+            request_id or "-",
+            trace_id,
+            _reason(call.error, outcome),
             extra={"request_id": request_id, "trace_id": trace_id, "span_id": span_id},
         )
+
+
+def _reason(error: BaseException | None, outcome: str) -> str:
+    """The error's own message, on one line (a message is the callee's text)."""
+    if error is None:
+        return outcome
+    text = getattr(error, "message", None) or str(error) or type(error).__name__
+    return " ".join(str(text).split())
+
+
+class JsonFormatter(logging.Formatter):
+    """Each record as one JSON object on one line (``--log-format json``), with the
+    request and trace ids of a failed call as fields of their own."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key in ("request_id", "trace_id", "span_id"):
+            value = getattr(record, key, None)
+            if value is not None:
+                entry[key] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+LOG_FORMATS = ("text", "json")
 
 
 # -- the HTTP edge: request ids and W3C trace context in

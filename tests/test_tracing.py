@@ -1,0 +1,262 @@
+"""Traces: one boutique PlaceOrder is one trace, fused and split over three processes.
+
+The processes run from source (``python -m nanobuild.runtime``, as ``nanobuild serve``
+runs its child) with the OpenTelemetry SDK of this Python, and export over OTLP/HTTP
+to a receiver in this test, which decodes the protobuf requests with opentelemetry-proto.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from nanobuild import describe, workspace
+from nanobuild.runtime import tracing
+from nanobuild.runtime.spec import BuildInfo, __version__
+from tests.conftest import REPO
+from tests.servers import Server, order, output
+
+pytest.importorskip("opentelemetry.sdk")
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+SECRET = "tracing-test-secret-8VQmH1xkKq0oVb3TQvyXfg"
+# three processes: the front door runs checkout, the others what it calls
+GROUPS = [
+    ["ad", "cart", "catalog", "currency", "recommendation"],
+    ["email", "payment", "shipping"],
+    ["checkout"],
+]
+# what PlaceOrder calls, each from checkout (as tests/test_seam.py has it)
+CALLED = {
+    "cart.GetCart", "catalog.GetProduct", "currency.Convert", "shipping.GetQuote",
+    "payment.Charge", "shipping.ShipOrder", "cart.EmptyCart", "email.SendOrderConfirmation",
+}  # fmt: skip
+
+
+class Receiver:
+    """An OTLP/HTTP trace receiver on 127.0.0.1: every span it was sent, as dicts."""
+
+    def __init__(self) -> None:
+        self.spans: list[dict[str, Any]] = []
+        receiver = self
+
+        class Handle(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["content-length"]))
+                request = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
+                receiver.take(request)
+                self.send_response(200)
+                self.send_header("content-type", "application/x-protobuf")
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handle)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def take(self, request: Any) -> None:
+        for resource_spans in request.resource_spans:
+            process = next(
+                a.value.string_value
+                for a in resource_spans.resource.attributes
+                if a.key == "service.name"
+            )
+            for scope in resource_spans.scope_spans:
+                for span in scope.spans:
+                    attributes = {a.key: a.value.string_value for a in span.attributes}
+                    self.spans.append(
+                        {
+                            "trace_id": span.trace_id.hex(),
+                            "span_id": span.span_id.hex(),
+                            "parent_id": span.parent_span_id.hex() or None,
+                            "name": span.name,
+                            "kind": span.kind,
+                            "process": process,
+                            "attributes": attributes,
+                        }
+                    )
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    found = Receiver()
+    yield found
+    found.close()
+
+
+def launch(argv: list[str], log: Path, env: Mapping[str, str]) -> Server:
+    """The boutique from source, as ``nanobuild serve``'s child runs it, with ``argv``."""
+    ws = workspace.load(REPO)
+    build = BuildInfo(workspace=ws.name, nanobuild=__version__, inputs="source")
+    paths = [str(folder) for folder in ws.import_paths()]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nanobuild.runtime", "serve", "--port", "0", *argv],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=log.open("w"),
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(paths), **env},
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(msgspec.json.encode({"spec": describe.describe(ws), "build": build}).decode())
+    proc.stdin.close()
+    internal = None
+    for line in output(proc):
+        if line.startswith("nanobuild: internal transport at "):
+            internal = line.rsplit(" at ", 1)[1].strip()
+        if line.startswith("nanobuild: serving"):
+            return Server(proc, line.rsplit(" at ", 1)[1].strip(), log, internal)
+    proc.kill()
+    proc.wait()
+    pytest.fail(f"the server did not start:\n{log.read_text()}")
+
+
+def placed(groups: list[list[str]], logs: Path, env: Mapping[str, str]) -> list[Server]:
+    """One process per group, each told where the groups before it are (the last: front)."""
+    servers: list[Server] = []
+    where: dict[str, str] = {}
+    try:
+        for i, group in enumerate(groups):
+            argv = [] if len(groups) == 1 else ["--only", ",".join(group), "--internal-port", "0"]
+            argv += [f"--remote={name}={address}" for name, address in where.items()]
+            server = launch(argv, logs / f"{i}.log", env)
+            servers.append(server)
+            if server.internal:
+                where |= dict.fromkeys(group, server.internal)
+    except BaseException:
+        for server in servers:
+            server.stop()
+        raise
+    return servers
+
+
+def place_order(groups: list[list[str]], logs: Path, receiver: Receiver) -> tuple[str, list[Any]]:
+    """Place one order through the front door with a W3C ``traceparent``; the caller's
+    trace and parent ids, and every span the receiver got of that trace."""
+    env = {
+        "NANO_SECRET": SECRET,
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver.url,
+        "OTEL_BSP_SCHEDULE_DELAY": "50",
+    }
+    servers = placed(groups, logs, env)
+    trace_id, parent_id = tracing.new_trace_id(), tracing.new_span_id()
+    try:
+        front = servers[-1]
+        user = f"u-{trace_id[:8]}"
+        item = {"product_id": "66VCHSJNUP", "quantity": 1}
+        assert front.call("cart", "AddItem", {"user_id": user, "item": item}).status_code == 200
+        headers = {"traceparent": tracing.traceparent(trace_id, parent_id), "tracestate": "k=v"}
+        response = front.call("checkout", "PlaceOrder", order(user), headers=headers)
+        assert response.status_code == 200, response.text
+        assert len(response.headers["x-request-id"]) == 32  # made here: none was sent
+    finally:
+        codes = [server.stop() for server in reversed(servers)]  # the exporters flush
+    assert codes == [0] * len(servers), [s.log() for s in servers]
+    spans = [s for s in receiver.spans if s["trace_id"] == trace_id]
+    return parent_id, spans
+
+
+def shape(spans: list[dict[str, Any]]) -> Counter[tuple[str, str | None]]:
+    """Each span's name and its caller's, a client span and its server span as one hop."""
+    by_id = {s["span_id"]: s for s in spans}
+
+    def caller(span: dict[str, Any]) -> str | None:
+        parent = by_id.get(span["parent_id"])
+        if parent is not None and parent["kind"] == 3:  # SPAN_KIND_CLIENT: the same hop
+            parent = by_id.get(parent["parent_id"])
+        return None if parent is None else str(parent["name"])
+
+    return Counter((s["name"], caller(s)) for s in spans if s["kind"] != 3)
+
+
+def test_one_order_is_one_trace_split_over_three_processes_and_fused(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    (tmp_path / "split").mkdir()
+    (tmp_path / "fused").mkdir()
+    outer, split = place_order(GROUPS, tmp_path / "split", receiver)
+    by_id = {s["span_id"]: s for s in split}
+    assert len(by_id) == len(split)  # every span once
+    [root] = [s for s in split if s["parent_id"] == outer]  # the caller's traceparent kept
+    assert (root["name"], root["kind"], root["process"]) == ("checkout.PlaceOrder", 2, "boutique")
+    clients = [s for s in split if s["kind"] == 3]  # SPAN_KIND_CLIENT, in the front door
+    assert {s["name"] for s in clients} == CALLED
+    for client in clients:  # both ends of every TCP call, the server's parent the client
+        [server] = [s for s in split if s["parent_id"] == client["span_id"]]
+        assert server["name"] == client["name"] and server["kind"] == 2  # SERVER
+        assert client["attributes"]["nanobuild.placement"] == "remote"
+        assert server["attributes"]["nanobuild.via"] == "tcp"
+    for span in split:
+        assert span["attributes"]["rpc.system"] == "nanobuild"
+        assert (
+            span["name"]
+            == f"{span['attributes']['rpc.service']}.{span['attributes']['rpc.method']}"
+        )
+        assert span["parent_id"] == outer or span["parent_id"] in by_id  # parents all here
+
+    receiver.spans.clear()
+    outer, fused = place_order(
+        [[name for group in GROUPS for name in group]], tmp_path / "fused", receiver
+    )
+    assert not [s for s in fused if s["kind"] == 3]  # in memory: no client ends
+    assert {s["attributes"]["nanobuild.placement"] for s in fused} == {"local"}
+    assert shape(fused) == shape(split)
+    assert shape(fused)[("checkout.PlaceOrder", None)] == 1
+
+
+def test_traceparent_is_read_as_the_w3c_spec_says() -> None:
+    good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    assert tracing.parse_traceparent(good) == (
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+        "00f067aa0ba902b7",
+        "01",
+    )
+    assert tracing.parse_traceparent(good.replace("00-", "01-", 1) + "-later") is not None
+    for bad in (
+        good + "-x",  # version 00 has exactly four fields
+        "ff" + good[2:],  # the invalid version
+        good.replace("4bf92f3577b34da6a3ce929d0e0e4736", "0" * 32),
+        good.replace("00f067aa0ba902b7", "0" * 16),
+        good.upper(),
+        good[:-1],
+    ):
+        assert tracing.parse_traceparent(bad) is None, bad
+
+
+def test_export_without_the_sdk_is_refused_in_one_line(tmp_path: Path) -> None:
+    """A Python without the OpenTelemetry SDK, asked to export, stops at start."""
+    blocker = tmp_path / "opentelemetry"
+    blocker.mkdir()
+    (blocker / "__init__.py").write_text("raise ImportError('no sdk here', name='opentelemetry')\n")
+    ws = workspace.load(REPO)
+    build = BuildInfo(workspace=ws.name, nanobuild=__version__, inputs="source")
+    paths = [str(tmp_path), *(str(folder) for folder in ws.import_paths())]
+    done = subprocess.run(
+        [sys.executable, "-m", "nanobuild.runtime", "serve", "--port", "0"],
+        input=msgspec.json.encode({"spec": describe.describe(ws), "build": build}),
+        capture_output=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(paths), "OTEL_TRACES_EXPORTER": "otlp"},
+    )
+    lines = done.stderr.decode().strip().splitlines()
+    assert done.returncode != 0 and "Traceback" not in done.stderr.decode()
+    assert "[observe] tracing = true" in lines[-1], lines
+    time.sleep(0)  # nothing left running: run() returned
