@@ -39,6 +39,8 @@ DEFAULT_BODY_TIMEOUT = 30.0  # seconds: NANO_MAX_BODY (1 MiB) at 35 KB/s
 DEFAULT_KEEP_ALIVE = 5.0  # seconds idle between requests (uvicorn's own default)
 DEFAULT_HANDSHAKE_TIMEOUT = 5.0  # seconds: two processes on one network need far less
 DEFAULT_MAX_CONNECTIONS = 4096  # per listening port
+DEFAULT_RESOLVE_EVERY = 5.0  # seconds between look-ups of a remote's host name (replicas)
+DEFAULT_DRAIN_SECONDS = 10.0  # seconds a stopping process gives the calls it has taken
 
 REMOTE_PREFIX = "NANO_REMOTE_"
 TIMEOUT_PREFIX = "NANO_TIMEOUT_"
@@ -145,6 +147,18 @@ VARIABLES: tuple[Variable, ...] = (
         str(DEFAULT_MAX_CONNECTIONS),
     ),
     Variable(
+        "NANO_RESOLVE_EVERY",
+        "seconds between look-ups of a `tcp://` remote's host name: each address it "
+        "resolves to is a replica, adopted or retired as the name's addresses change",
+        f"{DEFAULT_RESOLVE_EVERY:g}",
+    ),
+    Variable(
+        "NANO_DRAIN_SECONDS",
+        "seconds a process stopping on SIGTERM gives the calls it has already taken "
+        "(HTTP and TCP) before it exits; new ones go elsewhere",
+        f"{DEFAULT_DRAIN_SECONDS:g}",
+    ),
+    Variable(
         "NANO_DATA_DIR",
         "the folder under which each service gets its writable data folder, "
         "`<NANO_DATA_DIR>/<service>` (`data_dir()`), made on first use",
@@ -219,6 +233,8 @@ class Settings(msgspec.Struct, frozen=True):
     data_dir: str | None = None  # NANO_DATA_DIR; None: beside the app cache (``data``)
     limits: Limits = Limits()  # NANO_HEADER_TIMEOUT and the other limits of the servers
     discovery: str | None = None  # NANO_DISCOVERY; None: the build's ``deploy.discovery``
+    resolve_every: float = DEFAULT_RESOLVE_EVERY  # NANO_RESOLVE_EVERY: replicas' look-ups
+    drain_seconds: float = DEFAULT_DRAIN_SECONDS  # NANO_DRAIN_SECONDS: the bound of a drain
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -244,6 +260,8 @@ class Settings(msgspec.Struct, frozen=True):
             data_dir=_folder(environ, "NANO_DATA_DIR"),
             limits=_limits(environ),
             discovery=_pattern(environ, DISCOVERY_VARIABLE),
+            resolve_every=_seconds(environ, "NANO_RESOLVE_EVERY", DEFAULT_RESOLVE_EVERY),
+            drain_seconds=_seconds(environ, "NANO_DRAIN_SECONDS", DEFAULT_DRAIN_SECONDS),
         )
 
     def remote(self, service: str) -> str | None:

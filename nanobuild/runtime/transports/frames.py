@@ -67,6 +67,16 @@ in any order, matched by the id the client chose (many calls share one connectio
     server -> client   REPLY    [6, id, response]
     server -> client   FAILURE  [7, id, {kind, message, service, contract}]
 
+Going away. A server that stops (SIGTERM: a drain) tells each trusted peer so, once,
+and answers no call it has not taken yet::
+
+    server -> client   GOAWAY   [10, last_id]
+
+``last_id`` is the highest call id it took on this connection (0: none): those run to
+their answers; any call above it did not run, and is answered ``unavailable`` if it
+arrives, so the client may send it elsewhere, idempotent or not. The client sends no
+new call on that connection and lets the server close it once its answers are out.
+
 ``request`` and ``response`` are the contract's own MessagePack encodings, nested
 as they are; ``context`` is the per-call context, a map of strings (at most 32
 entries, keys up to 64 characters, values up to 1024). FAILURE carries
@@ -194,11 +204,18 @@ class Shapes(msgspec.Struct, array_like=True, tag=9, frozen=True):
     shapes: dict[Name, ContractShape]
 
 
+class GoAway(msgspec.Struct, array_like=True, tag=10, frozen=True):
+    """Server: it is stopping; calls up to ``last`` run, any later one did not."""
+
+    last: int
+
+
 Message = Union[  # noqa: UP007
-    Hello, Challenge, Auth, Welcome, Denied, Call, Reply, Failure, Describe, Shapes
+    Hello, Challenge, Auth, Welcome, Denied, Call, Reply, Failure, Describe, Shapes, GoAway
 ]
 
 HELLO, CHALLENGE, AUTH, WELCOME, DENIED, CALL, REPLY, FAILURE, DESCRIBE, SHAPES = range(10)
+GOAWAY = 10
 
 _encode = MSGPACK.encode  # msgspec's, which writes a request that is a pydantic model too
 _decode = msgspec.msgpack.Decoder(Message).decode
