@@ -395,9 +395,14 @@ def test_a_breaking_change_fails_at_once_naming_both_builds(
     new, _ = builds["breaking"]
     callee, caller = run_split(tmp_path, new, old)
     try:
-        answer = caller.call("orders", "PlaceOrder", {"user_id": "u1", "quantity": {"amount": 2}})
+        order = {"user_id": "u1", "quantity": {"amount": 2}}
+        public = caller.call("orders", "PlaceOrder", order)
+        assert public.status_code == 503, public.text
+        assert callee.internal not in public.text  # the public is told no internal address
+        assert public.json()["error"]["message"].startswith("users is unavailable (Incompatible)")
+        answer = caller.call("orders", "PlaceOrder", order, headers={"nano-secret": SECRET})
         assert answer.status_code == 503, answer.text
-        message = answer.json()["error"]["message"]
+        message = answer.json()["error"]["message"]  # a caller with the secret: all of it
         here, there = info(old)["inputs"][:19], info(new)["inputs"][:19]
         assert f"users.GetUser: this process (build mini {here} (nanobuild " in message
         assert f"and {callee.internal} (build mini {there} (nanobuild " in message

@@ -28,7 +28,7 @@ LAYERS = [
     ["serving", "rest"],
     ["transports", "transports.frames", "transports.base", "transports.local"],
     ["transports.tcp", "transports.http"],
-    ["placement"],
+    ["placement", "health"],
     ["wiring", "asgi"],
     ["app", "httpclient"],
     ["server", "testing"],

@@ -1,8 +1,9 @@
 """The HTTP face of a node, as one ASGI app (the README's "The HTTP face").
 
     POST /api/<service>/<Contract>    the fast path, answered here at the ASGI level
+    GET  /healthz, /readyz            alive and ready (health.py), before any other path
     GET /users/{id}, ...              contracts' REST routes (rest.py), also at the ASGI level
-    GET  /healthz, /openapi.json, /   a small Starlette app (openapi.py, static.py)
+    GET  /openapi.json, /             a small Starlette app (openapi.py, static.py)
     lifespan                          the services' start-up and shutdown hooks
 
 Contract calls skip Starlette on purpose: each endpoint's codecs are built once, the
@@ -25,7 +26,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from nanobuild.runtime import context, openapi, rest, telemetry
+from nanobuild.runtime import context, health, openapi, rest, telemetry
 from nanobuild.runtime.codecs import JSON, MSGPACK, Format, format_of
 from nanobuild.runtime.errors import (
     BadRequest,
@@ -92,6 +93,8 @@ class App:
         self.routes = {f"/api/{service}/{name}": s for (service, name), s in served.items()}
         self._secret = self.settings.secret.encode() if self.settings.secret else None
         self._site = site(node) if only is None else _not_found  # a port: routes alone
+        # the front door's own paths, which no route or mounted app shadows
+        self.health = health.Health(node) if only is None else None
         # contracts' own routes; those of a service with a port of its own are there only
         ported = own_ports(node)
         routed = [
@@ -116,6 +119,8 @@ class App:
             await self.api(scope, receive, send)
         elif scope["type"] == "lifespan":
             await self.lifespan(receive, send)
+        elif self.health is not None and scope["path"] in health.PATHS and scope["type"] == "http":
+            await self.health(scope, receive, send)
         elif not (
             self.rest and scope["type"] == "http" and await self.rest_call(scope, receive, send)
         ):
@@ -150,13 +155,13 @@ class App:
             body = await self._body(receive, content_length)
             payload, exchange = await self._answer(served, body, fmt, values, secret, scope)
         except _Failed as failed:
-            await _fail(send, failed.error, fmt or JSON)
+            await _fail(send, failed.error, fmt or JSON, trusted=self._authorized(secret))
             return
         except NanoError as exc:  # refused before it ran
             if served is not None:
                 exc.located(served.service, served.name)
             log_failure(log, exc)
-            await _fail(send, exc, fmt or JSON)
+            await _fail(send, exc, fmt or JSON, trusted=self._authorized(secret))
             return
         except _ClientGone:
             return
@@ -210,12 +215,12 @@ class App:
             body = await self._body(receive, head.content_length)
             answer = await self._rest_answer(route, scope, parts, body, head, trusted)
         except _Failed as failed:
-            await _fail(send, failed.error, fmt, visible)
+            await _fail(send, failed.error, fmt, visible, trusted=trusted)
         except NanoError as exc:  # refused before it ran
             if route is not None:
                 exc.located(route.served.service, route.served.name)
             log_failure(log, exc)
-            await _fail(send, exc, fmt, visible)
+            await _fail(send, exc, fmt, visible, trusted=trusted)
         except _ClientGone:
             pass
         else:
@@ -298,8 +303,12 @@ class App:
                 if failure:
                     await send({"type": "lifespan.startup.failed", "message": failure})
                     return
+                if self.health is not None:
+                    self.health.started()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self.health is not None:
+                    self.health.stopping()
                 failure = await self._stop()
                 if failure:
                     await send({"type": "lifespan.shutdown.failed", "message": failure})
@@ -436,11 +445,19 @@ class _Head:
 
 
 async def _fail(
-    send: Send, exc: NanoError, fmt: Format, allowed: Iterable[str] = ("POST",)
+    send: Send,
+    exc: NanoError,
+    fmt: Format,
+    allowed: Iterable[str] = ("POST",),
+    *,
+    trusted: bool,
 ) -> None:
-    """Answer with ``exc`` in the request's format (what the log is told is told already)."""
+    """Answer with ``exc`` in the request's format (what the log is told is told already):
+    its whole message to a caller with the secret, its public form to anyone else (an
+    ``Unavailable``'s message names where the other process runs)."""
     extra = [(b"allow", ", ".join(allowed).encode())] if exc.status == 405 else []
-    await _respond(send, exc.status, fmt.media_type, fmt.encode({"error": exc.to_wire()}), extra)
+    error = exc.to_wire() if trusted else exc.public()
+    await _respond(send, exc.status, fmt.media_type, fmt.encode({"error": error}), extra)
 
 
 async def _respond(
@@ -461,24 +478,8 @@ async def _respond(
 
 
 def site(node: Node) -> ASGIApp:
-    """Health, the OpenAPI document and the static frontend, as a Starlette app."""
-    # what this process answers for: its own services, and those it reaches elsewhere
-    answered = {e.service for e in node.every_endpoint()}
-    services = [s.name for s in node.spec.services if s.name in answered]
-    remote = sorted({e.service for e in node.remote.values()})
-    facts = {"status": "ok", "services": services, "remote": remote}
-    health = msgspec.json.encode(facts)
+    """The OpenAPI document and the static frontend, as a Starlette app."""
     document: list[bytes] = []  # built on first request: most processes never serve it
-    # the TCP transports, which find at each handshake the contracts their remote's
-    # build disagrees on
-    checked = [c for c in node.closables if hasattr(c, "disagreements")]
-
-    async def healthz(request: Request) -> Response:
-        found = [d for transport in checked for d in transport.disagreements]
-        if found:
-            body = msgspec.json.encode({**facts, "disagree": found})
-            return Response(body, media_type="application/json")
-        return Response(health, media_type="application/json")
 
     async def openapi_json(request: Request) -> Response:
         if not document:
@@ -489,10 +490,7 @@ def site(node: Node) -> ASGIApp:
             document.append(msgspec.json.encode(spec))
         return Response(document[0], media_type="application/json")
 
-    routes: list[BaseRoute] = [
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/openapi.json", openapi_json, methods=["GET"]),
-    ]
+    routes: list[BaseRoute] = [Route("/openapi.json", openapi_json, methods=["GET"])]
     routes.append(Route("/metrics", metrics_endpoint(node), methods=["GET"]))
     if node.spec.static is not None:
         routes.append(Mount("/", app=Frontend(node.spec.static)))

@@ -74,6 +74,12 @@ class NanoError(Exception):
             "contract": self.contract,
         }
 
+    def public(self) -> dict[str, str]:
+        """The ``error`` object told to a caller without the secret: ``to_wire()``, but
+        for the errors whose message may name where another process runs
+        (``Unavailable``: a transport's reason names the address it could not reach)."""
+        return self.to_wire()
+
     @staticmethod
     def from_wire(body: dict[str, str]) -> NanoError:
         """Rebuild the error a remote handler raised, as the same class."""
@@ -163,10 +169,23 @@ class WrongResponse(Internal):
 
 
 class Unavailable(NanoError):
-    """The service that runs the contract cannot be reached, or the call was cut off."""
+    """The service that runs the contract cannot be reached, or the call was cut off.
+
+    Its message is for operators: a transport's names the address it could not
+    reach. A caller without the secret (the public, on the HTTP face) is told the
+    service, the class and what the class means (``public``); the log and trusted
+    callers get the message.
+    """
 
     kind = "unavailable"
     status = 503
+    meaning: ClassVar[str] = "it cannot be reached, or the call was cut off"
+
+    def public(self) -> dict[str, str]:
+        wire = self.to_wire()
+        name = type(self).__name__
+        wire["message"] = f"{self.service or 'the service'} is unavailable ({name}): {self.meaning}"
+        return wire
 
 
 class Unsent(Unavailable):
@@ -174,6 +193,8 @@ class Unsent(Unavailable):
 
     Sending it again, here or elsewhere, is safe.
     """
+
+    meaning = "the call was not sent, so it did not run"
 
 
 class Incompatible(Unsent):
@@ -186,9 +207,13 @@ class Incompatible(Unsent):
     two processes run builds that agree (or to another process that does).
     """
 
+    meaning = "its build and this one disagree on the contract; the call was not sent"
+
 
 class Interrupted(Unavailable):
     """The call was sent, then its connection dropped before the answer: it may have run."""
+
+    meaning = "the call was sent, then its connection dropped: it may have run"
 
 
 class Timeout(NanoError):

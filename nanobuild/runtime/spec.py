@@ -193,7 +193,7 @@ def query_fields(
     return query
 
 
-RESERVED_PATHS = frozenset({"/healthz", "/openapi.json"})  # the HTTP face's own
+RESERVED_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json"})  # the HTTP face's own
 
 
 def route_parts(text: object) -> tuple[str, str, tuple[str, ...]]:

@@ -21,6 +21,8 @@ from __future__ import annotations
 import abc
 import asyncio
 import heapq
+import os
+import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -148,6 +150,8 @@ class Transport(abc.ABC):
     """Carries calls to the services of one remote process."""
 
     address: Address
+    # the services reached through it, as ``remote_route`` finds them: what /readyz names
+    services: tuple[str, ...] = ()
 
     @abc.abstractmethod
     async def handle_call(self, target: Target, request: Any) -> Any:
@@ -172,6 +176,16 @@ class Transport(abc.ABC):
             return await handle_call(target, request)
 
         return route
+
+    async def reachable(self, timeout: float) -> str:
+        """Whether calls can reach the remote now: ``""`` if so, else a short reason.
+
+        The readiness hook (``runtime.health``, ``/readyz``): answered within about
+        ``timeout`` seconds, never hanging. The reason is shown to the public, so it
+        never names an address (``unreachable`` words one from what went wrong); the
+        transport's log line names it.
+        """
+        return ""  # a transport without connections reaches its remote whenever asked
 
     async def aclose(self) -> None:
         """Close connections; calls still in flight get ``Interrupted``."""
@@ -210,6 +224,8 @@ def remote_route(
         timeout=timeout,
         idempotent=getattr(contract, "idempotent", False) if idempotent is None else idempotent,
     )
+    if service not in transport.services:
+        transport.services = (*transport.services, service)
     route = transport.route(target)
     route.__qualname__ = f"remote_route.<{service}.{target.name} via {transport.address}>"
     return route
@@ -227,6 +243,23 @@ def remote_routes(
     The table wiring merges into the route table for a service placed elsewhere.
     """
     return {c: remote_route(transport, service, c, timeout=timeout) for c in contracts}
+
+
+def unreachable(exc: BaseException | None) -> str:
+    """Why a connection attempt failed, in a few words that name no address.
+
+    asyncio's own messages name the address (``Connect call failed ('10.0.0.7',
+    9100)``), so the reason is worded from the exception's class and errno alone.
+    """
+    if isinstance(exc, socket.gaierror):
+        return "its host name does not resolve"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        return "no connection in time"
+    if isinstance(exc, OSError) and exc.errno:
+        return f"cannot connect: {os.strerror(exc.errno)}"
+    return "cannot connect"
 
 
 # -- shared machinery

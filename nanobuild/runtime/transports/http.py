@@ -20,6 +20,7 @@ otherwise ``Interrupted``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import select
 from typing import Any
 
@@ -44,8 +45,11 @@ from nanobuild.runtime.transports.base import (
     NotSent,
     Target,
     Transport,
+    unreachable,
 )
 from nanobuild.runtime.transports.frames import DEFAULT_MAX_FRAME
+
+log = logging.getLogger("nanobuild.transport.http")
 
 DEFAULT_CONNECT_TIMEOUT = 3.0
 DEFAULT_IDLE_TIMEOUT = 4.0  # under uvicorn's 5 s keep-alive: we retire first, no stale sends
@@ -186,6 +190,31 @@ class HttpTransport(Transport):
         self.connections += 1
         return connection
 
+    async def reachable(self, timeout: float) -> str:
+        """Whether the remote's ``/healthz`` answers 200 within ``timeout``, on a
+        connection of the check's own (no secret is sent)."""
+        if self._closed:
+            return "its transport is closed"
+        try:
+            return await asyncio.wait_for(self._healthz(), timeout)
+        except asyncio.TimeoutError:
+            return f"no answer within {timeout:g} s"
+        except ConnectionDropped:
+            return "its HTTP face closed the connection"
+        except (OSError, NanoError) as exc:
+            return unreachable(exc)
+
+    async def _healthz(self) -> str:
+        connection = await _HttpConnection.open(self.address, self.max_body)
+        headers = [self._headers[0], (b"content-length", b"0")]
+        try:
+            status, _ = await connection.post(
+                h11.Request(method=b"GET", target=b"/healthz", headers=headers), b""
+            )
+        finally:
+            connection.close()
+        return "" if status == 200 else f"its /healthz answered HTTP {status}"
+
     async def aclose(self) -> None:
         self._closed = True
         idle, self._idle = self._idle, []
@@ -207,9 +236,18 @@ def _error(target: Target, status: int, answer: bytes, address: Address) -> Nano
     try:
         wire = _decode_error(answer).error
     except msgspec.DecodeError:
+        # a proxy's own page, say: its address goes to the log, not to the caller's body
+        log.warning(
+            "%s answered %s.%s with HTTP %d and no nanobuild error body",
+            address,
+            target.service,
+            target.name,
+            status,
+        )
         cls = STATUS_KINDS.get(status, Internal)
         return cls(
-            f"{address} answered HTTP {status} without a nanobuild error body",
+            f"the HTTP face of {target.service} answered HTTP {status} without a nanobuild "
+            "error body",
             service=target.service,
             contract=target.name,
         )

@@ -77,6 +77,7 @@ from nanobuild.runtime.transports.base import (
     Target,
     Transport,
     secret_from,
+    unreachable,
 )
 from nanobuild.runtime.transports.frames import (
     DEFAULT_MAX_FRAME,
@@ -350,6 +351,34 @@ class TcpTransport(Transport):
 
     def _unreachable(self, reason: str) -> str:
         return f"cannot reach {self.address}: {reason}"
+
+    _why_not = "not connected yet"  # the reason the latest readiness check found
+
+    async def reachable(self, timeout: float) -> str:
+        """Connected and welcomed, or a connection (handshake included) made within
+        ``timeout``: the one attempt calls waiting meanwhile share, so probes add no
+        connections. While the back-off holds the next attempt past ``timeout``, the
+        reason the latest check found."""
+        if self._connection is not None:
+            return ""
+        loop = asyncio.get_running_loop()
+        if self._closed:
+            return "its transport is closed"
+        if self.backoff.next_attempt > loop.time() + timeout:
+            return self._why_not
+        if self._opening is None:
+            self._opening = loop.create_task(self._open())
+            self._opening.add_done_callback(_retrieve)
+        try:
+            await asyncio.wait_for(asyncio.shield(self._opening), timeout)
+        except asyncio.TimeoutError:
+            return f"no connection within {timeout:g} s"
+        except HandshakeFailed as exc:  # its context is what failed (see _open)
+            cause = exc.__context__
+            failed = isinstance(cause, HandshakeFailed)
+            self._why_not = "the handshake failed" if failed else unreachable(cause)
+            return self._why_not
+        return ""
 
     def lost(self, connection: _ClientConnection) -> None:
         """Called by a connection that closed: the next call opens a new one."""
