@@ -181,7 +181,8 @@ class App:
         token = None
         if values is not None and self._authorized(secret):
             # only a trusted caller (another nanobuild process) sets the call's context
-            token = context.bind(context.from_header(values))
+            # over what the door gave it (request id, trace context): the caller's own wins
+            token = context.bind({**context.current(), **context.from_header(values)})
         try:
             codec = served.codecs[fmt]
             request = codec.decode(body)
@@ -242,7 +243,7 @@ class App:
         served = route.served
         token = None
         if head.values is not None and trusted:
-            token = context.bind(context.from_header(head.values))
+            token = context.bind({**context.current(), **context.from_header(head.values)})
         try:
             given = head.body_format(body)
             fmt = head.answer_format(given)
