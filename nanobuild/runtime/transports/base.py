@@ -53,6 +53,11 @@ class ConnectionDropped(Exception):
     """The connection a call was sent on closed before its answer came."""
 
 
+class Declined(Exception):
+    """The remote is going away (draining) and said it did not run the call: it may be
+    sent again, to another replica, whether or not it is idempotent."""
+
+
 # -- the secret
 
 

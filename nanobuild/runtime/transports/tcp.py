@@ -60,7 +60,7 @@ from nanobuild.runtime.faults import unknown_contract
 from nanobuild.runtime.limits import Gate, guarded_listener
 from nanobuild.runtime.node import Node
 from nanobuild.runtime.serving import Served, served_endpoints
-from nanobuild.runtime.settings import DEFAULT_MAX_CONNECTIONS
+from nanobuild.runtime.settings import DEFAULT_MAX_CONNECTIONS, Settings
 from nanobuild.runtime.shapes import (
     Disagreement,
     disagreements,
@@ -74,6 +74,7 @@ from nanobuild.runtime.transports.base import (
     Backoff,
     ConnectionDropped,
     Deadlines,
+    Declined,
     Target,
     Transport,
     secret_from,
@@ -89,6 +90,7 @@ from nanobuild.runtime.transports.frames import (
     Describe,
     Failure,
     FrameDecoder,
+    GoAway,
     Hello,
     Message,
     ProtocolError,
@@ -96,6 +98,7 @@ from nanobuild.runtime.transports.frames import (
     Shapes,
     Welcome,
 )
+from nanobuild.runtime.transports.replicas import Replicas, is_ip
 
 log = logging.getLogger("nanobuild.tcp")
 Future = asyncio.Future
@@ -213,6 +216,7 @@ class TcpTransport(Transport):
         max_frame: int = DEFAULT_MAX_FRAME,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         backoff: Backoff | None = None,
+        resolve_every: float | None = None,
     ) -> None:
         self.address = parse_address(address, ("tcp",)) if isinstance(address, str) else address
         self.max_frame = max_frame
@@ -227,6 +231,31 @@ class TcpTransport(Transport):
         self._shapes: dict[str, ContractShape] | None = None  # of _expected, once computed
         self._fingerprints: dict[str, str] = {}
         self.disagreements: list[Disagreement] = []  # found at the latest handshake
+        self._going: set[_ClientConnection] = set()  # said GOAWAY; their answers still come
+        self.on_lost: Callable[[], None] | None = None  # a connection of it closed
+        # a host name may stand for several processes: a replica per address (``replicas``)
+        self.replicas = None if is_ip(self.address.host) else self._pool(resolve_every)
+
+    def _pool(self, every: float | None) -> Replicas:
+        """The replicas behind this transport's host name, each a transport of its own."""
+        if every is None:
+            every = Settings.from_env().resolve_every
+        secret = self._secret.decode()
+
+        def replica(address: Address) -> TcpTransport:
+            made = TcpTransport(
+                address,
+                secret=secret,
+                max_frame=self.max_frame,
+                connect_timeout=self.connect_timeout,
+            )
+            made._expected = self._expected  # one table of expectations for them all
+            made.parent = self
+            return made
+
+        return Replicas(self.address, replica, every=every)
+
+    parent: TcpTransport | None = None  # the transport of the name, for a replica
 
     def expect(self, service: str, request: type, response: Any) -> None:
         """Check, at each handshake, that the remote's shape of this contract agrees."""
@@ -245,6 +274,8 @@ class TcpTransport(Transport):
         return self._fingerprints
 
     async def handle_call(self, target: Target, request: Any) -> Any:
+        if self.replicas is not None:
+            return await self.replicas.handle_call(target, request)
         deadline = asyncio.get_running_loop().time() + target.timeout
         connection = self._connection
         if connection is None:
@@ -253,11 +284,16 @@ class TcpTransport(Transport):
             body = await connection.call(target, request, deadline)
         except ConnectionDropped:
             body = await self._call_again(target, request, deadline)
+        except Declined:
+            body = await self._send_again(target, request, deadline)
         return target.decode(body)
 
     def route(self, target: Target) -> Callable[[Any], Awaitable[Any]]:
         """``handle_call`` for ``target``, inlined: one coroutine per call, not two."""
+        if self.replicas is not None:
+            return self.replicas.route(target)
         handle_call = self.handle_call
+        send_again = self._send_again
         call_again = self._call_again
         read = target.read
 
@@ -270,6 +306,8 @@ class TcpTransport(Transport):
                 body = await connection.call(target, request, deadline)
             except ConnectionDropped:
                 body = await call_again(target, request, deadline)
+            except Declined:
+                body = await send_again(target, request, deadline)
             try:
                 return read(body)
             except msgspec.DecodeError as exc:
@@ -289,6 +327,52 @@ class TcpTransport(Transport):
             raise target.interrupted(f"{dropped}, and sending it again failed: {exc}") from None
         except ConnectionDropped:
             raise target.interrupted(f"{dropped}, twice") from None
+        except Declined:  # the first attempt may have run; this one did not
+            raise target.interrupted(f"{dropped}, and {self.address} is going away") from None
+
+    async def _send_again(self, target: Target, request: Any, deadline: float) -> Any:
+        """After a GOAWAY that declined the call (it did not run): once more, afresh."""
+        connection = await self._connect(target, deadline)  # Unsent if there is none
+        try:
+            return await connection.call(target, request, deadline)
+        except ConnectionDropped:
+            raise target.interrupted(f"the connection to {self.address} dropped mid-call") from None
+        except Declined:
+            raise target.unsent(f"{self.address} is going away and did not take it") from None
+
+    # -- as one of the replicas behind a name (``replicas.Replica``)
+
+    async def send(self, target: Target, request: Any, deadline: float) -> Any:
+        """Send once, on this address's connection: the raw answer; ``Unsent`` if it
+        was not sent, ``ConnectionDropped`` or ``Declined`` as the connection says."""
+        connection = self._connection
+        if connection is None:
+            connection = await self._connect(target, deadline)
+        return await connection.call(target, request, deadline)
+
+    @property
+    def ready(self) -> _ClientConnection | None:
+        """The connection calls go on now, if one is open (and not going away)."""
+        return self._connection
+
+    @property
+    def outstanding(self) -> int:
+        """Calls in flight on the open connection."""
+        connection = self._connection
+        return 0 if connection is None else len(connection._pending)
+
+    def usable(self, now: float) -> bool:
+        """Connected, or free to try connecting (not closed, no back-off pause)."""
+        return self._connection is not None or (
+            not self._closed and self.backoff.next_attempt <= now
+        )
+
+    async def retire(self) -> None:
+        """Open no new connection, let the calls in flight be answered, then close."""
+        self._closed = True
+        while self.outstanding or any(c._pending for c in self._going):
+            await asyncio.sleep(0.05)  # each call in flight has a deadline: this ends
+        await self.aclose()
 
     async def _connect(self, target: Target, deadline: float) -> _ClientConnection:
         """The connection, once open; every caller waiting meanwhile shares one attempt."""
@@ -384,15 +468,32 @@ class TcpTransport(Transport):
         """Called by a connection that closed: the next call opens a new one."""
         if self._connection is connection:
             self._connection = None
+        self._going.discard(connection)
+        if self.on_lost is not None:
+            self.on_lost()
+
+    def going(self, connection: _ClientConnection) -> None:
+        """Called by a connection whose server said GOAWAY: no new call goes on it, and
+        for a while no new connection is tried (a draining process listens no more)."""
+        if self._connection is connection:
+            self._connection = None
+        self._going.add(connection)
+        backoff = self.backoff
+        backoff.next_attempt = max(backoff.next_attempt, connection.loop.time() + backoff.cap)
+        backoff.reason = "it is going away (it said so: a drain)"
+        log.info("tcp: %s is going away: its calls in flight finish, none goes there", self.address)
 
     async def aclose(self) -> None:
         self._closed = True
         if self._opening is not None:
             self._opening.cancel()
+        if self.replicas is not None:
+            await self.replicas.aclose()
         connection, self._connection = self._connection, None
-        if connection is not None:
-            connection.close()
-            await connection.closed
+        for each in [connection, *self._going]:
+            if each is not None:
+                each.close()
+                await each.closed
 
 
 class _ClientConnection(_FramedProtocol):
@@ -415,6 +516,7 @@ class _ClientConnection(_FramedProtocol):
         self._absent: list[str] = []  # contracts expected there that it does not serve
         self._refused: dict[str, str] = {}  # service.Contract -> why its calls are refused
         self.lost = False
+        self.going = False  # the server said GOAWAY
         self.welcomed: asyncio.Future[None] = loop.create_future()
         self.closed: asyncio.Future[None] = loop.create_future()
 
@@ -516,7 +618,9 @@ class _ClientConnection(_FramedProtocol):
     # -- handshake
 
     def _handshake(self, message: Message) -> None:
-        if isinstance(message, Challenge) and not self._server_nonce:
+        if isinstance(message, GoAway) and self.welcomed.done() and not self.going:
+            self._go_away(message.last)
+        elif isinstance(message, Challenge) and not self._server_nonce:
             # the client proves first: the server says nothing of the secret to a stranger
             self._server_nonce = message.nonce
             client_proof = frames.proof(self._secret, "client", self._nonce, message.nonce)
@@ -559,6 +663,8 @@ class _ClientConnection(_FramedProtocol):
             owner.shapes(), theirs, remote=str(owner.address), there=self._there or ""
         )
         owner.disagreements = found
+        if owner.parent is not None:  # a replica's: its name shows them
+            owner.parent.disagreements = found
         self._refused = {d.contract: refusal(d) for d in found if d.breaking}
         if self._refused:  # only this connection's calls pay for the check
             self.__dict__["call"] = self._refusing
@@ -572,6 +678,17 @@ class _ClientConnection(_FramedProtocol):
             )
         if not self.welcomed.done():
             self.welcomed.set_result(None)
+
+    def _go_away(self, last: int) -> None:
+        """The server is draining: calls up to ``last`` run on, later ones it declined."""
+        self.going = True
+        self._owner.going(self)
+        declined = [call_id for call_id in self._pending if call_id > last]
+        for call_id in declined:
+            future, _ = self._pending.pop(call_id)
+            self._deadlines.discard(call_id)
+            if not future.done():
+                future.set_exception(Declined())
 
     def _fail_handshake(self, reason: str) -> bool:
         """End a handshake still under way; whether there was one (it reports the reason)."""
@@ -651,6 +768,7 @@ class TcpServer:
         self.endpoints = served_endpoints(node, "tcp")
         self.peers: set[_ServerConnection] = set()
         self.closing = False
+        self.draining_since: float | None = None  # loop time of ``drain``
         self._server: asyncio.Server | None = None
         local = node.endpoints.values()
         self.shapes = {e.contract: shape_of(e.request, e.response) for e in local}
@@ -682,16 +800,29 @@ class TcpServer:
         (``limits.guarded_listener``)."""
         return guarded_listener(socket.create_server((self.host, self.port)))
 
+    def drain(self) -> None:
+        """Take no new call: stop listening, and tell each peer (GOAWAY) which of its
+        calls run here; those finish, within ``grace`` s of this, as ``close`` waits."""
+        if self._server is None or self.draining_since is not None:
+            return
+        self.draining_since = asyncio.get_running_loop().time()
+        self.closing = True  # a call that comes after the GOAWAY is declined
+        self._server.close()  # listen no more; the connections stay
+        for peer in list(self.peers):
+            peer.go_away()
+        log.info("tcp: draining: %d peers told to send no new calls here", len(self.peers))
+
     async def close(self) -> None:
-        """Stop listening, let calls in flight finish (up to ``grace`` s), hang up."""
+        """Drain, let calls in flight finish (up to ``grace`` s from the drain), hang up."""
         if self._server is None:
             return
+        self.drain()
         server, self._server = self._server, None
-        self.closing = True
-        server.close()
+        loop = asyncio.get_running_loop()
+        left = self.grace - (loop.time() - (self.draining_since or loop.time()))
         running = [task for peer in self.peers for task in peer.tasks]
-        if running:
-            await asyncio.wait(running, timeout=self.grace)
+        if running and left > 0:
+            await asyncio.wait(running, timeout=left)
         for peer in list(self.peers):
             peer.hang_up()
         await server.wait_closed()
@@ -726,6 +857,7 @@ class _ServerConnection(_FramedProtocol):
         self._transport: asyncio.Transport | None = None
         self._outbox = Outbox(loop)
         self._timer: asyncio.TimerHandle | None = None
+        self._last = 0  # the id of the latest call taken: what a GOAWAY names
         self.peer = "?"
         self.tasks: set[asyncio.Task[None]] = set()
 
@@ -784,6 +916,7 @@ class _ServerConnection(_FramedProtocol):
         if served is None or self._server.closing:
             self._refuse(call)
             return
+        self._last = call.id
         try:
             if served.waits:
                 request = served.msgpack.decode(call.body)
@@ -944,11 +1077,22 @@ class _ServerConnection(_FramedProtocol):
         if self._transport is not None:
             self._transport.abort()
 
+    def go_away(self) -> None:
+        """Say GOAWAY to a trusted peer (a stranger still shaking hands is hung up on):
+        its calls taken so far run on, a later one is declined and may go elsewhere."""
+        if self._done:
+            return
+        if not self._trusted:
+            self.hang_up()
+            return
+        self._outbox.send(frames.frame(GoAway(self._last)))
+
     def hang_up(self) -> None:
         """Close for shutdown; handlers still running are cancelled."""
         self._done = True
         for task in self.tasks:
             task.cancel()
+        self._outbox.flush()  # answers gathered this turn leave before the close
         if self._transport is not None:
             self._transport.close()
 
