@@ -280,6 +280,7 @@ def test_a_name_that_does_not_resolve_at_start(
             message = str(failed.value)
             assert f"catalog has no reachable replica ({name} does not resolve" in message
             assert "GetProduct was not sent (it did not run)" in message
+            assert await transport.reachable(0.5) == "its host name does not resolve"
             hosts.point(name, "127.0.0.6")
             deadline = time.monotonic() + 5
             while True:
@@ -290,6 +291,7 @@ def test_a_name_that_does_not_resolve_at_start(
                     assert time.monotonic() < deadline, "the name was not looked up again"
                     await asyncio.sleep(0.1)
             assert product.id == PRODUCT
+            assert await transport.reachable(0.5) == ""  # what /readyz asks
         finally:
             await transport.aclose()
 

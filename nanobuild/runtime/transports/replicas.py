@@ -85,6 +85,9 @@ class Replica(Protocol):
     async def send(self, target: Target, request: Any, deadline: float) -> Any:
         """Send once: the raw answer; ``Unsent``, ``ConnectionDropped`` or ``Declined``."""
 
+    async def reachable(self, timeout: float) -> str:
+        """``""`` if calls can reach it within ``timeout``, else why not (no address)."""
+
     async def retire(self) -> None:
         """Let the calls in flight be answered, then close."""
 
@@ -214,19 +217,40 @@ class Replicas:
 
     # -- looking the name up
 
-    async def _first_look_up(self, target: Target, deadline: float) -> None:
-        """Start looking up (once), and wait for the first look-up, within ``deadline``."""
-        if self._keeper is None:
-            if self._closed:
-                raise target.unsent(f"the transport to {self.address} is closed")
+    async def reachable(self, timeout: float) -> str:
+        """The readiness hook (``Transport.reachable``): ``""`` once one replica is
+        reachable within ``timeout``, else why none is, in words naming no address."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        if self._closed:
+            return "its transport is closed"
+        try:
+            await asyncio.wait_for(self._started().wait(), timeout)
+        except asyncio.TimeoutError:
+            return "its host name was not resolved in time"
+        if not self._live:
+            return "its host name does not resolve"
+        left = max(deadline - loop.time(), 0.01)
+        reasons = await asyncio.gather(*(r.reachable(left) for r in self._live))
+        return "" if "" in reasons else f"no replica is reachable ({reasons[0]})"
+
+    def _started(self) -> asyncio.Event:
+        """Start looking up, once; the event set when the first look-up is done."""
+        if self._looked_up is None:
             self._looked_up, self._wake = asyncio.Event(), asyncio.Event()
             self._keeper = asyncio.get_running_loop().create_task(self._keep())
-        assert self._looked_up is not None
-        if self._looked_up.is_set():
+        return self._looked_up
+
+    async def _first_look_up(self, target: Target, deadline: float) -> None:
+        """Start looking up (once), and wait for the first look-up, within ``deadline``."""
+        if self._closed:
+            raise target.unsent(f"the transport to {self.address} is closed")
+        looked_up = self._started()
+        if looked_up.is_set():
             return
         left = deadline - asyncio.get_running_loop().time()
         try:
-            await asyncio.wait_for(self._looked_up.wait(), left)
+            await asyncio.wait_for(looked_up.wait(), left)
         except asyncio.TimeoutError:
             raise target.unsent(
                 f"{target.service} has no reachable replica "

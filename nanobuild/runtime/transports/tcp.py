@@ -11,6 +11,13 @@ the next call reconnects. Failed connection attempts back off (``Backoff``), so 
 dead remote is not hammered, and callers get ``Unsent`` within their timeout.
 Each CALL frame carries the caller's per-call context (``runtime.context``).
 
+Names. A remote whose host is a name, not an IP address (``tcp://catalog:9100``),
+may stand for several processes: its transport hands its calls to ``Replicas``,
+which looks the name up and keeps a transport like this one per address it
+resolves to (see ``replicas``). A server going away says GOAWAY: no new call goes
+on that connection, the calls it took are answered there, and any it declined are
+sent again (elsewhere, where there are replicas).
+
 Builds. Wiring tells the transport which contracts it reaches there (``expect``).
 At each handshake the two processes compare the fingerprints of their shapes (see
 ``frames``); for a contract whose shapes differ in a way that breaks calls, this
@@ -443,6 +450,8 @@ class TcpTransport(Transport):
         ``timeout``: the one attempt calls waiting meanwhile share, so probes add no
         connections. While the back-off holds the next attempt past ``timeout``, the
         reason the latest check found."""
+        if self.replicas is not None:  # a name: reachable if one of its replicas is
+            return await self.replicas.reachable(timeout)
         if self._connection is not None:
             return ""
         loop = asyncio.get_running_loop()
