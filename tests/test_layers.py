@@ -27,6 +27,7 @@ LAYERS = [
     ["node", "openapi"],
     ["serving", "rest"],
     ["transports", "transports.frames", "transports.base", "transports.local"],
+    ["transports.replicas"],
     ["transports.tcp", "transports.http"],
     ["placement", "health"],
     ["wiring", "asgi"],

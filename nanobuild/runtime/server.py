@@ -125,6 +125,8 @@ def run(
     if placement is not None and placement.remotes:
         label += f" ({', '.join(placement.local)})"
     config = _config(app, host, port, stack, limits, access_log=access_log, log_format=log_format)
+    # the HTTP face's drain bound; uvicorn annotates an int, and waits a float
+    config.timeout_graceful_shutdown = cast(int, settings.drain_seconds)
     server = _Server(label, config, internal, stack)
     with _quiet_after_signals():
         try:
@@ -197,6 +199,7 @@ def _internal(
         secret=node.settings.secret,
         handshake_timeout=limits.handshake_timeout,
         max_connections=limits.max_connections,
+        grace=node.settings.drain_seconds,
     )
 
 
@@ -269,9 +272,21 @@ class _Server(uvicorn.Server):
         self.name = name
         self.internal = internal
         self.stack = stack
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """SIGTERM or SIGINT: drain. The HTTP face stops listening and finishes its
+        requests (uvicorn's graceful shutdown, bounded by NANO_DRAIN_SECONDS); the
+        internal port does the same at once, telling its peers (GOAWAY), so that
+        their next calls go to other replicas while this one finishes its own."""
+        if self.internal is not None and self._loop is not None:
+            # a Python signal handler runs between two steps of the loop: drain in it
+            self._loop.call_soon_threadsafe(self.internal.drain)
+        super().handle_exit(sig, frame)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         _bounded_logs()
+        self._loop = asyncio.get_running_loop()
         if sockets is None:  # bound here (uvicorn logs where), before the services start
             sockets = [guarded_listener(self.config.bind_socket())]
         await super().startup(sockets)
