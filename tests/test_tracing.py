@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import zipfile
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,12 +21,16 @@ from typing import Any
 
 import msgspec
 import pytest
+import tomllib
 
 from nanobuild import describe, workspace
+from nanobuild.errors import WorkspaceError
+from nanobuild.requirements import TRACING_REQUIRES
 from nanobuild.runtime import tracing
 from nanobuild.runtime.spec import BuildInfo, __version__
-from tests.conftest import REPO
-from tests.servers import Server, order, output
+from tests.conftest import REPO, Sample
+from tests.packing import bare_python, repack_installed, runtime_closure
+from tests.servers import Server, order, output, start
 
 pytest.importorskip("opentelemetry.sdk")
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
@@ -260,3 +265,97 @@ def test_export_without_the_sdk_is_refused_in_one_line(tmp_path: Path) -> None:
     assert done.returncode != 0 and "Traceback" not in done.stderr.decode()
     assert "[observe] tracing = true" in lines[-1], lines
     time.sleep(0)  # nothing left running: run() returned
+
+
+# -- a bundled binary: `[observe] tracing = true` packs the SDK, and it exports
+
+
+@pytest.fixture(scope="module")
+def tracing_wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Wheels of the tracing group's closure, repacked from this environment (the
+    runtime's come from the ``wheelhouse`` fixture)."""
+    folder = tmp_path_factory.mktemp("tracing-wheels")
+    for name in runtime_closure(TRACING_REQUIRES):
+        repack_installed(name, folder)
+    return folder
+
+
+def bundled(root: Path, *folders: Path) -> Path:
+    """``lock`` and ``bundle`` of the workspace at ``root``, offline from ``folders``."""
+    links = [arg for folder in folders for arg in ("--find-links", str(folder))]
+    env = {**os.environ, "NANO_CACHE_DIR": str(root.parent / "cache")}
+    for step in ("lock", "bundle"):
+        done = subprocess.run(
+            [sys.executable, "-m", "nanobuild", step, "--offline", *links],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=env,
+        )
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    return root / "dist" / "mini.pyz"
+
+
+def packed_otel(binary: Path) -> list[str]:
+    with zipfile.ZipFile(binary) as archive:
+        return [n for n in archive.namelist() if n.startswith("site-packages/opentelemetry")]
+
+
+def test_tracing_packs_the_sdk_only_when_nano_toml_asks_and_the_binary_exports(
+    mini: Sample, wheelhouse: Path, tracing_wheels: Path, tmp_path: Path, receiver: Receiver
+) -> None:
+    plain = bundled(mini.root, wheelhouse, tracing_wheels)
+    assert packed_otel(plain) == []  # not asked for: nothing of OpenTelemetry packed
+    assert "tracing" not in tomllib.loads((mini.root / "nano.lock").read_text())["requires"]
+
+    mini.edit("nano.toml", "[services.users]", "[observe]\ntracing = true\n\n[services.users]")
+    stale = subprocess.run(
+        [sys.executable, "-m", "nanobuild", "bundle", "--offline", "--find-links", str(wheelhouse)],
+        cwd=mini.root, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert stale.returncode != 0 and "`observe.tracing` adds opentelemetry-sdk" in stale.stderr
+    traced = bundled(mini.root, wheelhouse, tracing_wheels)
+    names = packed_otel(traced)
+    assert any("opentelemetry/sdk/trace/" in n for n in names), names
+    assert any("opentelemetry/exporter/otlp/proto/http/" in n for n in names), names
+    locked = tomllib.loads((mini.root / "nano.lock").read_text())["requires"]
+    assert locked["tracing"] == sorted(TRACING_REQUIRES)
+
+    python = bare_python(tmp_path / "venv")  # only what the binary carries
+    env = {
+        "HOME": str(tmp_path / "home"),
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver.url,
+        "OTEL_BSP_SCHEDULE_DELAY": "50",
+        "OTEL_SERVICE_NAME": "mini-binary",
+    }
+    server = start([str(python), str(traced), "serve", "--port", "0"], tmp_path / "log", env)
+    trace_id = tracing.new_trace_id()
+    try:
+        headers = {"traceparent": tracing.traceparent(trace_id, tracing.new_span_id())}
+        body = {"user_id": "u1", "quantity": {"amount": 2}}
+        answer = server.call("orders", "PlaceOrder", body, headers=headers)
+        assert answer.status_code == 200, answer.text
+    finally:
+        assert server.stop() == 0, server.log()  # the exporter flushes on the way out
+    spans = {s["name"]: s for s in receiver.spans if s["trace_id"] == trace_id}
+    assert set(spans) == {"orders.PlaceOrder", "users.GetUser"}, receiver.spans
+    assert spans["users.GetUser"]["parent_id"] == spans["orders.PlaceOrder"]["span_id"]
+    assert {s["process"] for s in spans.values()} == {"mini-binary"}
+
+
+def test_observe_tracing_must_be_a_boolean_and_spelt_right(mini: Sample) -> None:
+    mini.edit("nano.toml", "[services.users]", '[observe]\ntracing = "yes"\n\n[services.users]')
+    done = subprocess.run(
+        [sys.executable, "-m", "nanobuild", "check", "--workspace", str(mini.root)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    said = done.stdout + done.stderr
+    assert done.returncode != 0 and "Traceback" not in said
+    assert "nano.toml:6: E003 `observe.tracing`: expected `bool`" in said, said
+    mini.edit("nano.toml", 'tracing = "yes"', "trace = true")
+    with pytest.raises(WorkspaceError) as refused:
+        mini.load()
+    misspelt = refused.value.diagnostics
+    assert [(d.code, d.line) for d in misspelt] == [("E002", 6)], misspelt
+    assert "observe.trace" in misspelt[0].message and "tracing" in str(misspelt[0].hint)
