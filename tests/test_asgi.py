@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -266,6 +267,27 @@ def test_the_binary_serves_the_apps_fused(
         "stop gateway",
         "stop users",
     ]
+    assert "Traceback" not in server.log()
+
+
+def test_an_apps_own_port_has_the_front_doors_limits(
+    adopt_binary: tuple[Path, Binary], tmp_path: Path
+) -> None:
+    _, binary = adopt_binary
+    env = {**binary.env, "NANO_HEADER_TIMEOUT": "0.5", "NANO_MAX_CONNECTIONS": "4"}
+    server = start(binary.command("serve", "--port", "0"), tmp_path / "err.log", env)
+    try:
+        half = socket.create_connection(("127.0.0.1", 18401), timeout=5)
+        half.sendall(b"GET /users/u1 HTTP/1.1\r\nHost: x\r\n")  # a head that never ends
+        began = time.monotonic()
+        assert half.recv(1) == b"", "the half head was answered"
+        assert time.monotonic() - began < 3, "closed at the header timeout, not later"
+        waiting = [socket.create_connection(("127.0.0.1", 18401)) for _ in range(8)]
+        assert httpx.get("http://127.0.0.1:18401/users/u1").status_code == 200  # past the cap
+        for sock in [half, *waiting]:
+            sock.close()
+    finally:
+        assert server.stop() == 0
     assert "Traceback" not in server.log()
 
 

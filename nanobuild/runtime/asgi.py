@@ -34,7 +34,7 @@ from typing import Any
 
 from nanobuild.runtime.errors import SetupError
 from nanobuild.runtime.placement import Placement
-from nanobuild.runtime.settings import export
+from nanobuild.runtime.settings import Limits, export
 from nanobuild.runtime.spec import ADOPTED, AppSpec, ServiceSpec, adopted_package
 
 Scope = MutableMapping[str, Any]  # as Starlette and uvicorn type it
@@ -259,9 +259,15 @@ class Adopted:
     services' hooks and stops before them.
     """
 
-    def __init__(self, services: Sequence[tuple[ServiceSpec, ASGIApp]], http: str) -> None:
+    def __init__(
+        self,
+        services: Sequence[tuple[ServiceSpec, ASGIApp]],
+        http: str,
+        limits: Limits | None = None,
+    ) -> None:
         self.services = list(services)
         self.http = http  # uvicorn's HTTP parser, as the front door's
+        self.limits = limits  # the front door's, on the apps' own ports too
         self.states: dict[str, dict[str, Any]] = {s.name: {} for s, _ in self.services}
         self.lifespans: list[_Lifespan] = []
         self.servers: list[Listening] = []
@@ -284,7 +290,14 @@ class Adopted:
                 state = self.states[service.name]
                 self.servers.append(
                     await listen(
-                        service.name, app, host, service.port, self.http, self.access_log, state
+                        service.name,
+                        app,
+                        host,
+                        service.port,
+                        self.http,
+                        self.access_log,
+                        state,
+                        self.limits,
                     )
                 )
         if self.front is not None:
@@ -316,12 +329,14 @@ async def listen(
     http: str,
     access_log: bool,
     state: dict[str, Any],
+    limits: Limits | None = None,
 ) -> Listening:
     """Serve ``app`` on ``host:port`` with a uvicorn server of its own, on the running
     loop, and let nanobuild's HTTP client reach it there in memory.
 
     Its lifespan is off: the front door's runs the services' hooks and the apps'
-    lifespans. ``state`` is copied into each request's scope.
+    lifespans. ``state`` is copied into each request's scope. With ``limits``, the
+    port has the front door's deadlines and a connection cap of its own.
     """
     import uvicorn
 
@@ -329,7 +344,17 @@ async def listen(
         sock = socket.create_server((host, port))
     except OSError as exc:
         raise SetupError(f"{name} cannot listen on port {port}: {exc.strerror or exc}") from None
-    config = uvicorn.Config(app, lifespan="off", http=http, log_config=None, access_log=access_log)
+    guarded: dict[str, Any] = {"http": http}
+    if limits is not None:
+        from nanobuild.runtime.httpguard import H11_MAX_EVENT, protocol
+        from nanobuild.runtime.limits import Gate
+
+        guarded = {
+            "http": protocol(http, limits, Gate(limits.max_connections, f"{name}'s port")),
+            "timeout_keep_alive": limits.keep_alive,
+            "h11_max_incomplete_event_size": H11_MAX_EVENT,
+        }
+    config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=access_log, **guarded)
     config.load()
     server = uvicorn.Server(config)
     server.lifespan = config.lifespan_class(config)  # set by Server.serve(), not startup()

@@ -104,18 +104,18 @@ def run(
         _listenable(host)
         stack = server_stack(settings.server_stack)
         node = wire(spec, placement, settings=settings)
-        adopted, port = _adopted(spec, placement, host, port, stack)
+        limits = _fitted(settings.limits)
+        adopted, port = _adopted(spec, placement, host, port, stack, limits)
     except SetupError as exc:
         if isinstance(exc, SettingsError):
             return _complain(str(exc), BAD_INPUT)
         return _complain(f"cannot wire {spec.name}: {exc}", FAILED)
-    limits = _fitted(settings.limits)
     internal = _internal(node, host, placement, limits)
     companions: list[Companion] = [c for c in (adopted, internal) if c is not None]
     try:  # a contract's route the build did not check (E230-E235) stops it here
         faces = port_faces(node)
         if faces:
-            companions.append(OwnPorts(faces, host, stack, access_log=access_log))
+            companions.append(OwnPorts(faces, host, stack, limits, access_log=access_log))
         app = build_app(node, companions, mounts=adopted.mounts() if adopted else ())
     except SetupError as exc:
         return _complain(f"cannot serve {spec.name}: {exc}", FAILED)
@@ -139,7 +139,7 @@ def run(
 
 
 def _adopted(
-    spec: AppSpec, placement: Placement | None, host: str, port: int, stack: Stack
+    spec: AppSpec, placement: Placement | None, host: str, port: int, stack: Stack, limits: Limits
 ) -> tuple[Adopted | None, int]:
     """The adopted ASGI apps placed here, imported (their ``urls`` set first), and the
     front door's port: a free one for ``0``, since their base URLs must name it."""
@@ -151,7 +151,7 @@ def _adopted(
     if port == 0:
         with socket.create_server((host, 0)) as probe:
             port = probe.getsockname()[1]
-    return Adopted(adopt(spec, local, placement, host, port), stack.http), port
+    return Adopted(adopt(spec, local, placement, host, port), stack.http, limits), port
 
 
 class OwnPorts:
@@ -163,11 +163,18 @@ class OwnPorts:
     """
 
     def __init__(
-        self, faces: list[tuple[str, int, App]], host: str, stack: Stack, *, access_log: bool
+        self,
+        faces: list[tuple[str, int, App]],
+        host: str,
+        stack: Stack,
+        limits: Limits,
+        *,
+        access_log: bool,
     ) -> None:
         self.faces = faces
         self.host = host
         self.stack = stack
+        self.limits = limits
         self.access_log = access_log
         self.servers: list[Listening] = []
 
@@ -175,7 +182,8 @@ class OwnPorts:
         from nanobuild.runtime.asgi import listen  # only with such a service
 
         for name, port, face in self.faces:
-            server = await listen(name, face, self.host, port, self.stack.http, self.access_log, {})
+            http, access_log = self.stack.http, self.access_log
+            server = await listen(name, face, self.host, port, http, access_log, {}, self.limits)
             self.servers.append(server)
 
     async def close(self) -> None:
