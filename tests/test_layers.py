@@ -25,7 +25,7 @@ LAYERS = [
     ["router", "seam", "faults", "shapes", "data", "exchange"],
     ["telemetry"],
     ["node", "openapi"],
-    ["serving", "rest"],
+    ["serving", "rest", "page"],
     ["transports", "transports.frames", "transports.base", "transports.local"],
     ["transports.replicas"],
     ["transports.tcp", "transports.http"],

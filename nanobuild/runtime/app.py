@@ -2,6 +2,7 @@
 
     POST /api/<service>/<Contract>    the fast path, answered here at the ASGI level
     GET  /healthz, /readyz            alive and ready (health.py), before any other path
+    GET  /_nano/, /docs               the built-in page and the API docs (page.py), next
     GET /users/{id}, ...              contracts' REST routes (rest.py), also at the ASGI level
     GET  /openapi.json, /             a small Starlette app (openapi.py, static.py)
     lifespan                          the services' start-up and shutdown hooks
@@ -40,6 +41,7 @@ from nanobuild.runtime.errors import (
 from nanobuild.runtime.exchange import SECRET_HEADER, Exchange, bind, unbind
 from nanobuild.runtime.faults import log_failure, unknown_contract
 from nanobuild.runtime.node import Node
+from nanobuild.runtime.page import DOCS, Page
 from nanobuild.runtime.rest import RestRoute
 from nanobuild.runtime.serving import Served, served_endpoints
 from nanobuild.runtime.settings import Settings
@@ -95,6 +97,8 @@ class App:
         self._site = site(node) if only is None else _not_found  # a port: routes alone
         # the front door's own paths, which no route or mounted app shadows
         self.health = health.Health(node) if only is None else None
+        # the built-in page and the API docs; /docs stays an app's that is mounted over it
+        self.page = Page(node, docs=not _covers(mounts, DOCS)) if only is None else None
         # contracts' own routes; those of a service with a port of its own are there only
         ported = own_ports(node)
         routed = [
@@ -121,6 +125,8 @@ class App:
             await self.lifespan(receive, send)
         elif self.health is not None and scope["path"] in health.PATHS and scope["type"] == "http":
             await self.health(scope, receive, send)
+        elif self.page is not None and scope["type"] == "http" and self.page.claims(scope["path"]):
+            await self.page(scope, receive, send)
         elif not (
             self.rest and scope["type"] == "http" and await self.rest_call(scope, receive, send)
         ):
@@ -373,6 +379,11 @@ def port_faces(node: Node) -> list[tuple[str, int, App]]:
     local = {e.service for e in node.endpoints.values()}
     ported = own_ports(node)
     return [(name, port, App(node, only=name)) for name, port in ported.items() if name in local]
+
+
+def _covers(mounts: Sequence[Mounted], path: str) -> bool:
+    """Whether an adopted app mounted on the front door takes ``path``."""
+    return any(p == "/" or path == p or path.startswith(p + "/") for p, _, _ in mounts)
 
 
 def _declared(content_length: bytes) -> int:

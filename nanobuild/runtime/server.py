@@ -41,6 +41,7 @@ from nanobuild.runtime.wiring import wire
 
 if TYPE_CHECKING:
     from nanobuild.runtime.asgi import Adopted, Listening
+    from nanobuild.runtime.page import Page
     from nanobuild.runtime.transports.tcp import TcpServer
 
 # exit codes, as the README's commands use them
@@ -128,6 +129,7 @@ def run(
     # the HTTP face's drain bound; uvicorn annotates an int, and waits a float
     config.timeout_graceful_shutdown = cast(int, settings.drain_seconds)
     server = _Server(label, config, internal, stack)
+    server.page = app.page
     with _quiet_after_signals():
         try:
             server.run()
@@ -280,6 +282,7 @@ class _Server(uvicorn.Server):
         self.name = name
         self.internal = internal
         self.stack = stack
+        self.page: Page | None = None  # the built-in page, whose address start-up prints
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
@@ -304,6 +307,9 @@ class _Server(uvicorn.Server):
                 print(f"nanobuild: internal transport at {self.internal.address}", flush=True)
             host, port = self.servers[0].sockets[0].getsockname()[:2]  # the real port, if 0
             print(f"nanobuild: serving {self.name} at http://{_host(host)}:{port}", flush=True)
+            if self.page is not None:  # a one-time link only to a terminal, never to a log
+                for line in self.page.banner(f"http://{_host(host)}:{port}", terminal=_tty()):
+                    print(line, flush=True)
 
 
 def _bounded_logs() -> None:
@@ -312,6 +318,13 @@ def _bounded_logs() -> None:
     quiet_accept_errors(asyncio.get_running_loop())
     filter_bursts("uvicorn.error", ("Invalid HTTP request received.",))
     filter_bursts("nanobuild.tcp")
+
+
+def _tty() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except ValueError:  # stdout closed
+        return False
 
 
 def _host(host: str) -> str:
