@@ -24,8 +24,9 @@ LOAD = [
     ("GetProduct", {"id": "66VCHSJNUP"}, "ok"),
     ("GetProduct", {"id": "no-such-product"}, "not_found"),
     ("SearchProducts", {"query": ""}, "bad_request"),
+    ("GetProduct", b'{"id": ', "undecodable"),  # refused at the door: it never reaches the seam
 ]
-COUNT = {"ok": 150, "not_found": 40, "bad_request": 25}
+COUNT = {"ok": 150, "not_found": 40, "bad_request": 25, "undecodable": 20}
 
 
 def scrape(url: str, **headers: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -52,21 +53,34 @@ def calls(
     return samples.get(("nanobuild_calls_total", frozenset(labels.items())), 0)
 
 
+def answered(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], status: int) -> float:
+    key = ("nanobuild_http_requests_total", frozenset({"status": str(status)}.items()))
+    return samples.get(key, 0)
+
+
 def test_metrics_agree_with_the_load_generator_exactly(tmp_path: Path) -> None:
     server = launch([], tmp_path / "serve.log", {"NANO_SECRET": SECRET, "NANO_METRICS": "1"})
     sent: dict[str, int] = {}
+    statuses: dict[int, int] = {}
     lock = threading.Lock()
     done = threading.Event()
     scrapes: list[dict[tuple[str, frozenset[tuple[str, str]]], float]] = []
 
-    def one(job: tuple[str, dict[str, str], str]) -> None:
+    def one(job: tuple[str, dict[str, str] | bytes, str]) -> None:
         contract, body, expected = job
         with httpx.Client(base_url=server.url, timeout=10) as client:
-            answer = client.post(f"/api/catalog/{contract}", json=body)
+            if isinstance(body, bytes):
+                json_type = {"content-type": "application/json"}
+                answer = client.post(f"/api/catalog/{contract}", content=body, headers=json_type)
+            else:
+                answer = client.post(f"/api/catalog/{contract}", json=body)
         kind = "ok" if answer.status_code == 200 else answer.json()["error"]["kind"]
+        if isinstance(body, bytes) and kind == "bad_request":
+            kind = "undecodable"
         assert kind == expected
         with lock:
             sent[kind] = sent.get(kind, 0) + 1
+            statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
 
     def scraping() -> None:
         while not done.is_set():
@@ -106,6 +120,15 @@ def test_metrics_agree_with_the_load_generator_exactly(tmp_path: Path) -> None:
     assert started > 1.6e9
     assert refused.status_code == 401 and "nano-secret" in refused.text
     assert calls(bearer, "GetProduct", "ok") == COUNT["ok"]
+    # at the door, every answer by status: the load's, the refused bodies among them, and
+    # the scrapes before the last (a scrape's answer is counted after its body is made)
+    assert statuses[400] == COUNT["bad_request"] + COUNT["undecodable"]
+    assert calls(final, "GetProduct", "bad_request") == 0  # refused before the seam
+    for status, count in statuses.items():
+        assert answered(final, status) == count + (len(scrapes) if status == 200 else 0)
+    assert sum(v for (name, _), v in final.items() if name.startswith("nanobuild_http_req")) == (
+        len(jobs) + len(scrapes)
+    )
 
 
 def test_metrics_off_answer_404_saying_how_to_turn_them_on(tmp_path: Path) -> None:

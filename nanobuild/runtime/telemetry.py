@@ -123,10 +123,13 @@ class Recorder:
         self.process = {"name": "", "group": None, "build": "", "workspace": ""}
         self.services: list[str] = []
         self.remotes: dict[str, Any] = {}  # service -> the transport that reaches it
+        # HTTP answers by status, at the door: refusals that never reach the seam too
+        self.http: dict[int, int] = {}
 
     def reset(self) -> None:
         """Forget every call and trace (a new node in this process starts afresh)."""
         self.stats.clear()
+        self.http.clear()
         self._traces.clear()
         self.started = time.time()
 
@@ -437,7 +440,11 @@ class Edge:
         async def sending(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 message = {**message, "headers": [*message.get("headers", ()), header]}
+                status = message["status"]
+                answered[status] = answered.get(status, 0) + 1
             await send(message)
+
+        answered = RECORDER.http
 
         token = context.bind(values)
         try:
@@ -473,6 +480,7 @@ def prometheus(recorder: Recorder = RECORDER) -> bytes:
     for (service, contract, direction), stats in sorted(recorder.stats.items()):
         labels = _labels(service=service, contract=contract, direction=direction)
         lines.append(f"nanobuild_in_flight_calls{labels} {stats.in_flight}")
+    _http(lines, recorder)
     _remotes(lines, recorder)
     _family(lines, "process_start_time_seconds", "gauge", "Start time since unix epoch in seconds.")
     lines.append(f"process_start_time_seconds {recorder.started:.3f}")
@@ -509,6 +517,13 @@ def _durations(lines: list[str], recorder: Recorder) -> None:
             lines.append(f"{name}_bucket{_labels(**base, le=bound)} {running}")
         lines.append(f"{name}_sum{_labels(**base)} {stats.sum!r}")
         lines.append(f"{name}_count{_labels(**base)} {running}")
+
+
+def _http(lines: list[str], recorder: Recorder) -> None:
+    name = "nanobuild_http_requests_total"
+    _family(lines, name, "counter", "HTTP requests answered at this process's face, by status.")
+    for status, count in sorted(recorder.http.items()):
+        lines.append(f"{name}{_labels(status=str(status))} {count}")
 
 
 def _remotes(lines: list[str], recorder: Recorder) -> None:
