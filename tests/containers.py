@@ -11,7 +11,10 @@ podman's default storage (the base image stays there between runs).
 - ``base_image()`` is ``localhost/nanobuild-python:3.11``: a Debian root file system
   with python3 made by ``debootstrap`` and imported, rebuilt only when its recipe
   changes; the root file system's tarball is cached in ``cache_dir()``.
-- ``Lab`` is what one test made: ``build_image``, ``network``, ``run`` (a
+  ``slim_base_image()`` is that image with ``python`` too, which the Containerfile
+  ``nanobuild deploy`` writes runs (as the official Python images have it).
+- ``Lab`` is what one test made: ``build_image`` (or ``build_containerfile``, from a
+  generated Containerfile), ``network``, ``run`` (a
   ``Container``), ``compose_up``/``compose_down``; ``close()`` removes all of it (saving
   each container's log first), whether the test passed or not. While a lab is open it
   runs the health checks of its containers itself, as systemd's timers would: podman
@@ -207,6 +210,38 @@ def _import(tarball: Path, tag: str) -> None:
         raise PodmanError(f"{tag} has Python {got.strip()}, the binaries need {want}")
 
 
+# What `nanobuild deploy`'s Containerfile runs (`python`, as the official Python images
+# have it): the base image plus that one name, made once beside it.
+SLIM_IMAGE = "localhost/nanobuild-python:3.11-slim"
+SLIM_LABEL = "nanobuild.test.slim"
+SLIM_KEY = hashlib.sha256(f"{RECIPE}+python".encode()).hexdigest()[:16]
+
+
+def slim_base_image() -> str:
+    """``base_image()`` with ``python`` on its PATH too, as ``python:3.11-slim`` has it.
+
+    Made from the base image once and kept (a change of the base's recipe remakes it).
+    """
+    base = base_image()
+    with (cache_dir() / f"{SLIM_KEY}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _image_has_label(SLIM_IMAGE, SLIM_LABEL, SLIM_KEY):
+            with tempfile.TemporaryDirectory(dir=cache_dir(), prefix="slim-") as context:
+                recipe = f"FROM {base}\nRUN ln -s python3 /usr/bin/python\n"
+                Path(context, "Containerfile").write_text(recipe)
+                podman("build", "--pull=never", "--label", f"{SLIM_LABEL}={SLIM_KEY}",
+                       "-t", SLIM_IMAGE, context, timeout=600)  # fmt: skip
+    return SLIM_IMAGE
+
+
+def _image_has_label(tag: str, label: str, value: str) -> bool:
+    try:
+        labels = podman("image", "inspect", "--format", "{{json .Labels}}", tag, timeout=30)
+    except PodmanError:
+        return False
+    return (json.loads(labels) or {}).get(label) == value
+
+
 # --- what one test makes --------------------------------------------------------------
 
 
@@ -255,6 +290,13 @@ class Container:
     def kill(self) -> None:
         podman("kill", self.name)
 
+    def start(self) -> None:
+        """Start it again (stopped or killed), with its name, network and settings."""
+        podman("start", self.name)
+
+    def running(self) -> bool:
+        return bool(self.inspect()["State"]["Running"])
+
     def health(self) -> str:
         """``healthy``, ``unhealthy``, ``starting`` or ``""`` (no health check)."""
         health = self.inspect()["State"].get("Health") or {}
@@ -296,6 +338,20 @@ class Lab:
         podman(
             "build", "--pull=never", "--build-arg", f"BASE={base or base_image()}",
             "--label", f"{LAB_LABEL}={self.id}", "-t", tag, str(context),
+            timeout=600,
+        )  # fmt: skip
+        return tag
+
+    def build_containerfile(
+        self, containerfile: Path, context: Path, tag: str = "", base: str = ""
+    ) -> str:
+        """An image built from ``containerfile`` (one ``nanobuild deploy`` wrote) in
+        ``context``, its ``BASE`` the local base image with ``python`` by default."""
+        tag = tag or f"localhost/{self.id}:latest"
+        podman(
+            "build", "--pull=never", "--build-arg", f"BASE={base or slim_base_image()}",
+            "--label", f"{LAB_LABEL}={self.id}", "-f", str(containerfile), "-t", tag,
+            str(context),
             timeout=600,
         )  # fmt: skip
         return tag

@@ -221,7 +221,9 @@ internal_port = {ports["catalog"]}
 services = ["cart", "currency"]
 internal_port = {ports["basket"]}
 """
-    (ws / "nano.toml").write_text((REPO / "nano.toml").read_text() + placement)
+    # this placement in place of the example's own (the last tables of its nano.toml)
+    toml = (REPO / "nano.toml").read_text().split("\n[placement.", 1)[0]
+    (ws / "nano.toml").write_text(toml + placement)
     return build_binary(ws, tmp / "build"), ports
 
 
