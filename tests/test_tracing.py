@@ -8,6 +8,7 @@ to a receiver in this test, which decodes the protobuf requests with opentelemet
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -19,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import msgspec
 import pytest
 import tomllib
@@ -26,11 +28,12 @@ import tomllib
 from nanobuild import describe, workspace
 from nanobuild.errors import WorkspaceError
 from nanobuild.requirements import TRACING_REQUIRES
-from nanobuild.runtime import tracing
-from nanobuild.runtime.spec import BuildInfo, __version__
-from tests.conftest import REPO, Sample
+from nanobuild.runtime import telemetry, tracing
+from nanobuild.runtime.asgi import Adopted
+from nanobuild.runtime.spec import BuildInfo, ServiceSpec, __version__
+from tests.conftest import REPO, SAMPLES, Sample
 from tests.packing import bare_python, repack_installed, runtime_closure
-from tests.servers import Server, order, output, start
+from tests.servers import Server, free_port, order, output, start
 
 pytest.importorskip("opentelemetry.sdk")
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
@@ -82,7 +85,10 @@ class Receiver:
             )
             for scope in resource_spans.scope_spans:
                 for span in scope.spans:
-                    attributes = {a.key: a.value.string_value for a in span.attributes}
+                    attributes = {
+                        a.key: getattr(a.value, a.value.WhichOneof("value") or "string_value")
+                        for a in span.attributes
+                    }
                     self.spans.append(
                         {
                             "trace_id": span.trace_id.hex(),
@@ -106,9 +112,10 @@ def receiver() -> Iterator[Receiver]:
     found.close()
 
 
-def launch(argv: list[str], log: Path, env: Mapping[str, str]) -> Server:
-    """The boutique from source, as ``nanobuild serve``'s child runs it, with ``argv``."""
-    ws = workspace.load(REPO)
+def launch(argv: list[str], log: Path, env: Mapping[str, str], root: Path = REPO) -> Server:
+    """The boutique (or the workspace at ``root``) from source, as ``nanobuild serve``'s
+    child runs it, with ``argv``."""
+    ws = workspace.load(root)
     build = BuildInfo(workspace=ws.name, nanobuild=__version__, inputs="source")
     paths = [str(folder) for folder in ws.import_paths()]
     proc = subprocess.Popen(
@@ -359,3 +366,73 @@ def test_observe_tracing_must_be_a_boolean_and_spelt_right(mini: Sample) -> None
     misspelt = refused.value.diagnostics
     assert [(d.code, d.line) for d in misspelt] == [("E002", 6)], misspelt
     assert "observe.trace" in misspelt[0].message and "tracing" in str(misspelt[0].hint)
+
+
+# -- adopted ASGI apps: a server span per request at their edge
+
+
+def test_adopted_apps_get_a_server_span_per_request_with_http_attributes(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    adopt = tmp_path / "adopt"
+    shutil.copytree(SAMPLES / "adopt", adopt)
+    users_port = free_port()
+    toml = adopt / "nano.toml"
+    toml.write_text(toml.read_text().replace("port = 18401", f"port = {users_port}"))
+    env = {
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver.url,
+        "OTEL_BSP_SCHEDULE_DELAY": "50",
+        "NANO_SECRET": SECRET,
+    }
+    server = launch([], tmp_path / "serve.log", env, root=adopt)
+    trace_id, outer = tracing.new_trace_id(), tracing.new_span_id()
+    try:
+        headers = {"traceparent": tracing.traceparent(trace_id, outer), "x-request-id": "adopt-1"}
+        profile = server.http.get("/profile/u1", headers=headers)
+        assert profile.status_code == 200, profile.text
+        assert profile.headers["x-request-id"] == "adopt-1"  # once, from the door
+        missing = server.http.get("/orders/nowhere", headers=headers)
+        own = httpx.get(f"http://127.0.0.1:{users_port}/users/u1", timeout=10)
+    finally:
+        assert server.stop() == 0, server.log()
+    assert missing.status_code == 404
+    assert own.status_code == 200 and len(own.headers["x-request-id"]) == 32  # its own port
+    spans = [s for s in receiver.spans if s["trace_id"] == trace_id]
+    [gateway] = [s for s in spans if s["name"] == "GET /profile/{id}"]
+    assert gateway["parent_id"] == outer and gateway["kind"] == 2  # SERVER
+    assert gateway["attributes"] == {
+        "http.request.method": "GET",
+        "url.path": "/profile/u1",
+        "url.scheme": "http",
+        "http.response.status_code": 200,
+        "http.route": "/profile/{id}",
+        "nanobuild.service": "gateway",
+        "nanobuild.outcome": "ok",
+        "nanobuild.request_id": "adopt-1",
+    }
+    [nowhere] = [s for s in spans if s["attributes"]["url.path"] == "/orders/nowhere"]
+    assert nowhere["name"] == "GET /orders/nowhere"  # no route answered: the path
+    assert nowhere["attributes"]["http.response.status_code"] == 404
+    assert nowhere["attributes"]["nanobuild.service"] == "orders"
+    # on its own port: the gateway's call (httpx sends no traceparent) and this test's
+    users = [s for s in receiver.spans if s["attributes"].get("url.path") == "/users/u1"]
+    assert len(users) == 2 and {s["name"] for s in users} == {"GET /users/{id}"}
+    [user] = [
+        s for s in users if s["attributes"]["nanobuild.request_id"] == own.headers["x-request-id"]
+    ]
+    assert user["parent_id"] is None and user["trace_id"] != trace_id
+
+
+def test_adopted_apps_are_left_unwrapped_while_telemetry_is_off() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        pass
+
+    service = ServiceSpec(name="plain", package="plain", handlers={}, asgi="main:app", mount="/p")
+    try:
+        telemetry.configure(metrics=False, environ={})
+        assert Adopted([(service, app)], "h11").mounts()[0][1] is app  # off: nothing between
+        telemetry.configure(metrics=True, environ={})
+        [(_, spanned, _)] = Adopted([(service, app)], "h11").mounts()
+        assert isinstance(spanned, telemetry.AppSpans) and spanned.app is app
+    finally:
+        telemetry.configure(metrics=False, environ={})

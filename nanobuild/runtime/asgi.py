@@ -32,6 +32,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from nanobuild.runtime import telemetry
 from nanobuild.runtime.errors import SetupError
 from nanobuild.runtime.placement import Placement
 from nanobuild.runtime.settings import Limits, export
@@ -275,8 +276,13 @@ class Adopted:
         self.access_log = False
 
     def mounts(self) -> list[tuple[str, ASGIApp, dict[str, Any]]]:
-        """The mounted apps, longest mount first, each with its lifespan state."""
-        found = [(s.mount, app, self.states[s.name]) for s, app in self.services if s.mount]
+        """The mounted apps, longest mount first, each with its lifespan state (behind the
+        front door, whose ``telemetry.Edge`` gives each request its ids)."""
+        found = [
+            (s.mount, _spanned(s.name, app), self.states[s.name])
+            for s, app in self.services
+            if s.mount
+        ]
         return sorted(found, key=lambda item: len(item[0]), reverse=True)
 
     async def start(self) -> None:
@@ -291,7 +297,7 @@ class Adopted:
                 self.servers.append(
                     await listen(
                         service.name,
-                        app,
+                        _edged(service.name, app),
                         host,
                         service.port,
                         self.http,
@@ -315,6 +321,18 @@ class Adopted:
         self.lifespans.clear()
         if failures:
             raise SetupError("; ".join(failures))
+
+
+def _spanned(name: str, app: ASGIApp) -> ASGIApp:
+    """``app`` with a span per request at its edge when telemetry is on; else ``app``
+    itself, so that off costs nothing."""
+    return telemetry.AppSpans(name, app) if telemetry.enabled() else app
+
+
+def _edged(name: str, app: ASGIApp) -> ASGIApp:
+    """``_spanned``, and on a port of its own the request id and trace context the
+    front door's ``Edge`` gives its requests."""
+    return telemetry.Edge(telemetry.AppSpans(name, app)) if telemetry.enabled() else app
 
 
 # a uvicorn server of this process's own, beside the front door: it, its main loop, its socket

@@ -453,6 +453,114 @@ class Edge:
             context.unbind(token)
 
 
+class AppSpans:
+    """ASGI middleware for an adopted app: a server span per HTTP request into it, named
+    ``METHOD route`` (the route's template when the app's router says it, else the path),
+    with OpenTelemetry's HTTP attributes, a child of the trace context ``Edge`` bound; the
+    app's own calls carry this span as their parent. Wrapped round the app only when
+    telemetry is on."""
+
+    def __init__(self, service: str, app: Any) -> None:
+        self.service = service
+        self.app = app
+        self._routes: dict[Any, str] | None = None  # endpoint -> its route's template
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        values = dict(context.current())
+        parent = values.get(TRACEPARENT)
+        found = tracing.parse_traceparent(parent) if parent else None
+        if found is None:
+            trace_id, parent_id, flags = tracing.new_trace_id(), None, "01"
+        else:
+            trace_id, parent_id, flags = found
+        span_id = tracing.new_span_id()
+        values[TRACEPARENT] = tracing.traceparent(trace_id, span_id, flags)
+        status = 500  # unless the app answers
+
+        async def sending(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        token = context.bind(values)
+        start = time.time_ns()
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            context.unbind(token)
+            ids = (trace_id, span_id, parent_id, flags)
+            self._finish(scope, values, ids, status, start, time.time_ns())
+
+    def _finish(
+        self,
+        scope: dict[str, Any],
+        values: Mapping[str, str],
+        ids: tuple[str, str, str | None, str],
+        status: int,
+        start: int,
+        end: int,
+    ) -> None:
+        method, path = scope.get("method", "GET"), scope.get("path", "/")
+        route = self._route(scope)
+        http: dict[str, str | int] = {
+            "http.request.method": method,
+            "url.path": path,
+            "url.scheme": scope.get("scheme", "http"),
+            "http.response.status_code": status,
+        }
+        if isinstance(route, str):
+            http["http.route"] = route
+        trace_id, span_id, parent_id, flags = ids
+        span = Span(
+            trace_id=trace_id,
+            span_id=span_id,
+            parent_id=parent_id,
+            flags=flags,
+            remote_parent=parent_id is not None,
+            kind="server",
+            service=self.service,
+            contract="",
+            placement="local",
+            via="http",
+            process=RECORDER.process["name"] or "",
+            start_ns=start,
+            end_ns=end,
+            outcome="ok" if status < 500 else "internal",  # a 4xx is the caller's, not ours
+            request_id=values.get(REQUEST_ID),
+            tracestate=values.get(TRACESTATE),
+            title=f"{method} {route if isinstance(route, str) else path}",
+            http=http,
+        )
+        RECORDER.add_span(span)
+        if _exporter is not None:
+            _exporter.export(span)
+
+    def _route(self, scope: dict[str, Any]) -> str | None:
+        """The template of the route that answered: FastAPI's router leaves the route in
+        the scope, Starlette's its endpoint, looked up among the app's own routes."""
+        path = getattr(scope.get("route"), "path", None)
+        if isinstance(path, str):
+            return path
+        endpoint = scope.get("endpoint")
+        if endpoint is None:
+            return None
+        if self._routes is None:
+            routes = getattr(self.app, "routes", None) or ()
+            self._routes = {
+                r.endpoint: r.path
+                for r in routes
+                if isinstance(getattr(r, "path", None), str) and hasattr(r, "endpoint")
+            }
+        try:
+            return self._routes.get(endpoint)
+        except TypeError:  # an endpoint that cannot be hashed
+            return None
+
+
 def _trace_context(values: dict[str, str], parent: bytes | None, state: bytes | None) -> None:
     """Put a valid ``traceparent`` (and its ``tracestate``) in ``values``; ignore a bad one,
     as the W3C spec says: the trace then starts here."""

@@ -83,10 +83,13 @@ class Span:
     remote_parent: bool = False  # the parent span is in the process that called this one
     request_id: str | None = None
     tracestate: str | None = None
+    # an adopted app's request at its edge: its name ("GET /items/{id}") and HTTP attributes
+    title: str | None = None
+    http: dict[str, str | int] | None = None
 
     @property
     def name(self) -> str:
-        return f"{self.service}.{self.contract}"
+        return self.title or f"{self.service}.{self.contract}"
 
     def as_dict(self) -> dict[str, object]:
         """The span as ``telemetry.RECORDER.traces()`` shows it."""
@@ -104,8 +107,16 @@ class Span:
             "outcome": self.outcome,
         }
 
-    def attributes(self) -> dict[str, str]:
-        """Its attributes, by OpenTelemetry's RPC conventions where they fit."""
+    def attributes(self) -> dict[str, str | int]:
+        """Its attributes, by OpenTelemetry's RPC conventions where they fit (by its HTTP
+        conventions for a request into an adopted app)."""
+        if self.http is not None:
+            return {
+                **self.http,
+                "nanobuild.service": self.service,
+                "nanobuild.outcome": self.outcome,
+                "nanobuild.request_id": self.request_id or "",
+            }
         return {
             "rpc.system": "nanobuild",
             "rpc.service": self.service,
