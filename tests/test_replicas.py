@@ -138,9 +138,12 @@ def replicas(boutique_binary: Binary, recorder: Path, tmp_path: Path) -> Iterato
 
 
 class Load:
-    """Callers in this process, each calling one after another until stopped."""
+    """Callers in this process, each calling one after another until stopped, ``think``
+    seconds apart: a load the replicas keep up with, so that the share each gets is the
+    balancer's doing, not the doing of a scheduler that gives one process less time."""
 
-    def __init__(self, transport: TcpTransport) -> None:
+    def __init__(self, transport: TcpTransport, think: float = 0.0) -> None:
+        self.think = think
         self.get = remote_route(transport, "catalog", GetProduct, idempotent=True)
         self.search = remote_route(transport, "catalog", SearchProducts, idempotent=False)
         self.sent: dict[str, str] = {}  # request id -> "ok" or the error's class
@@ -163,6 +166,8 @@ class Load:
                 except NanoError as exc:
                     self.sent[rid] = type(exc).__name__
                     self.failures.append((time.monotonic(), rid, exc))
+            if self.think:
+                await asyncio.sleep(self.think)
 
     def failed(self, prefix: str) -> list[tuple[float, str, NanoError]]:
         return [f for f in self.failures if f[1].startswith(prefix)]
@@ -199,13 +204,13 @@ async def _run(
 ) -> dict[str, Any]:
     a, b, c, d = addresses
     transport = TcpTransport(f"tcp://{name}:{replicas.port}", secret=SECRET, resolve_every=0.5)
-    load = Load(transport)
+    load = Load(transport, think=0.03)  # while the shares are counted
     callers = [asyncio.create_task(load.caller(n)) for n in range(64)]
     figures: dict[str, Any] = {}
     try:
         await asyncio.sleep(1.0)  # connections opened, warm
         before = counts(replicas, [a, b, c])
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(3.0)
         after = counts(replicas, [a, b, c])
         spread = {x: after[x] - before[x] for x in (a, b, c)}
         mean = sum(spread.values()) / 3
@@ -214,6 +219,8 @@ async def _run(
         assert mean > 50, spread
         assert figures["spread"] <= 0.2, spread
 
+        load.think = 0.0  # as fast as they go: many calls in flight at the kill
+        await asyncio.sleep(0.5)
         killed_at = time.monotonic()
         replicas.servers[a].proc.kill()  # SIGKILL: no goodbye
         await asyncio.sleep(1.5)
@@ -224,7 +231,8 @@ async def _run(
         assert code == 0, replicas.servers[b].log()
         await asyncio.sleep(0.5)
 
-        replicas.start(d)  # a fourth joins the name; the callers find it by looking up
+        await asyncio.to_thread(replicas.start, d)  # a fourth joins the name; the callers
+        # find it by looking the name up again
         hosts.point(name, a, b, c, d)
         joined = time.monotonic()
         await wait_until(lambda: len(replicas.ran(d)) > 100, 5, "load on the 4th")
