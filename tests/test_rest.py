@@ -472,12 +472,14 @@ from nanobuild.runtime.wiring import wire
 from nanobuild.workspace import load
 
 port = int(sys.argv[2])
-node = wire(describe(load(Path(sys.argv[1]))), settings=Settings.from_env({}))
+settings = Settings.from_env({})
+node = wire(describe(load(Path(sys.argv[1]))), settings=settings)
 
 
 async def main() -> None:
     node.install()
-    faces = OwnPorts(port_faces(node), "127.0.0.1", Stack("asyncio", "h11"), access_log=False)
+    stack = Stack("asyncio", "h11")
+    faces = OwnPorts(port_faces(node), "127.0.0.1", stack, settings.limits, access_log=False)
     await faces.start()
     assert ("http", "127.0.0.1", port) in ORIGINS  # answered in memory, not on the socket
     async with AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:

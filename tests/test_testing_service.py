@@ -157,6 +157,8 @@ async def test_the_http_face_in_memory_public_and_trusted():
         assert (await svc.http.get("/users/u9")).status_code == 404
         health = await svc.http.get("/healthz")
         assert health.json()["services"] == ["users", "orders"]
+        ready = await svc.http.get("/readyz")  # started, as a process once its hooks ran
+        assert ready.status_code == 200 and ready.json()["status"] == "ready", ready.text
 
 
 async def test_an_unknown_service_is_named_with_the_known_ones():

@@ -215,6 +215,8 @@ class Running:
         if self.adopted is not None:
             await self.adopted.start()
             _serve_in_memory(self.adopted, self.front, self.app)
+        if self.app.health is not None:  # /readyz as a process answers it once started
+            self.app.health.started()
 
     async def close(self) -> None:
         """Close the clients, stop the adopted apps, then the services (in reverse order)."""
