@@ -457,6 +457,25 @@ def test_a_remote_that_does_not_speak_the_protocol_is_unavailable(
     assert len(tcp_lines(caplog)) <= 1
 
 
+def test_a_call_waiting_on_a_connection_its_transport_closes_is_unsent(faults: Any) -> None:
+    """A replica retired while a call waits for its connection: the call was not sent, so
+    the pool can send it elsewhere (not a cancellation leaking out of the shared attempt)."""
+
+    async def scenario() -> None:
+        server = await asyncio.start_server(mute, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        transport = TcpTransport(f"tcp://127.0.0.1:{port}", secret=SECRET)
+        route = remote_route(transport, "faults", faults.Say, timeout=5)
+        waiting = asyncio.ensure_future(route(faults.Say("x")))
+        await asyncio.sleep(0.2)  # connected, waiting for the handshake's answer
+        await transport.aclose()
+        with pytest.raises(Unsent, match="closed as it connected"):
+            await waiting
+        server.close()
+
+    run(scenario())
+
+
 def test_local_transport_crosses_the_wire_form_in_process(node: Node, faults: Any) -> None:
     async def scenario() -> None:
         transport = LocalTransport(node)

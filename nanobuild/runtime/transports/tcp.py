@@ -391,10 +391,14 @@ class TcpTransport(Transport):
         if self._opening is None:
             self._opening = loop.create_task(self._open())
             self._opening.add_done_callback(_retrieve)
+        opening = self._opening
         try:
-            connection = await asyncio.wait_for(
-                asyncio.shield(self._opening), deadline - loop.time()
-            )
+            connection = await asyncio.wait_for(asyncio.shield(opening), deadline - loop.time())
+        except asyncio.CancelledError:
+            if opening.cancelled() and not _cancelling():  # the attempt, not this caller
+                closed = f"the transport to {self.address} closed as it connected"
+                raise target.unsent(closed) from None
+            raise
         except asyncio.TimeoutError:
             raise target.unsent(
                 f"{self.address} did not accept a connection within {target.timeout:g} s"
@@ -503,6 +507,13 @@ class TcpTransport(Transport):
             if each is not None:
                 each.close()
                 await each.closed
+
+
+def _cancelling() -> bool:
+    """Whether the running task is being cancelled (known from Python 3.11 on)."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return bool(cancelling()) if cancelling is not None else False
 
 
 class _ClientConnection(_FramedProtocol):
