@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from nanobuild.runtime.node import Node
-from nanobuild.runtime.transports.base import Transport
+
+if TYPE_CHECKING:
+    from nanobuild.runtime.transports.base import Transport
 
 log = logging.getLogger("nanobuild.health")
 
@@ -40,6 +43,15 @@ JSON = b"application/json"
 Scope = MutableMapping[str, Any]  # as Starlette and uvicorn type it
 Receive = Any
 Send = Any
+
+
+def _transports(node: Node) -> list[Transport]:
+    """The node's transports to other processes; a fused process never loads their
+    module (nor pays for it), so then it has none."""
+    loaded = sys.modules.get("nanobuild.runtime.transports.base")
+    if loaded is None:
+        return []
+    return [c for c in node.closables if isinstance(c, loaded.Transport)]
 
 
 class Health:
@@ -62,7 +74,7 @@ class Health:
         self._alive = msgspec.json.encode(self._facts)
         # the TCP transports find, at each handshake, the contracts their remote disagrees on
         self._compared = [c for c in node.closables if hasattr(c, "disagreements")]
-        self.transports = [c for c in node.closables if isinstance(c, Transport)]
+        self.transports = _transports(node)
         self.timeout = timeout
         self.cache = cache
         self.state = "starting"  # then "ready" once started, "shutting down" once stopping
