@@ -30,6 +30,7 @@ from nanobuild.errors import WorkspaceError
 from nanobuild.requirements import TRACING_REQUIRES
 from nanobuild.runtime import telemetry, tracing
 from nanobuild.runtime.asgi import Adopted
+from nanobuild.runtime.errors import SetupError
 from nanobuild.runtime.spec import BuildInfo, ServiceSpec, __version__
 from tests.conftest import REPO, SAMPLES, Sample
 from tests.packing import bare_python, repack_installed, runtime_closure
@@ -436,3 +437,57 @@ def test_adopted_apps_are_left_unwrapped_while_telemetry_is_off() -> None:
         assert isinstance(spanned, telemetry.AppSpans) and spanned.app is app
     finally:
         telemetry.configure(metrics=False, environ={})
+
+
+def test_the_sampler_decides_as_opentelemetry_s_sdk() -> None:
+    low, high = "0" * 16 + "0" * 15 + "1", "0" * 16 + "f" * 16  # lower 64 bits: tiny, all
+    assert tracing.sampler({}).root(high) == "01"  # the default: parent based, always on
+    assert tracing.sampler({}).child(high, "00") == "00"  # an unsampled parent is followed
+    half = tracing.sampler(
+        {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.5"}
+    )
+    assert (half.root(low), half.root(high), half.child(low, "00")) == ("01", "00", "01")
+    off = tracing.sampler({"OTEL_TRACES_SAMPLER": "parentbased_always_off"})
+    assert (off.root(low), off.child(high, "01")) == ("00", "01")
+    for environ, said in (
+        ({"OTEL_TRACES_SAMPLER": "jaeger_remote"}, "OTEL_TRACES_SAMPLER='jaeger_remote'"),
+        ({"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "2"}, "from 0 to 1"),
+        ({"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "x"}, "'x'"),
+    ):
+        with pytest.raises(SetupError, match=said):
+            tracing.sampler(environ)
+
+
+def test_unsampled_traces_are_not_exported_and_a_bad_sampler_stops_the_start(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    env = {
+        "NANO_SECRET": SECRET,
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver.url,
+        "OTEL_BSP_SCHEDULE_DELAY": "50",
+    }
+    server = launch([], tmp_path / "serve.log", env)
+    sampled, unsampled = tracing.new_trace_id(), tracing.new_trace_id()
+    try:
+        for trace_id, flags in ((sampled, "01"), (unsampled, "00")):
+            parent = tracing.traceparent(trace_id, tracing.new_span_id(), flags)
+            answer = server.call(
+                "catalog", "GetProduct", {"id": "66VCHSJNUP"}, headers={"traceparent": parent}
+            )
+            assert answer.status_code == 200
+    finally:
+        assert server.stop() == 0, server.log()
+    traces = {s["trace_id"] for s in receiver.spans}
+    assert sampled in traces and unsampled not in traces  # the caller's decision kept
+
+    bad = subprocess.run(
+        [sys.executable, "-m", "nanobuild.runtime", "serve", "--port", "0"],
+        input=msgspec.json.encode({"spec": describe.describe(workspace.load(REPO)), "build": {
+            "workspace": "boutique", "nanobuild": __version__, "inputs": "source"}}),
+        capture_output=True, timeout=60,
+        env={**os.environ, **env, "OTEL_TRACES_SAMPLER": "sometimes",
+             "PYTHONPATH": os.pathsep.join(str(f) for f in workspace.load(REPO).import_paths())},
+    )  # fmt: skip
+    said = bad.stderr.decode()
+    assert bad.returncode != 0 and "Traceback" not in said
+    assert "OTEL_TRACES_SAMPLER='sometimes'" in said.strip().splitlines()[-1], said

@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import time
-import uuid
 from bisect import bisect_left
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping, Sequence
@@ -61,7 +60,18 @@ BUCKETS += (0.5, 1.0, 2.5, 5.0, 10.0)
 class _Stats:
     """One (service, contract, direction): exact counters, and a recent window."""
 
-    __slots__ = ("buckets", "calls", "errors", "in_flight", "outcomes", "recent", "seconds", "sum")
+    __slots__ = (
+        "_counts",
+        "_second",
+        "buckets",
+        "calls",
+        "errors",
+        "in_flight",
+        "outcomes",
+        "recent",
+        "seconds",
+        "sum",
+    )
 
     def __init__(self) -> None:
         self.calls = 0
@@ -72,19 +82,24 @@ class _Stats:
         self.sum = 0.0
         self.recent: deque[tuple[float, float]] = deque(maxlen=LATENCY_SAMPLES)
         self.seconds: dict[int, list[int]] = {}  # whole second -> [calls, errors]
+        self._second = -1  # the second ``_counts`` counts: most calls fall in the last one
+        self._counts = [0, 0]
 
     def record(self, outcome: str, duration: float, now: float) -> None:
         self.calls += 1
-        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
-        second = self.seconds.get(int(now))
-        if second is None:
-            second = self.seconds[int(now)] = [0, 0]
-            if len(self.seconds) > RATE_WINDOW + 2:  # a bounded map: drop the oldest
-                del self.seconds[min(self.seconds)]
-        second[0] += 1
+        outcomes = self.outcomes
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        counts = self._counts
+        if int(now) != self._second:
+            self._second = int(now)
+            seconds = self.seconds
+            counts = self._counts = seconds.setdefault(self._second, [0, 0])
+            if len(seconds) > RATE_WINDOW + 2:  # a bounded map: drop the oldest
+                del seconds[min(seconds)]
+        counts[0] += 1
         if outcome != "ok":
             self.errors[outcome] = self.errors.get(outcome, 0) + 1
-            second[1] += 1
+            counts[1] += 1
         self.buckets[bisect_left(BUCKETS, duration)] += 1
         self.sum += duration
         self.recent.append((now, duration))
@@ -93,9 +108,9 @@ class _Stats:
 class _Trace:
     __slots__ = ("spans", "trace_id")
 
-    def __init__(self, trace_id: str) -> None:
+    def __init__(self, trace_id: str, spans: list[Span]) -> None:
         self.trace_id = trace_id
-        self.spans: list[Span] = []
+        self.spans = spans
 
     def as_dict(self) -> dict[str, object]:
         spans = sorted(self.spans, key=lambda s: s.start_ns)
@@ -118,7 +133,8 @@ class Recorder:
 
     def __init__(self) -> None:
         self.stats: dict[tuple[str, str, str], _Stats] = {}
-        self._traces: OrderedDict[str, _Trace] = OrderedDict()
+        # trace id -> its spans here, least recently added to first (a _Trace when read)
+        self._traces: OrderedDict[str, list[Span]] = OrderedDict()
         self.started = time.time()
         self.process = {"name": "", "group": None, "build": "", "workspace": ""}
         self.services: list[str] = []
@@ -142,15 +158,15 @@ class Recorder:
 
     def add_span(self, span: Span) -> None:
         traces = self._traces
-        trace = traces.get(span.trace_id)
-        if trace is None:
-            trace = traces[span.trace_id] = _Trace(span.trace_id)
+        spans = traces.get(span.trace_id)
+        if spans is None:
+            traces[span.trace_id] = [span]
             if len(traces) > MAX_TRACES:
                 traces.popitem(last=False)
         else:
             traces.move_to_end(span.trace_id)
-        if len(trace.spans) < MAX_SPANS:
-            trace.spans.append(span)
+            if len(spans) < MAX_SPANS:
+                spans.append(span)
 
     # -- what a page reads
 
@@ -171,8 +187,8 @@ class Recorder:
 
     def traces(self, limit: int = 200) -> list[dict[str, object]]:
         """The newest ``limit`` traces this process saw a span of, newest first."""
-        newest = list(self._traces.values())[-limit:] if limit > 0 else []
-        return [trace.as_dict() for trace in reversed(newest)]
+        newest = list(self._traces.items())[-limit:] if limit > 0 else []
+        return [_Trace(trace_id, spans).as_dict() for trace_id, spans in reversed(newest)]
 
     def _contracts(self, now: float) -> list[dict[str, object]]:
         merged: dict[tuple[str, str], list[_Stats]] = {}
@@ -231,6 +247,9 @@ def _remote(service: str, transport: Any) -> dict[str, object]:
 RECORDER = Recorder()
 _on = False
 _exporter: Exporter | None = None
+_sampler = tracing.Sampler()  # which new spans are exported (OTEL_TRACES_SAMPLER)
+_SAMPLED = frozenset("13579bdf")  # a flags byte's second hex digit with the sampled bit
+_time_ns = time.time_ns
 
 
 def enabled() -> bool:
@@ -252,15 +271,17 @@ def configure(
     """Turn telemetry on or off for the node about to be wired; the interceptors to install.
 
     ``group`` and ``build`` default to what ``describe`` said. ``SetupError`` if the
-    OTEL_* variables ask for export the SDK is not here for.
+    OTEL_* variables ask for export the SDK is not here for, or name a sampler that
+    cannot be used.
     """
-    global _on, _exporter
+    global _on, _exporter, _sampler
     group = group or RECORDER.process["group"]
     name = group or name
     build = build if build is not None else RECORDER.process["build"] or ""
     if _exporter is not None:
         _exporter.shutdown()
     _exporter = tracing.otlp_exporter(name or workspace, environ)
+    _sampler = tracing.sampler(environ) if _exporter is not None else tracing.Sampler()
     _on = metrics or _exporter is not None
     RECORDER.reset()
     RECORDER.process.update(name=name or workspace, group=group, build=build, workspace=workspace)
@@ -291,19 +312,23 @@ async def observe(call: CallInfo, proceed: Proceed) -> object:
     values = call.context
     parent = values.get(TRACEPARENT)
     found = tracing.parse_traceparent(parent) if parent else None
-    if found is None:
-        trace_id, parent_id, flags = tracing.new_trace_id(), None, "01"
+    if found is None:  # the trace starts here
+        (trace_id, span_id), parent_id = tracing.new_ids(), None
+        flags = _sampler.root(trace_id)
     else:
         trace_id, parent_id, flags = found
-    span_id = tracing.new_span_id()
-    values[TRACEPARENT] = tracing.traceparent(trace_id, span_id, flags)
-    stats = RECORDER.stats_of(call.service, call.contract, call.direction)
+        span_id = tracing.new_span_id()
+        flags = _sampler.child(trace_id, flags)
+    values[TRACEPARENT] = f"00-{trace_id}-{span_id}-{flags}"
+    stats = RECORDER.stats.get((call.service, call.contract, call.direction))
+    if stats is None:
+        stats = RECORDER.stats_of(call.service, call.contract, call.direction)
     stats.in_flight += 1
-    start = time.time_ns()
+    start = _time_ns()
     try:
         return await proceed()
     finally:
-        end = time.time_ns()
+        end = _time_ns()
         stats.in_flight -= 1
         outcome = call.outcome or "internal"  # an interceptor after this one raised
         duration = call.duration if call.duration is not None else (end - start) / 1e9
@@ -325,27 +350,28 @@ def _finish(
         kind = "server"
     else:
         kind = "client" if call.placement == "remote" else "internal"
-    request_id = call.context.get(REQUEST_ID)
-    span = Span(
-        trace_id=trace_id,
-        span_id=span_id,
-        parent_id=parent_id,
-        flags=flags,
-        remote_parent=call.direction == "inbound",
-        kind=kind,
-        service=call.service,
-        contract=call.contract,
-        placement=call.placement,
-        via=call.via,
-        process=RECORDER.process["name"] or "",
-        start_ns=start,
-        end_ns=end,
-        outcome=outcome,
-        request_id=request_id,
-        tracestate=call.context.get(TRACESTATE),
+    values = call.context
+    request_id = values.get(REQUEST_ID)
+    span = Span(  # by position: a third less time than by keyword, once per call
+        trace_id,
+        span_id,
+        parent_id,
+        kind,
+        call.service,
+        call.contract,
+        call.placement,
+        call.via,
+        RECORDER.process["name"] or "",
+        start,
+        end,
+        outcome,
+        flags,
+        call.direction == "inbound",
+        request_id,
+        values.get(TRACESTATE),
     )
     RECORDER.add_span(span)
-    if _exporter is not None:
+    if _exporter is not None and flags[1] in _SAMPLED:
         _exporter.export(span)
     if outcome != "ok":
         log.warning(
@@ -408,7 +434,7 @@ def request_id_of(given: bytes | None) -> str:
         text = given.decode("latin-1")
         if len(text) <= 128 and _ID_CHARS.issuperset(text):
             return text
-    return uuid.uuid4().hex
+    return tracing.new_trace_id()  # 32 random hex digits, as uuid4().hex at a tenth its cost
 
 
 class Edge:
@@ -432,19 +458,17 @@ class Edge:
             elif name == b"tracestate":
                 state = value
         request_id = request_id_of(given)
-        values = dict(context.current())
-        values[REQUEST_ID] = request_id
+        values = {**context.current(), REQUEST_ID: request_id}
         _trace_context(values, parent, state)
         header = (REQUEST_ID_HEADER, request_id.encode())
+        answered = RECORDER.http
 
-        async def sending(message: dict[str, Any]) -> None:
+        def sending(message: dict[str, Any]) -> Any:  # send's own awaitable: no frame more
             if message["type"] == "http.response.start":
                 message = {**message, "headers": [*message.get("headers", ()), header]}
                 status = message["status"]
                 answered[status] = answered.get(status, 0) + 1
-            await send(message)
-
-        answered = RECORDER.http
+            return send(message)
 
         token = context.bind(values)
         try:
@@ -473,18 +497,20 @@ class AppSpans:
         parent = values.get(TRACEPARENT)
         found = tracing.parse_traceparent(parent) if parent else None
         if found is None:
-            trace_id, parent_id, flags = tracing.new_trace_id(), None, "01"
+            (trace_id, span_id), parent_id = tracing.new_ids(), None
+            flags = _sampler.root(trace_id)
         else:
             trace_id, parent_id, flags = found
-        span_id = tracing.new_span_id()
+            span_id = tracing.new_span_id()
+            flags = _sampler.child(trace_id, flags)
         values[TRACEPARENT] = tracing.traceparent(trace_id, span_id, flags)
         status = 500  # unless the app answers
 
-        async def sending(message: dict[str, Any]) -> None:
+        def sending(message: dict[str, Any]) -> Any:  # send's own awaitable: no frame more
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-            await send(message)
+            return send(message)
 
         token = context.bind(values)
         start = time.time_ns()
@@ -536,7 +562,7 @@ class AppSpans:
             http=http,
         )
         RECORDER.add_span(span)
-        if _exporter is not None:
+        if _exporter is not None and flags[1] in _SAMPLED:
             _exporter.export(span)
 
     def _route(self, scope: dict[str, Any]) -> str | None:
