@@ -49,6 +49,16 @@ def as_nano_error(exc: BaseException) -> NanoError:
     return internal
 
 
+# set by telemetry when calls are observed: it then logs each server fault in one line
+# with the call's request id and trace id, and this module adds only a 500's traceback
+OBSERVED = False
+
+
+def server_fault(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is the server's fault (a 5xx, or no NanoError at all), not the caller's."""
+    return not isinstance(exc, NanoError) or exc.status >= 500
+
+
 def log_failure(log: logging.Logger, exc: NanoError) -> None:
     """Server faults reach the log (with the cause's traceback); callers' mistakes do not."""
     where = f"{exc.service}.{exc.contract}"
@@ -56,7 +66,7 @@ def log_failure(log: logging.Logger, exc: NanoError) -> None:
         # the handler's own exception, whose traceback says where it went wrong
         trace = None if isinstance(exc, WrongResponse) else exc.__cause__ or exc
         log.error("%s: %s", where, exc.message, exc_info=trace)
-    elif exc.status > 500:
+    elif exc.status > 500 and not OBSERVED:
         log.warning("%s: %s: %s", where, exc.kind, exc.message)
     else:
         log.debug("%s: %s: %s", where, exc.kind, exc.message)

@@ -28,7 +28,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from nanobuild.runtime import context, tracing
+from nanobuild.runtime import context, faults, tracing
 from nanobuild.runtime.seam import CallInfo, Interceptor, Proceed
 from nanobuild.runtime.spec import __version__
 from nanobuild.runtime.tracing import REQUEST_ID, TRACEPARENT, TRACESTATE, Exporter, Span
@@ -283,6 +283,7 @@ def configure(
     _exporter = tracing.otlp_exporter(name or workspace, environ)
     _sampler = tracing.sampler(environ) if _exporter is not None else tracing.Sampler()
     _on = metrics or _exporter is not None
+    faults.OBSERVED = _on  # its failure lines, with their ids, are this module's then
     RECORDER.reset()
     RECORDER.process.update(name=name or workspace, group=group, build=build, workspace=workspace)
     RECORDER.services = list(services)
@@ -373,7 +374,7 @@ def _finish(
     RECORDER.add_span(span)
     if _exporter is not None and flags[1] in _SAMPLED:
         _exporter.export(span)
-    if outcome != "ok":
+    if outcome != "ok" and faults.server_fault(call.error):  # a caller's mistake is no news
         log.warning(
             "call failed: %s.%s %s (%s, %s, via %s) request_id=%s trace_id=%s: %s",
             call.service,
