@@ -326,7 +326,8 @@ def echo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     (package / "__init__.py").write_text("")
     (package / "kernel.py").write_text(ECHO_KERNEL)
     (package / "handlers.py").write_text(ECHO_HANDLERS)
-    server = start(serve(root), root / "server.log", NANO_SECRET=SECRET)
+    # telemetry off: these tests read the context exactly as the caller sent it
+    server = start(serve(root), root / "server.log", NANO_SECRET=SECRET, NANO_METRICS="0")
     sys.path.insert(0, str(root / "back"))
     import back.kernel
 
