@@ -228,6 +228,7 @@ class Settings(msgspec.Struct, frozen=True):
     timeouts: dict[str, float] = {}  # NANO_TIMEOUT_<SERVICE>: likewise
     interceptors: tuple[str, ...] = ()  # module:name of each, in order
     metrics: bool = False  # NANO_METRICS: telemetry records every call
+    otel: dict[str, str] = {}  # the OTEL_* variables: OpenTelemetry's own, for export
     server_stack: str = "auto"  # one of SERVER_STACKS; the server resolves "auto"
     threads: int = DEFAULT_THREADS  # NANO_THREADS: the pool ``def`` handlers run on
     data_dir: str | None = None  # NANO_DATA_DIR; None: beside the app cache (``data``)
@@ -255,6 +256,7 @@ class Settings(msgspec.Struct, frozen=True):
             },
             interceptors=_targets(environ, "NANO_INTERCEPTORS"),
             metrics=_flag(environ, "NANO_METRICS"),
+            otel={name: value for name, value in environ.items() if name.startswith("OTEL_")},
             server_stack=_choice(environ, "NANO_SERVER_STACK", SERVER_STACKS),
             threads=_positive_int(environ, "NANO_THREADS", DEFAULT_THREADS, "threads"),
             data_dir=_folder(environ, "NANO_DATA_DIR"),

@@ -260,7 +260,7 @@ def enabled() -> bool:
 def configure(
     *,
     metrics: bool,
-    environ: Mapping[str, str] = os.environ,
+    environ: Mapping[str, str] | None = None,
     name: str = "",
     workspace: str = "",
     group: str | None = None,
@@ -280,8 +280,9 @@ def configure(
     build = build if build is not None else RECORDER.process["build"] or ""
     if _exporter is not None:
         _exporter.shutdown()
-    _exporter = tracing.otlp_exporter(name or workspace, environ)
-    _sampler = tracing.sampler(environ) if _exporter is not None else tracing.Sampler()
+    otel = environ or {}  # the OTEL_* variables, as the settings read them
+    _exporter = tracing.otlp_exporter(name or workspace, otel)
+    _sampler = tracing.sampler(otel) if _exporter is not None else tracing.Sampler()
     _on = metrics or _exporter is not None
     faults.OBSERVED = _on  # its failure lines, with their ids, are this module's then
     RECORDER.reset()

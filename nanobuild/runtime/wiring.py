@@ -103,6 +103,7 @@ def _observing(
     group = getattr(placement, "group", None)
     return telemetry.configure(
         metrics=settings.metrics,
+        environ=settings.otel,
         name=group or spec.name,
         workspace=spec.name,
         group=group,
