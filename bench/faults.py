@@ -41,6 +41,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -472,6 +473,9 @@ def _outcome(data: bytes) -> str:
     if not head.startswith(b"HTTP/1.1 "):
         return "ConnectionLost"  # closed before a whole answer: it may have run
     status = int(head[9:12])
+    length = re.search(rb"(?im)^content-length:\s*(\d+)\s*$", head)
+    if length is not None and len(body) < int(length.group(1)):
+        return "ConnectionLost"  # the answer was cut short: the server died writing it
     try:
         doc = json.loads(body)
     except ValueError:
