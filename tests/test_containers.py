@@ -73,7 +73,7 @@ def test_two_containers_reach_each_other_by_name(image: str, lab: Lab) -> None:
     front = lab.run(image, "front", *SERVE, "--only", "orders",
                     f"--remote=users=tcp://{users.name}:9100",
                     network=network, env=env, publish=[8000])  # fmt: skip
-    wait_http(front.url() + "/healthz")
+    wait_http(front.url() + "/readyz")  # ready: users reached too, so the order is sent
     # the host reaches the front by its published port; the front reaches users by name
     placed = httpx.post(front.url() + "/api/orders/PlaceOrder", json=ORDER, timeout=10)
     assert (placed.status_code, placed.json()) == (200, PLACED), front.logs()
@@ -100,7 +100,7 @@ def test_compose_starts_the_front_once_every_replica_is_healthy(image: str, lab:
     resolve = "import socket; print(sorted({a[4][0] for a in socket.getaddrinfo('users', 9100)}))"
     addresses = sorted(r.address() for r in services["users"])
     assert front.exec("python3", "-c", resolve).strip() == str(addresses)
-    wait_http(front.url() + "/healthz")
+    wait_http(front.url() + "/readyz")
     placed = httpx.post(front.url() + "/api/orders/PlaceOrder", json=ORDER, timeout=10)
     assert (placed.status_code, placed.json()) == (200, PLACED), front.logs()
     assert _eventually_healthy(front), front.logs()  # the lab runs health checks itself
