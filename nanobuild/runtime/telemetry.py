@@ -25,7 +25,7 @@ import os
 import time
 from bisect import bisect_left
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nanobuild.runtime import context, faults, tracing
@@ -105,27 +105,22 @@ class _Stats:
         self.recent.append((now, duration))
 
 
-class _Trace:
-    __slots__ = ("spans", "trace_id")
-
-    def __init__(self, trace_id: str, spans: list[Span]) -> None:
-        self.trace_id = trace_id
-        self.spans = spans
-
-    def as_dict(self) -> dict[str, object]:
-        spans = sorted(self.spans, key=lambda s: s.start_ns)
-        ids = {s.span_id for s in spans}
-        root = next((s for s in spans if s.parent_id not in ids), spans[0])
-        start = spans[0].start_ns
-        end = max(s.end_ns for s in spans)
-        return {
-            "trace_id": self.trace_id,
-            "root": root.name,
-            "start_ns": start,
-            "duration_ms": (end - start) / 1e6,
-            "outcome": root.outcome,
-            "spans": [s.as_dict() for s in spans],
-        }
+def _trace(trace_id: str, kept: list[Span]) -> dict[str, object]:
+    """One trace as ``Recorder.traces()`` shows it: its spans here in start order, and its
+    root (the span whose parent is not here)."""
+    spans = sorted(kept, key=lambda s: s.start_ns)
+    ids = {s.span_id for s in spans}
+    root = next((s for s in spans if s.parent_id not in ids), spans[0])
+    start = spans[0].start_ns
+    end = max(s.end_ns for s in spans)
+    return {
+        "trace_id": trace_id,
+        "root": root.name,
+        "start_ns": start,
+        "duration_ms": (end - start) / 1e6,
+        "outcome": root.outcome,
+        "spans": [s.as_dict() for s in spans],
+    }
 
 
 class Recorder:
@@ -133,7 +128,7 @@ class Recorder:
 
     def __init__(self) -> None:
         self.stats: dict[tuple[str, str, str], _Stats] = {}
-        # trace id -> its spans here, least recently added to first (a _Trace when read)
+        # trace id -> its spans here, least recently added to first
         self._traces: OrderedDict[str, list[Span]] = OrderedDict()
         self.started = time.time()
         self.process = {"name": "", "group": None, "build": "", "workspace": ""}
@@ -188,7 +183,7 @@ class Recorder:
     def traces(self, limit: int = 200) -> list[dict[str, object]]:
         """The newest ``limit`` traces this process saw a span of, newest first."""
         newest = list(self._traces.items())[-limit:] if limit > 0 else []
-        return [_Trace(trace_id, spans).as_dict() for trace_id, spans in reversed(newest)]
+        return [_trace(trace_id, spans) for trace_id, spans in reversed(newest)]
 
     def _contracts(self, now: float) -> list[dict[str, object]]:
         merged: dict[tuple[str, str], list[_Stats]] = {}
@@ -685,8 +680,3 @@ def _labels(**values: str) -> str:
 
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def every(recorder: Recorder = RECORDER) -> Iterable[tuple[tuple[str, str, str], _Stats]]:
-    """Each (service, contract, direction) and its counters (for tests and pages)."""
-    return sorted(recorder.stats.items())
