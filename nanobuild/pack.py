@@ -685,11 +685,8 @@ def sweep(target: Path) -> None:
         if found is None or not entry.is_file(follow_symlinks=False):
             continue
         pid = found.group(1)
-        if pid is not None and stage.alive(int(pid)):
-            continue
-        if pid is None and time.time() - entry.stat().st_mtime < 24 * 3600:
-            continue
-        Path(entry.path).unlink(missing_ok=True)
+        if stage.left_over(entry, int(pid) if pid is not None else None):
+            Path(entry.path).unlink(missing_ok=True)
 
 
 def _write_failure(target: Path, exc: OSError) -> Diagnostic:

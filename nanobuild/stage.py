@@ -532,12 +532,16 @@ def sweep(root: Path) -> None:
         return  # no cache yet, or one we cannot list: nothing of ours to remove
     for entry in entries:
         pid = entry.name[len(_TEMPORARY) :].partition("-")[0]
-        if pid.isdigit() and "-" in entry.name[len(_TEMPORARY) :]:
-            gone = not alive(int(pid))
-        else:
-            gone = _age(entry) > _STALE
-        if gone:
+        named = pid.isdigit() and "-" in entry.name[len(_TEMPORARY) :]
+        if left_over(entry, int(pid) if named else None):
             shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def left_over(entry: os.DirEntry[str], pid: int | None) -> bool:
+    """Whether a temporary file or folder a build made is left over: the process it is
+    named after (``pid``) no longer runs, or, named after none, it is a day old. The one
+    rule of every sweep (this one, ``pack.sweep``)."""
+    return not alive(pid) if pid is not None else _age(entry) > _STALE
 
 
 def alive(pid: int) -> bool:
