@@ -388,10 +388,7 @@ class TcpTransport(Transport):
         loop = asyncio.get_running_loop()
         if self.backoff.next_attempt > deadline:
             raise target.unsent(self._unreachable(self.backoff.reason))
-        if self._opening is None:
-            self._opening = loop.create_task(self._open())
-            self._opening.add_done_callback(_retrieve)
-        opening = self._opening
+        opening = self._attempt(loop)
         try:
             connection = await asyncio.wait_for(asyncio.shield(opening), deadline - loop.time())
         except asyncio.CancelledError:
@@ -408,6 +405,14 @@ class TcpTransport(Transport):
         if connection.lost:  # between the handshake and this caller's turn
             raise target.unsent(f"the connection to {self.address} closed as it opened")
         return connection
+
+    def _attempt(self, loop: asyncio.AbstractEventLoop) -> asyncio.Task[_ClientConnection]:
+        """The connection attempt under way, started if there is none: callers and
+        readiness checks that come meanwhile share it."""
+        if self._opening is None:
+            self._opening = loop.create_task(self._open())
+            self._opening.add_done_callback(_retrieve)
+        return self._opening
 
     async def _open(self) -> _ClientConnection:
         """Connect and shake hands, after the back-off pause; ``HandshakeFailed`` if not."""
@@ -463,11 +468,8 @@ class TcpTransport(Transport):
             return "its transport is closed"
         if self.backoff.next_attempt > loop.time() + timeout:
             return self._why_not
-        if self._opening is None:
-            self._opening = loop.create_task(self._open())
-            self._opening.add_done_callback(_retrieve)
         try:
-            await asyncio.wait_for(asyncio.shield(self._opening), timeout)
+            await asyncio.wait_for(asyncio.shield(self._attempt(loop)), timeout)
         except asyncio.TimeoutError:
             return f"no connection within {timeout:g} s"
         except HandshakeFailed as exc:  # its context is what failed (see _open)
