@@ -304,18 +304,21 @@ def shutdown() -> None:
 # -- the interceptor
 
 
+def _open(parent: str | None) -> tuple[str, str, str | None, str]:
+    """A new span's trace id, span id, parent span id and flags: a child of ``parent``
+    (a W3C ``traceparent``) when it is a valid one, else the first span of a new trace."""
+    found = tracing.parse_traceparent(parent) if parent else None
+    if found is None:  # the trace starts here
+        trace_id, span_id = tracing.new_ids()
+        return trace_id, span_id, None, _sampler.root(trace_id)
+    trace_id, parent_id, flags = found
+    return trace_id, tracing.new_span_id(), parent_id, _sampler.child(trace_id, flags)
+
+
 async def observe(call: CallInfo, proceed: Proceed) -> object:
     """Count the call, time it, and make its span; pass it on as it is."""
     values = call.context
-    parent = values.get(TRACEPARENT)
-    found = tracing.parse_traceparent(parent) if parent else None
-    if found is None:  # the trace starts here
-        (trace_id, span_id), parent_id = tracing.new_ids(), None
-        flags = _sampler.root(trace_id)
-    else:
-        trace_id, parent_id, flags = found
-        span_id = tracing.new_span_id()
-        flags = _sampler.child(trace_id, flags)
+    trace_id, span_id, parent_id, flags = _open(values.get(TRACEPARENT))
     values[TRACEPARENT] = f"00-{trace_id}-{span_id}-{flags}"
     stats = RECORDER.stats.get((call.service, call.contract, call.direction))
     if stats is None:
@@ -491,15 +494,7 @@ class AppSpans:
             await self.app(scope, receive, send)
             return
         values = dict(context.current())
-        parent = values.get(TRACEPARENT)
-        found = tracing.parse_traceparent(parent) if parent else None
-        if found is None:
-            (trace_id, span_id), parent_id = tracing.new_ids(), None
-            flags = _sampler.root(trace_id)
-        else:
-            trace_id, parent_id, flags = found
-            span_id = tracing.new_span_id()
-            flags = _sampler.child(trace_id, flags)
+        trace_id, span_id, parent_id, flags = _open(values.get(TRACEPARENT))
         values[TRACEPARENT] = tracing.traceparent(trace_id, span_id, flags)
         status = 500  # unless the app answers
 
