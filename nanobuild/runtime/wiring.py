@@ -171,7 +171,7 @@ def _transport(address: Address, settings: Settings) -> Transport:
     if parsed.scheme == "tcp":
         from nanobuild.runtime.transports.tcp import TcpTransport  # what a process uses, only
 
-        return TcpTransport(parsed, secret=settings.secret)
+        return TcpTransport(parsed, secret=settings.secret, resolve_every=settings.resolve_every)
     from nanobuild.runtime.transports.http import HttpTransport
 
     return HttpTransport(parsed, secret=settings.secret or "")
