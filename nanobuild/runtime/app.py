@@ -100,12 +100,11 @@ class App:
         # the built-in page and the API docs; /docs stays an app's that is mounted over it
         self.page = Page(node, docs=not _covers(mounts, DOCS)) if only is None else None
         # contracts' own routes; those of a service with a port of its own are there only
-        ported = own_ports(node)
-        routed = [
-            e
-            for e in node.every_endpoint()
-            if (e.service == only if only is not None else e.service not in ported)
-        ]
+        if only is None:
+            ported = own_ports(node)
+            routed = [e for e in node.every_endpoint() if e.service not in ported]
+        else:
+            routed = [e for e in node.every_endpoint() if e.service == only]
         self.rest = rest.table(routed, served)
         # adopted apps mounted on the front door take every path but the contracts'
         self._contracts_only = not mounts
