@@ -362,17 +362,12 @@ async def listen(
         sock = socket.create_server((host, port))
     except OSError as exc:
         raise SetupError(f"{name} cannot listen on port {port}: {exc.strerror or exc}") from None
-    guarded: dict[str, Any] = {"http": http}
+    options: dict[str, Any] = {"http": http}
     if limits is not None:
-        from nanobuild.runtime.httpguard import H11_MAX_EVENT, protocol
-        from nanobuild.runtime.limits import Gate
+        from nanobuild.runtime.httpguard import guarded
 
-        guarded = {
-            "http": protocol(http, limits, Gate(limits.max_connections, f"{name}'s port")),
-            "timeout_keep_alive": limits.keep_alive,
-            "h11_max_incomplete_event_size": H11_MAX_EVENT,
-        }
-    config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=access_log, **guarded)
+        options = guarded(http, limits, f"{name}'s port")
+    config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=access_log, **options)
     config.load()
     server = uvicorn.Server(config)
     server.lifespan = config.lifespan_class(config)  # set by Server.serve(), not startup()

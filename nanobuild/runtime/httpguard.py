@@ -191,3 +191,15 @@ def protocol(http: str, limits: Limits, gate: Gate) -> type[asyncio.Protocol]:
         from uvicorn.protocols.http.h11_impl import H11Protocol as base
     guarded = type(f"Guarded{base.__name__}", (Guard, base), {"limits": limits, "gate": gate})
     return guarded
+
+
+def guarded(http: str, limits: Limits, where: str) -> dict[str, Any]:
+    """The ``uvicorn.Config`` options that guard one port (``where``, as its gate's log
+    lines name it) with ``limits``: the guarded protocol with a gate of its own, the
+    keep-alive bound, and h11's event bound above ``MAX_HEAD``."""
+    gate = Gate(limits.max_connections, where)
+    return {
+        "http": protocol(http, limits, gate),
+        "timeout_keep_alive": limits.keep_alive,  # uvicorn annotates an int; a float works
+        "h11_max_incomplete_event_size": H11_MAX_EVENT,
+    }

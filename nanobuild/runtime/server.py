@@ -25,9 +25,8 @@ import uvicorn.config
 from nanobuild.runtime import telemetry
 from nanobuild.runtime.app import App, Companion, build_app, port_faces
 from nanobuild.runtime.errors import SettingsError, SetupError
-from nanobuild.runtime.httpguard import H11_MAX_EVENT, protocol
+from nanobuild.runtime.httpguard import guarded
 from nanobuild.runtime.limits import (
-    Gate,
     filter_bursts,
     fit_file_limit,
     guarded_listener,
@@ -238,21 +237,17 @@ def _config(
     access_log: bool,
     log_format: str = "text",
 ) -> uvicorn.Config:
-    gate = Gate(limits.max_connections, "http face")
     return uvicorn.Config(
         # observed, each request gets its request id and trace context at the door
         telemetry.Edge(app) if telemetry.enabled() else app,
         host=host,
         port=port,
         loop=stack.loop,  # the TCP transport's servers and clients run on this loop too
-        http=protocol(stack.http, limits, gate),  # uvicorn's parser, with deadlines and a cap
-        # uvicorn annotates an int, and hands it to call_later, which takes a float
-        timeout_keep_alive=cast(int, limits.keep_alive),
-        h11_max_incomplete_event_size=H11_MAX_EVENT,
         lifespan="on",
         access_log=access_log,
         log_level="info",
         log_config=log_config(log_format),
+        **guarded(stack.http, limits, "http face"),  # uvicorn's parser, with deadlines and a cap
     )
 
 
