@@ -583,14 +583,13 @@ module.boot(
 """
 
 
-def main_source(name: str, identity: str, *, pth: bool, bootstrap: bytes | None = None) -> bytes:
-    """The archive's ``__main__.py``: check the bootstrap's bytes, hand over to it."""
-    crc = zlib.crc32(bootstrap_source() if bootstrap is None else bootstrap)
+def main_source(name: str, identity: str, *, pth: bool, bootstrap: bytes) -> bytes:
+    """The archive's ``__main__.py``: check the ``bootstrap``'s bytes, hand over to it."""
     return _MAIN.format(
         name=name,
         identity=identity,
         bootstrap=BOOTSTRAP,
-        crc=crc,
+        crc=zlib.crc32(bootstrap),
         entry=ENTRY_POINT,
         python=python_binding(),
         pth=pth,
