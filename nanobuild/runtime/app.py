@@ -517,7 +517,7 @@ def metrics_endpoint(node: Node) -> Callable[[Request], Awaitable[Response]]:
     async def metrics(request: Request) -> Response:
         if not telemetry.enabled():
             return Response(_METRICS_OFF, 404, media_type="text/plain; charset=utf-8")
-        given = request.headers.get("nano-secret", "").encode()
+        given = request.headers.get(SECRET_HEADER.decode(), "").encode()
         bearer = request.headers.get("authorization", "")
         if bearer[:7].lower() == "bearer ":
             given = given or bearer[7:].strip().encode()
