@@ -703,3 +703,13 @@ def test_verbose_shows_the_installers_log(
         verbose=True,
     )
     assert "msgspec" in capfd.readouterr().err
+
+
+def test_the_packer_writes_the_manifest_the_bootstrap_reads() -> None:
+    """The build side may not import the bootstrap, so each names the manifest: alike."""
+    from nanobuild.runtime import bootstrap
+
+    assert (pack.MANIFEST, pack.MANIFEST_HEADER) == (
+        bootstrap.BINARY_MANIFEST,
+        bootstrap.BINARY_MANIFEST_HEADER,
+    )
