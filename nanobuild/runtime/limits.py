@@ -88,7 +88,10 @@ class Burst:
         count, span = self.count, self.last - self.first
         self.count = 0
         if count > 1:
-            self.logger.warning("%s: %d in all over %.1f s", self.what, count, span)
+            self._closing_line(count, span)
+
+    def _closing_line(self, count: int, span: float) -> None:
+        self.logger.warning("%s: %d in all over %.1f s", self.what, count, span)
 
 
 class Bursts(logging.Filter):
@@ -124,11 +127,8 @@ _CLOSING = "%s (counted, not logged): %d in all over %.1f s"
 class _Closing(Burst):
     """A ``Bursts`` burst: the first record passes as it is; the closing line is its own."""
 
-    def _over(self) -> None:
-        count, span = self.count, self.last - self.first
-        self.count = 0
-        if count > 1:
-            self.logger.warning(_CLOSING, self.what, count - 1, span)
+    def _closing_line(self, count: int, span: float) -> None:
+        self.logger.warning(_CLOSING, self.what, count - 1, span)  # the first was let through
 
 
 def filter_bursts(logger: str, messages: Iterable[str] | None = None) -> None:
