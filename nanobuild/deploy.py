@@ -220,6 +220,8 @@ def write(out: Path, files: dict[str, tuple[str, str]], target: str) -> None:
     either what it held or all that is new; ``BuildError`` (E045) naming the files
     that are not this command's (or changed since it wrote them), writing nothing.
     """
+    if out.exists() and not out.is_dir():
+        raise _refused(str(out), f"--out {out} is a file, not a folder: give a folder")
     before = _written(out)
     foreign = sorted(_foreign(out, before))
     if foreign:
@@ -248,9 +250,6 @@ def _written(out: Path) -> Written:
 
 def _foreign(out: Path, before: Written) -> Iterator[str]:
     """The files in ``out`` that are not as this command wrote them."""
-    if out.exists() and not out.is_dir():
-        yield out.name
-        return
     if not out.is_dir():
         return
     for path in sorted(out.rglob("*")):

@@ -288,6 +288,11 @@ def test_the_cli_refuses_in_one_message(mini: Sample) -> None:
         done.returncode == 1 and "E045 --base-image 'a b' is not an image reference" in done.stderr
     )
     assert not (mini.root / "d2").exists()
+    (mini.root / "notes.txt").write_text("mine")
+    done = nanobuild("deploy", "compose", "--out", "notes.txt", cwd=mini.root)
+    assert done.returncode == 1 and "E045 --out" in done.stderr
+    assert "notes.txt is a file, not a folder" in done.stderr
+    assert (mini.root / "notes.txt").read_text() == "mine"
 
 
 def test_a_workspace_that_fails_check_is_not_deployed(mini: Sample) -> None:
