@@ -11,9 +11,9 @@ target: nanobuild >= 1.5x FastAPI on the same stack.
 
 nanobuild runs with telemetry off (``NANO_METRICS=0``), as a binary does by default.
 ``--observe`` measures a third server in the same rounds: nanobuild with metrics on
-(``NANO_METRICS=1``) and tracing exporting every span over OTLP/HTTP (the workspace
-sets ``[observe] tracing = true``) to a receiver in this script that takes and drops
-them; the target there: it keeps at least 85% of the requests/s of nanobuild off.
+(``NANO_METRICS=1``) and tracing exporting every span over OTLP/HTTP to a receiver in
+this script that takes and drops them; the target there: it keeps at least 85% of the
+requests/s of nanobuild off.
 
     python bench/http_throughput.py [--seconds 5] [--rounds 3] [--connections 16]
                                     [--stack asyncio-h11,uvloop-httptools] [--observe]
@@ -222,9 +222,6 @@ def main() -> None:
             stacks.require_fast(root / "nano.toml", "greeter")
         (root / "post.lua").write_text(WRK_SCRIPT)
         sink = Sink() if args.observe else None
-        if sink is not None:  # the SDK and exporter packed: the observed server exports
-            with (root / "nano.toml").open("a") as toml:
-                toml.write("\n[observe]\ntracing = true\n")
         rounds = measure(root, args, sink.url if sink else None)
     print(f"wrk: 1 thread, {args.connections} connections, {args.seconds} s x {args.rounds} rounds")
     report(rounds, args.stack)

@@ -22,7 +22,6 @@ the old file as it was)::
 
     [requires]                   # what it was made from, per nano.toml table
     runtime = ["msgspec>=0.18", "starlette>=0.37", "uvicorn>=0.29"]
-    tracing = ["opentelemetry-sdk>=1.25", ...]   # only with `[observe] tracing = true`
     "services.orders" = ["msgspec>=0.18"]
 
     [[package]]
@@ -57,7 +56,7 @@ from packaging.utils import canonicalize_name
 from nanobuild import codes, stage
 from nanobuild.diagnostics import Diagnostic
 from nanobuild.errors import PackError
-from nanobuild.requirements import RUNTIME_REQUIRES, TRACING_REQUIRES, distribution
+from nanobuild.requirements import RUNTIME_REQUIRES, distribution
 from nanobuild.workspace import Library, Service, Workspace, read_toml_text
 
 if sys.version_info >= (3, 11):
@@ -68,8 +67,7 @@ else:  # pragma: no cover - the 3.10 branch
 FILENAME = "nano.lock"
 FORMAT = 1
 RUNTIME_KEY = "runtime"  # the [requires] key of RUNTIME_REQUIRES
-TRACING_KEY = "tracing"  # the [requires] key of TRACING_REQUIRES, with [observe] tracing
-_OURS = {RUNTIME_KEY: "the runtime's requirements", TRACING_KEY: "`observe.tracing`"}
+_OURS = {RUNTIME_KEY: "the runtime's requirements"}
 _PLATFORMS = {"linux": "linux", "darwin": "macos", "win32": "windows"}
 _PYTHON = re.compile(r"3\.\d{1,2}")
 _PLATFORM = re.compile(r"[A-Za-z0-9_.-]+")
@@ -96,12 +94,9 @@ class Lock(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 def requirement_sets(ws: Workspace) -> dict[str, list[str]]:
-    """Per nano.toml table (and ``runtime``, and ``tracing`` when ``[observe] tracing``
-    is set), its requirements, each written one way."""
+    """Per nano.toml table (and ``runtime``), its requirements, each written one way."""
     owners: list[Service | Library] = [*ws.services.values(), *ws.libraries.values()]
     sets = {RUNTIME_KEY: stage.normalize(RUNTIME_REQUIRES)}
-    if ws.observe.tracing:
-        sets[TRACING_KEY] = stage.normalize(TRACING_REQUIRES)
     sets.update({owner.key: stage.normalize(owner.requires) for owner in owners if owner.requires})
     return sets
 
@@ -438,9 +433,6 @@ def _unresolved(ws: Workspace, exc: stage.InstallFailed, offline: bool) -> Diagn
     named = distribution(exc.culprit) if exc.culprit else None
     key, who = "", ""
     for where, texts in requirement_sets(ws).items():
-        if where == TRACING_KEY and any(distribution(t) == named for t in texts):
-            key, who = "observe.tracing", ", needed by `[observe] tracing = true`"
-            break
         if where != RUNTIME_KEY and any(distribution(t) == named for t in texts):
             key, who = f"{where}.requires", where.replace("services.", "service ", 1)
             who = f", needed by {who.replace('libraries.', 'library ', 1)}"

@@ -28,14 +28,6 @@ RUNTIME_REQUIRES = (
     "httptools>=0.6",
 )
 RUNTIME_PARTY = "the nanobuild runtime"  # who needs RUNTIME_REQUIRES, in messages
-# What a binary carries besides when its workspace sets `[observe] tracing = true`: the
-# OpenTelemetry SDK and its OTLP/HTTP exporter, which runtime/tracing.py imports only
-# when the OTEL_* variables ask for export. Without that key none of it is packed.
-TRACING_REQUIRES = (
-    "opentelemetry-sdk>=1.25",
-    "opentelemetry-exporter-otlp-proto-http>=1.25",
-)
-TRACING_PARTY = "nanobuild's tracing ([observe] tracing = true)"
 
 _FAR_END = Version("99999")
 _FLOOR = Version("0")

@@ -100,12 +100,6 @@ class DeployTable(msgspec.Struct, frozen=True):
     front: str | None = None  # the group whose HTTP face is published; default: the first
 
 
-class ObserveTable(msgspec.Struct, frozen=True):
-    """``[observe]``: what the binary carries for telemetry beyond the runtime."""
-
-    tracing: bool = False  # pack the OpenTelemetry SDK and OTLP exporter (TRACING_REQUIRES)
-
-
 # -- the model the rest of the build uses
 
 
@@ -205,10 +199,6 @@ class Deploy(msgspec.Struct, frozen=True):
     front: str | None = None
 
 
-class Observe(msgspec.Struct, frozen=True):
-    tracing: bool = False
-
-
 class Workspace(msgspec.Struct, frozen=True):
     """A loaded, valid ``nano.toml`` and the folder it lives in."""
 
@@ -220,7 +210,6 @@ class Workspace(msgspec.Struct, frozen=True):
     lines: dict[str, int] = {}  # dotted key -> the line of nano.toml it was written on
     groups: dict[str, Group] = {}  # nano.toml's ``[placement.<group>]``, in its order
     deploy: Deploy = Deploy()
-    observe: Observe = Observe()
 
     @property
     def file(self) -> Path:
@@ -443,8 +432,15 @@ class _Reader:
             self.served(services, ingress.port, set(tables) if isinstance(tables, dict) else set())
         groups = self.groups(raw.get("placement", {}))
         deploy = self.table(raw.get("deploy", {}), "deploy", DeployTable)
-        observe = self.table(raw.get("observe", {}), "observe", ObserveTable)
-        if top is None or head is None or ingress is None or deploy is None or observe is None:
+        if "observe" in raw:  # a table of an earlier release: tracing packed the SDK then
+            self.problem(
+                "observe",
+                codes.E002,
+                "unknown key `observe`",
+                "remove the table: every binary exports its traces over OTLP when "
+                "OTEL_EXPORTER_OTLP_ENDPOINT is set, with nothing packed for it",
+            )
+        if top is None or head is None or ingress is None or deploy is None:
             return None
         return Workspace(
             root=self.root,
@@ -455,7 +451,6 @@ class _Reader:
             lines=self.lines,
             groups=groups,
             deploy=Deploy(discovery=deploy.discovery, front=deploy.front),
-            observe=Observe(tracing=observe.tracing),
         )
 
     def groups(self, tables: Any) -> dict[str, Group]:
@@ -804,7 +799,7 @@ class _TopLevel(msgspec.Struct, frozen=True):
     libraries: dict[str, Any] = {}
     placement: dict[str, Any] = {}
     deploy: dict[str, Any] = {}
-    observe: dict[str, Any] = {}
+    observe: dict[str, Any] = {}  # no longer a table: refused with what to do instead
 
 
 _RELATIVE_HINT = "paths are relative to the folder of nano.toml and stay inside it"

@@ -1,12 +1,13 @@
 """Traces: one boutique PlaceOrder is one trace, fused and split over three processes.
 
 The processes run from source (``python -m nanobuild.runtime``, as ``nanobuild serve``
-runs its child) with the OpenTelemetry SDK of this Python, and export over OTLP/HTTP
-to a receiver in this test, which decodes the protobuf requests with opentelemetry-proto.
+runs its child), or as a bundled binary, and export over OTLP/HTTP to a receiver in
+this test, which decodes the protobuf requests with opentelemetry-proto's messages.
 """
 
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
 import subprocess
@@ -23,21 +24,17 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
-import tomllib
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from nanobuild import describe, workspace
 from nanobuild.errors import WorkspaceError
-from nanobuild.requirements import TRACING_REQUIRES
 from nanobuild.runtime import telemetry, tracing
 from nanobuild.runtime.asgi import Adopted
 from nanobuild.runtime.errors import SetupError
 from nanobuild.runtime.spec import BuildInfo, ServiceSpec, __version__
 from tests.conftest import REPO, SAMPLES, Sample
-from tests.packing import bare_python, repack_installed, runtime_closure
+from tests.packing import bare_python
 from tests.servers import Server, free_port, order, output, start
-
-pytest.importorskip("opentelemetry.sdk")
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 SECRET = "tracing-test-secret-8VQmH1xkKq0oVb3TQvyXfg"
 # three processes: the front door runs checkout, the others what it calls
@@ -58,14 +55,21 @@ class Receiver:
 
     def __init__(self) -> None:
         self.spans: list[dict[str, Any]] = []
+        self.statuses: list[int] = []  # what to answer the next exports (then 200)
+        self.headers: list[dict[str, str]] = []  # each export's headers
         receiver = self
 
         class Handle(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["content-length"]))
-                request = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
-                receiver.take(request)
-                self.send_response(200)
+                receiver.headers.append({k.lower(): v for k, v in self.headers.items()})
+                status = receiver.statuses.pop(0) if receiver.statuses else 200
+                if status == 200:
+                    if self.headers.get("content-encoding") == "gzip":
+                        body = gzip.decompress(body)
+                    request = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
+                    receiver.take(request)
+                self.send_response(status)
                 self.send_header("content-type", "application/x-protobuf")
                 self.send_header("content-length", "0")
                 self.end_headers()
@@ -254,38 +258,133 @@ def test_traceparent_is_read_as_the_w3c_spec_says() -> None:
         assert tracing.parse_traceparent(bad) is None, bad
 
 
-def test_export_without_the_sdk_is_refused_in_one_line(tmp_path: Path) -> None:
-    """A Python without the OpenTelemetry SDK, asked to export, stops at start."""
-    blocker = tmp_path / "opentelemetry"
-    blocker.mkdir()
-    (blocker / "__init__.py").write_text("raise ImportError('no sdk here', name='opentelemetry')\n")
+def serve_from_source(env: Mapping[str, str]) -> subprocess.CompletedProcess[bytes]:
+    """The boutique served from source with ``env``, for a start that is refused."""
     ws = workspace.load(REPO)
     build = BuildInfo(workspace=ws.name, nanobuild=__version__, inputs="source")
-    paths = [str(tmp_path), *(str(folder) for folder in ws.import_paths())]
-    done = subprocess.run(
+    paths = os.pathsep.join(str(folder) for folder in ws.import_paths())
+    return subprocess.run(
         [sys.executable, "-m", "nanobuild.runtime", "serve", "--port", "0"],
         input=msgspec.json.encode({"spec": describe.describe(ws), "build": build}),
         capture_output=True,
         timeout=60,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(paths), "OTEL_TRACES_EXPORTER": "otlp"},
+        env={**os.environ, "PYTHONPATH": paths, **env},
     )
-    lines = done.stderr.decode().strip().splitlines()
-    assert done.returncode != 0 and "Traceback" not in done.stderr.decode()
-    assert "[observe] tracing = true" in lines[-1], lines
-    time.sleep(0)  # nothing left running: run() returned
 
 
-# -- a bundled binary: `[observe] tracing = true` packs the SDK, and it exports
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc", "use http/protobuf"),
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "ftp://collector:21", "not an http:// or https://"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:port", "not an http:// or https://"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "soon", "not a number of milliseconds"),
+        ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/nowhere/ca.pem", "not a file this process can read"),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "api-key", "is not key=value"),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "brotli", "use gzip or none"),
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "0", "not a whole number above 0"),
+    ],
+)
+def test_export_settings_that_cannot_be_used_stop_the_start_in_one_line(
+    variable: str, value: str, said: str
+) -> None:
+    done = serve_from_source({"OTEL_TRACES_EXPORTER": "otlp", variable: value})
+    stderr = done.stderr.decode()
+    assert done.returncode != 0 and "Traceback" not in stderr, stderr
+    last = stderr.strip().splitlines()[-1]
+    assert variable in last and said in last, stderr
 
 
-@pytest.fixture(scope="module")
-def tracing_wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Wheels of the tracing group's closure, repacked from this environment (the
-    runtime's come from the ``wheelhouse`` fixture)."""
-    folder = tmp_path_factory.mktemp("tracing-wheels")
-    for name in runtime_closure(TRACING_REQUIRES):
-        repack_installed(name, folder)
-    return folder
+def test_spans_are_sent_as_opentelemetry_s_protobuf_messages_say() -> None:
+    """The runtime's own encoding, decoded field by field by opentelemetry-proto."""
+    from nanobuild.runtime import otlp
+
+    served = tracing.Site.call("catalog", "GetProduct", "server", "remote", "tcp", "back")
+    called = tracing.Site.call("cart", "GetCart", "internal", "local", "memory", "back")
+    app = tracing.Site.app("legacy", "back")
+    trace_id, parent, one, two, three = (
+        tracing.new_trace_id(), tracing.new_span_id(), tracing.new_span_id(),
+        tracing.new_span_id(), tracing.new_span_id(),
+    )  # fmt: skip
+    records: list[tracing.Record] = [
+        (served, trace_id, one, parent, "01", 10**18, 10**18 + 5, "not_found", "r-1", "k=v",
+         None, None),
+        (called, trace_id, two, one, "01", 10**18 + 1, 10**18 + 2, "ok", None, None, None, None),
+        (app, trace_id, three, None, "00", 7, 9, "ok", "é" * 200, None, "GET /items/{id}",
+         {"http.request.method": "GET", "http.response.status_code": 404}),
+    ]  # fmt: skip
+    resource = otlp.resource_of({"service.name": "back"})
+    decoded = trace_service_pb2.ExportTraceServiceRequest.FromString(
+        otlp.encode_request(resource, records)
+    )
+    [resource_spans] = decoded.resource_spans
+    assert [(a.key, a.value.string_value) for a in resource_spans.resource.attributes] == [
+        ("service.name", "back")
+    ]
+    [scope] = resource_spans.scope_spans
+    assert scope.scope.name == "nanobuild" and scope.scope.version == __version__
+    first, second, third = scope.spans
+    assert (first.trace_id.hex(), first.span_id.hex(), first.parent_span_id.hex()) == (
+        trace_id, one, parent,
+    )  # fmt: skip
+    assert (first.name, first.kind, first.trace_state) == ("catalog.GetProduct", 2, "k=v")
+    assert (first.start_time_unix_nano, first.end_time_unix_nano) == (10**18, 10**18 + 5)
+    assert first.flags == 0x301  # sampled, and its parent is in another process
+    assert (first.status.code, first.status.message) == (2, "not_found")  # STATUS_CODE_ERROR
+
+    def attributes(span: Any) -> dict[str, Any]:
+        return {
+            a.key: getattr(a.value, a.value.WhichOneof("value") or "string_value")
+            for a in span.attributes
+        }
+
+    assert attributes(first) == {
+        "rpc.system": "nanobuild", "rpc.service": "catalog", "rpc.method": "GetProduct",
+        "nanobuild.placement": "remote", "nanobuild.via": "tcp",
+        "nanobuild.outcome": "not_found", "nanobuild.request_id": "r-1",
+    }  # fmt: skip
+    assert (second.kind, second.flags, second.status.code) == (1, 0x101, 1)  # INTERNAL, OK
+    assert second.parent_span_id.hex() == one and "nanobuild.request_id" not in attributes(second)
+    assert (third.name, third.kind, third.parent_span_id, third.flags) == (
+        "GET /items/{id}", 2, b"", 0x100,
+    )  # fmt: skip
+    assert attributes(third)["http.response.status_code"] == 404
+    assert attributes(third)["nanobuild.request_id"] == "é" * 200  # a long, non-ASCII one
+
+
+def test_every_binary_exports_its_traces_with_nothing_of_opentelemetry_packed(
+    mini: Sample, wheelhouse: Path, tmp_path: Path, receiver: Receiver
+) -> None:
+    binary = bundled(mini.root, wheelhouse)
+    with zipfile.ZipFile(binary) as archive:
+        assert not [n for n in archive.namelist() if n.startswith("site-packages/opentelemetry")]
+    python = bare_python(tmp_path / "venv")  # only what the binary carries
+    env = {
+        "HOME": str(tmp_path / "home"),
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url.removesuffix("/v1/traces"),
+        "OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer%20t0ken,x-tenant=acme",
+        "OTEL_EXPORTER_OTLP_COMPRESSION": "gzip",
+        "OTEL_BSP_SCHEDULE_DELAY": "50",
+        "OTEL_SERVICE_NAME": "mini-binary",
+    }
+    receiver.statuses = [503]  # the collector is busy at first: the batch is sent again
+    server = start([str(python), str(binary), "serve", "--port", "0"], tmp_path / "log", env)
+    trace_id = tracing.new_trace_id()
+    try:
+        headers = {"traceparent": tracing.traceparent(trace_id, tracing.new_span_id())}
+        body = {"user_id": "u1", "quantity": {"amount": 2}}
+        answer = server.call("orders", "PlaceOrder", body, headers=headers)
+        assert answer.status_code == 200, answer.text
+    finally:
+        assert server.stop() == 0, server.log()  # the exporter flushes on the way out
+    spans = {s["name"]: s for s in receiver.spans if s["trace_id"] == trace_id}
+    assert set(spans) == {"orders.PlaceOrder", "users.GetUser"}, receiver.spans
+    assert spans["users.GetUser"]["parent_id"] == spans["orders.PlaceOrder"]["span_id"]
+    assert {s["process"] for s in spans.values()} == {"mini-binary"}
+    sent = receiver.headers[-1]
+    assert sent["authorization"] == "Bearer t0ken" and sent["x-tenant"] == "acme"
+    assert sent["content-type"] == "application/x-protobuf"
+    assert sent["content-encoding"] == "gzip"
 
 
 def bundled(root: Path, *folders: Path) -> Path:
@@ -305,68 +404,36 @@ def bundled(root: Path, *folders: Path) -> Path:
     return root / "dist" / "mini.pyz"
 
 
-def packed_otel(binary: Path) -> list[str]:
-    with zipfile.ZipFile(binary) as archive:
-        return [n for n in archive.namelist() if n.startswith("site-packages/opentelemetry")]
-
-
-def test_tracing_packs_the_sdk_only_when_nano_toml_asks_and_the_binary_exports(
-    mini: Sample, wheelhouse: Path, tracing_wheels: Path, tmp_path: Path, receiver: Receiver
+def test_a_collector_that_fails_costs_no_call_and_is_said_once(
+    tmp_path: Path, receiver: Receiver
 ) -> None:
-    plain = bundled(mini.root, wheelhouse, tracing_wheels)
-    assert packed_otel(plain) == []  # not asked for: nothing of OpenTelemetry packed
-    assert "tracing" not in tomllib.loads((mini.root / "nano.lock").read_text())["requires"]
-
-    mini.edit("nano.toml", "[services.users]", "[observe]\ntracing = true\n\n[services.users]")
-    stale = subprocess.run(
-        [sys.executable, "-m", "nanobuild", "bundle", "--offline", "--find-links", str(wheelhouse)],
-        cwd=mini.root, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert stale.returncode != 0 and "`observe.tracing` adds opentelemetry-sdk" in stale.stderr
-    traced = bundled(mini.root, wheelhouse, tracing_wheels)
-    names = packed_otel(traced)
-    assert any("opentelemetry/sdk/trace/" in n for n in names), names
-    assert any("opentelemetry/exporter/otlp/proto/http/" in n for n in names), names
-    locked = tomllib.loads((mini.root / "nano.lock").read_text())["requires"]
-    assert locked["tracing"] == sorted(TRACING_REQUIRES)
-
-    python = bare_python(tmp_path / "venv")  # only what the binary carries
+    receiver.statuses = [400] * 1000  # refuses every export, for good
     env = {
-        "HOME": str(tmp_path / "home"),
+        "NANO_SECRET": SECRET,
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver.url,
         "OTEL_BSP_SCHEDULE_DELAY": "50",
-        "OTEL_SERVICE_NAME": "mini-binary",
     }
-    server = start([str(python), str(traced), "serve", "--port", "0"], tmp_path / "log", env)
-    trace_id = tracing.new_trace_id()
+    server = launch([], tmp_path / "serve.log", env)
     try:
-        headers = {"traceparent": tracing.traceparent(trace_id, tracing.new_span_id())}
-        body = {"user_id": "u1", "quantity": {"amount": 2}}
-        answer = server.call("orders", "PlaceOrder", body, headers=headers)
-        assert answer.status_code == 200, answer.text
+        for _ in range(5):
+            answer = server.call("catalog", "GetProduct", {"id": "66VCHSJNUP"})
+            assert answer.status_code == 200
+            time.sleep(0.1)  # an export between calls
     finally:
-        assert server.stop() == 0, server.log()  # the exporter flushes on the way out
-    spans = {s["name"]: s for s in receiver.spans if s["trace_id"] == trace_id}
-    assert set(spans) == {"orders.PlaceOrder", "users.GetUser"}, receiver.spans
-    assert spans["users.GetUser"]["parent_id"] == spans["orders.PlaceOrder"]["span_id"]
-    assert {s["process"] for s in spans.values()} == {"mini-binary"}
+        assert server.stop() == 0, server.log()
+    said = [line for line in server.log().splitlines() if "spans not exported" in line]
+    assert 1 <= len(said) <= 2, server.log()  # the first failure; what is left at the stop
+    assert "the collector answered 400" in said[0] and receiver.url in said[0]
+    assert len(receiver.headers) >= 2 and not receiver.spans
 
 
-def test_observe_tracing_must_be_a_boolean_and_spelt_right(mini: Sample) -> None:
-    mini.edit("nano.toml", "[services.users]", '[observe]\ntracing = "yes"\n\n[services.users]')
-    done = subprocess.run(
-        [sys.executable, "-m", "nanobuild", "check", "--workspace", str(mini.root)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    said = done.stdout + done.stderr
-    assert done.returncode != 0 and "Traceback" not in said
-    assert "nano.toml:6: E003 `observe.tracing`: expected `bool`" in said, said
-    mini.edit("nano.toml", 'tracing = "yes"', "trace = true")
+def test_an_observe_table_is_refused_with_what_to_do_instead(mini: Sample) -> None:
+    mini.edit("nano.toml", "[services.users]", "[observe]\ntracing = true\n\n[services.users]")
     with pytest.raises(WorkspaceError) as refused:
         mini.load()
-    misspelt = refused.value.diagnostics
-    assert [(d.code, d.line) for d in misspelt] == [("E002", 6)], misspelt
-    assert "observe.trace" in misspelt[0].message and "tracing" in str(misspelt[0].hint)
+    [problem] = refused.value.diagnostics
+    assert (problem.code, problem.line) == ("E002", 5), problem  # the table's own line
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" in str(problem.hint)
 
 
 # -- adopted ASGI apps: a server span per request at their edge
@@ -480,14 +547,7 @@ def test_unsampled_traces_are_not_exported_and_a_bad_sampler_stops_the_start(
     traces = {s["trace_id"] for s in receiver.spans}
     assert sampled in traces and unsampled not in traces  # the caller's decision kept
 
-    bad = subprocess.run(
-        [sys.executable, "-m", "nanobuild.runtime", "serve", "--port", "0"],
-        input=msgspec.json.encode({"spec": describe.describe(workspace.load(REPO)), "build": {
-            "workspace": "boutique", "nanobuild": __version__, "inputs": "source"}}),
-        capture_output=True, timeout=60,
-        env={**os.environ, **env, "OTEL_TRACES_SAMPLER": "sometimes",
-             "PYTHONPATH": os.pathsep.join(str(f) for f in workspace.load(REPO).import_paths())},
-    )  # fmt: skip
+    bad = serve_from_source({**env, "OTEL_TRACES_SAMPLER": "sometimes"})
     said = bad.stderr.decode()
     assert bad.returncode != 0 and "Traceback" not in said
     assert "OTEL_TRACES_SAMPLER='sometimes'" in said.strip().splitlines()[-1], said

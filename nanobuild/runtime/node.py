@@ -21,7 +21,7 @@ from typing import Protocol
 
 from nanobuild.runtime import router
 from nanobuild.runtime.errors import StartupFailed
-from nanobuild.runtime.seam import Interceptor, Placement, Route, Seam
+from nanobuild.runtime.seam import Interceptor, Observer, Placement, Route, Seam
 from nanobuild.runtime.settings import DEFAULT_THREADS, Settings
 from nanobuild.runtime.spec import AppSpec
 
@@ -77,12 +77,15 @@ class Endpoint:
         self.route = target
         self.seam: Seam | None = None
 
-    def intercept(self, interceptors: Sequence[Interceptor]) -> None:
-        """Send calls of this endpoint through ``interceptors`` (none: straight to target)."""
-        if not interceptors:
+    def intercept(
+        self, interceptors: Sequence[Interceptor], observer: Observer | None = None
+    ) -> None:
+        """Send calls of this endpoint through ``observer`` and ``interceptors`` (neither:
+        straight to target)."""
+        if not interceptors and observer is None:
             self.seam, self.route = None, self.target
             return
-        self.seam = Seam(self.service, self.name, self.placement, self.via, interceptors)
+        self.seam = Seam(self.service, self.name, self.placement, self.via, interceptors, observer)
         self.route = self.seam.route(self.target)
 
 
@@ -164,11 +167,13 @@ class Node:
         *,
         settings: Settings,
         interceptors: Sequence[Interceptor] = (),
+        observer: Observer | None = None,
         closables: Sequence[Closable] = (),
     ) -> None:
         self.spec = spec
         self.settings = settings
         self.interceptors = tuple(interceptors)
+        self.observer = observer
         local = [e for e in endpoints if e.placement == "local"]
         self.endpoints = {(e.service, e.name): e for e in local}  # run here
         self.remote = {(e.service, e.name): e for e in endpoints if e.placement == "remote"}
@@ -177,7 +182,7 @@ class Node:
         self.started: list[str] = []
         THREADS.resize(settings.threads)
         for endpoint in endpoints:
-            endpoint.intercept(self.interceptors)
+            endpoint.intercept(self.interceptors, observer)
 
     def every_endpoint(self) -> list[Endpoint]:
         """Every endpoint this process answers for: its own, then those it reaches."""

@@ -19,8 +19,15 @@ interceptor is an async function of the call and the rest of the chain::
 raises), ``outcome`` and ``duration`` describe the call as it ran. What an
 interceptor puts in ``call.context`` is the per-call context of the callee.
 
-With no interceptor the seam is not there at all: an in-memory route stays the
-handler's own coroutine, and the faces skip it with one test of a list.
+The seam may also have one observer (``telemetry``'s, while telemetry is on), which
+wraps the whole chain: an ``Observer`` is given the seam and the run of its
+interceptors (None when there are none) and returns the run that takes their
+place. It sees what interceptors see, at a fraction of their cost per call: no
+``CallInfo``, no chain of closures, which matters once per call on every hop.
+
+With no interceptor and no observer the seam is not there at all: an in-memory
+route stays the handler's own coroutine, and the faces skip it with one test of a
+list.
 """
 
 from __future__ import annotations
@@ -89,12 +96,15 @@ class CallInfo:
 
 
 Interceptor = Callable[[CallInfo, Proceed], Awaitable[object]]
+# a seam's run: the route, the request, the direction and how an inbound call arrived
+Run = Callable[[Route, object, Direction, "str | None"], Awaitable[object]]
+Observer = Callable[["Seam", "Run | None"], Run]
 
 
 class Seam:
     """Where calls of one endpoint pass: its identity, and the interceptors to run."""
 
-    __slots__ = ("contract", "interceptors", "placement", "service", "via")
+    __slots__ = ("contract", "interceptors", "placement", "run", "service", "via")
 
     def __init__(
         self,
@@ -103,21 +113,23 @@ class Seam:
         placement: Placement,
         via: str,
         interceptors: Sequence[Interceptor],
+        observer: Observer | None = None,
     ) -> None:
         self.service = service
         self.contract = contract
         self.placement: Placement = placement
         self.via = via
         self.interceptors = tuple(interceptors)
+        # ``run(route, request, direction, via=None)``: ``route(request)`` through the
+        # observer and every interceptor, in order. ``via`` is how an inbound call
+        # arrived (``http``, ``tcp``); an outbound one travels the endpoint's own way.
+        chain = self._chain if self.interceptors else None
+        self.run: Run = self._chain if observer is None else observer(self, chain)
 
-    async def run(
+    async def _chain(
         self, route: Route, request: object, direction: Direction, via: str | None = None
     ) -> object:
-        """``route(request)`` through every interceptor, in order.
-
-        ``via`` is how an inbound call arrived (``http``, ``tcp``); an outbound one
-        travels the endpoint's own way.
-        """
+        """``route(request)`` through every interceptor, in order."""
         call = CallInfo(
             self.service,
             self.contract,
@@ -154,8 +166,8 @@ class Seam:
         """``route`` as the outbound route ``call()`` takes: through the interceptors."""
         run = self.run
 
-        async def intercepted(request: object) -> object:
-            return await run(route, request, "outbound")
+        def intercepted(request: object) -> Awaitable[object]:  # the run's own awaitable
+            return run(route, request, "outbound", None)
 
         intercepted.__qualname__ = f"intercepted.<{self.service}.{self.contract}>"
         return intercepted

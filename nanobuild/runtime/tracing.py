@@ -1,23 +1,22 @@
-"""Trace context and spans: W3C ``traceparent`` read and written, ids made, spans exported.
+"""Trace context and spans: W3C ``traceparent`` read and written, ids made, sampling.
 
-A span is one call at one hop, as ``telemetry``'s interceptor sees it on the call
-seam. Its trace context travels in the per-call context under ``traceparent`` (and
+A span is one call at one hop, as ``telemetry``'s observer sees it on the call seam.
+Its trace context travels in the per-call context under ``traceparent`` (and
 ``tracestate``), in the W3C form, so the TCP frames and the ``nano-context`` header
 carry it to every process the trace crosses with no wire change.
 
-Export over OTLP is OpenTelemetry's SDK's job, and happens only when the standard
-variables ask for it (``OTEL_TRACES_EXPORTER=otlp``, or an
-``OTEL_EXPORTER_OTLP[_TRACES]_ENDPOINT``) and ``OTEL_SDK_DISABLED`` is not true. The
-SDK is imported then only: a binary whose workspace does not enable tracing does not
-carry it, and a process that asks for export without it stops at start (``SetupError``).
+Spans are exported over OTLP (``otlp``) when the standard variables ask for it
+(``OTEL_TRACES_EXPORTER=otlp``, or an ``OTEL_EXPORTER_OTLP[_TRACES]_ENDPOINT``) and
+``OTEL_SDK_DISABLED`` is not true; which ones is the sampler's choice
+(``OTEL_TRACES_SAMPLER``), decided as OpenTelemetry's SDK decides.
 """
 
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
 
 from nanobuild.runtime.errors import SetupError
 
@@ -25,7 +24,6 @@ TRACEPARENT = "traceparent"  # the per-call context's keys, as the W3C headers a
 TRACESTATE = "tracestate"
 REQUEST_ID = "request-id"
 
-_HEX = frozenset("0123456789abcdef")
 _getrandbits = random.getrandbits  # ids need to be unique, not secret
 
 
@@ -40,12 +38,13 @@ def new_span_id() -> str:
 
 
 def new_ids() -> tuple[str, str]:
-    """A new trace id and span id at once (one random draw), as the two above make them."""
-    bits = _getrandbits(192)
-    if not bits >> 64 or not bits & 0xFFFFFFFFFFFFFFFF:  # one part all zero: 2**-64 odds
-        return new_trace_id(), new_span_id()
-    both = bits.to_bytes(24, "big").hex()
-    return both[:32], both[32:]
+    """A new trace id and span id."""
+    return new_trace_id(), new_span_id()
+
+
+# version, trace id, parent span id, flags; a later version may append fields
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
+_ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 
 
 def parse_traceparent(text: str) -> tuple[str, str, str] | None:
@@ -54,16 +53,13 @@ def parse_traceparent(text: str) -> tuple[str, str, str] | None:
     Version ``00`` must be exactly its 55 characters; a later version may append
     fields (which are ignored); ``ff`` and all-zero ids are invalid, as the spec says.
     """
-    if len(text) < 55 or text[2] != "-" or text[35] != "-" or text[52] != "-":
+    found = _TRACEPARENT.fullmatch(text)
+    if found is None:
         return None
-    version, trace_id, span_id, flags = text[:2], text[3:35], text[36:52], text[53:55]
-    if version == "ff" or (version == "00" and len(text) != 55):
+    version, trace_id, span_id, flags, more = found.groups()
+    if version == "ff" or (more is not None and version == "00"):
         return None
-    if len(text) > 55 and text[55] != "-":
-        return None
-    if not _HEX.issuperset(version + trace_id + span_id + flags):
-        return None
-    if trace_id == "0" * 32 or span_id == "0" * 16:
+    if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
         return None
     return trace_id, span_id, flags
 
@@ -72,14 +68,76 @@ def traceparent(trace_id: str, span_id: str, flags: str = "01") -> str:
     return f"00-{trace_id}-{span_id}-{flags}"
 
 
+class Site:
+    """Where spans are made: one contract's calls in one direction, arrived one way (or
+    the requests into one adopted app). What every span made there shares: its name,
+    kind and attributes but the call's own (outcome, request id)."""
+
+    __slots__ = ("attributes", "contract", "kind", "name", "placement", "process", "service", "via")
+
+    def __init__(
+        self,
+        service: str,
+        contract: str,
+        kind: str,  # server, client or internal
+        placement: str,
+        via: str,
+        process: str,
+        attributes: dict[str, str],
+    ) -> None:
+        self.service, self.contract, self.kind = service, contract, kind
+        self.placement, self.via, self.process = placement, via, process
+        self.name = f"{service}.{contract}" if contract else service
+        self.attributes = attributes
+
+    @classmethod
+    def call(
+        cls, service: str, contract: str, kind: str, placement: str, via: str, process: str
+    ) -> Site:
+        """A contract's calls: OpenTelemetry's RPC attributes."""
+        attributes = {
+            "rpc.system": "nanobuild",
+            "rpc.service": service,
+            "rpc.method": contract,
+            "nanobuild.placement": placement,
+            "nanobuild.via": via,
+        }
+        return cls(service, contract, kind, placement, via, process, attributes)
+
+    @classmethod
+    def app(cls, service: str, process: str) -> Site:
+        """An adopted app's requests (each span has its own name and HTTP attributes)."""
+        return cls(service, "", "server", "local", "http", process, {"nanobuild.service": service})
+
+
+# One finished span, as the seam records it: a tuple, the cheapest thing to make once
+# per call. ``name`` and ``http`` are None but for a request into an adopted app
+# ("GET /items/{id}", and its HTTP attributes). ``Span.of`` reads it.
+Record = tuple[
+    Site,  # where
+    str,  # trace id
+    str,  # span id
+    "str | None",  # parent span id
+    str,  # flags
+    int,  # start, ns since the epoch
+    int,  # end
+    str,  # outcome: ok or the error's kind
+    "str | None",  # request id
+    "str | None",  # tracestate
+    "str | None",  # name
+    "dict[str, str | int] | None",  # HTTP attributes
+]
+
+
 @dataclass(slots=True)
 class Span:
-    """One finished call at one hop: what the in-memory record keeps and OTLP is sent."""
+    """One finished call at one hop, as the page and the tests read a ``Record``."""
 
     trace_id: str
     span_id: str
     parent_id: str | None
-    kind: str  # server, client or internal
+    name: str
+    kind: str
     service: str
     contract: str
     placement: str
@@ -88,17 +146,36 @@ class Span:
     start_ns: int
     end_ns: int
     outcome: str
-    flags: str = "01"
-    remote_parent: bool = False  # the parent span is in the process that called this one
-    request_id: str | None = None
-    tracestate: str | None = None
-    # an adopted app's request at its edge: its name ("GET /items/{id}") and HTTP attributes
-    title: str | None = None
-    http: dict[str, str | int] | None = None
+    flags: str
+    request_id: str | None
+    tracestate: str | None
+    attributes: dict[str, str | int]
 
-    @property
-    def name(self) -> str:
-        return self.title or f"{self.service}.{self.contract}"
+    @classmethod
+    def of(cls, record: Record) -> Span:
+        site, trace_id, span_id, parent_id, flags, start, end, outcome, request_id = record[:9]
+        state, name, http = record[9:]
+        attributes: dict[str, str | int] = {**(http or {}), **site.attributes}
+        attributes |= {"nanobuild.outcome": outcome, "nanobuild.request_id": request_id or ""}
+        return cls(
+            trace_id,
+            span_id,
+            parent_id,
+            name or site.name,
+            site.kind,
+            site.service,
+            site.contract,
+            site.placement,
+            site.via,
+            site.process,
+            start,
+            end,
+            outcome,
+            flags,
+            request_id,
+            state,
+            attributes,
+        )
 
     def as_dict(self) -> dict[str, object]:
         """The span as ``telemetry.RECORDER.traces()`` shows it."""
@@ -114,26 +191,6 @@ class Span:
             "start_ns": self.start_ns,
             "end_ns": self.end_ns,
             "outcome": self.outcome,
-        }
-
-    def attributes(self) -> dict[str, str | int]:
-        """Its attributes, by OpenTelemetry's RPC conventions where they fit (by its HTTP
-        conventions for a request into an adopted app)."""
-        if self.http is not None:
-            return {
-                **self.http,
-                "nanobuild.service": self.service,
-                "nanobuild.outcome": self.outcome,
-                "nanobuild.request_id": self.request_id or "",
-            }
-        return {
-            "rpc.system": "nanobuild",
-            "rpc.service": self.service,
-            "rpc.method": self.contract,
-            "nanobuild.placement": self.placement,
-            "nanobuild.via": self.via,
-            "nanobuild.outcome": self.outcome,
-            "nanobuild.request_id": self.request_id or "",
         }
 
 
@@ -201,12 +258,6 @@ def _ratio(text: str) -> float:
     return ratio
 
 
-class Exporter(Protocol):
-    def export(self, span: Span) -> None: ...
-
-    def shutdown(self) -> None: ...
-
-
 def exporting(environ: Mapping[str, str]) -> bool:
     """Whether the standard OTEL_* variables ask for traces over OTLP."""
     if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
@@ -216,67 +267,3 @@ def exporting(environ: Mapping[str, str]) -> bool:
         return "otlp" in [name.strip() for name in chosen.split(",")]
     endpoints = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
     return any(environ.get(name, "").strip() for name in endpoints)
-
-
-def otlp_exporter(process: str, environ: Mapping[str, str]) -> Exporter | None:
-    """The OTLP exporter the OTEL_* variables ask for, or None; ``SetupError`` if the SDK
-    is not here to do it."""
-    if not exporting(environ):
-        return None
-    try:
-        return _Otlp(process, environ)
-    except ImportError as exc:
-        raise SetupError(
-            "OTEL_TRACES_EXPORTER / OTEL_EXPORTER_OTLP_ENDPOINT ask for traces over OTLP, but "
-            f"{exc.name or 'the OpenTelemetry SDK'} is not installed here: set "
-            "`[observe] tracing = true` in nano.toml and lock and bundle again"
-        ) from None
-
-
-class _Otlp:
-    """Finished spans handed to the SDK's batch processor and OTLP/HTTP exporter."""
-
-    def __init__(self, process: str, environ: Mapping[str, str]) -> None:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.trace import ReadableSpan
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
-        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-        from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
-
-        self._readable = ReadableSpan
-        self._context, self._flags = SpanContext, TraceFlags
-        self._kinds = {"server": SpanKind.SERVER, "client": SpanKind.CLIENT}
-        self._internal = SpanKind.INTERNAL
-        self._ok, self._error = Status(StatusCode.OK), StatusCode.ERROR
-        self._status = Status
-        name = environ.get("OTEL_SERVICE_NAME") or process
-        self._resource = Resource.create({"service.name": name})
-        self._scope = InstrumentationScope("nanobuild")
-        self._processor = BatchSpanProcessor(OTLPSpanExporter())
-
-    def export(self, span: Span) -> None:
-        flags = self._flags(int(span.flags, 16))
-        own = self._context(int(span.trace_id, 16), int(span.span_id, 16), False, flags)
-        parent = None
-        if span.parent_id is not None:
-            parent = self._context(
-                int(span.trace_id, 16), int(span.parent_id, 16), span.remote_parent, flags
-            )
-        failed = span.outcome != "ok"
-        readable = self._readable(
-            name=span.name,
-            context=own,
-            parent=parent,
-            resource=self._resource,
-            attributes=span.attributes(),
-            kind=self._kinds.get(span.kind, self._internal),
-            instrumentation_scope=self._scope,
-            status=self._status(self._error, span.outcome) if failed else self._ok,
-            start_time=span.start_ns,
-            end_time=span.end_ns,
-        )
-        self._processor.on_end(readable)
-
-    def shutdown(self) -> None:
-        self._processor.shutdown()  # type: ignore[no-untyped-call]  # sends what is still batched

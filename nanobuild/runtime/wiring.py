@@ -30,7 +30,7 @@ from nanobuild.runtime.errors import WiringError
 from nanobuild.runtime.faults import exception_map, mapping_handler
 from nanobuild.runtime.node import Endpoint, Handler, Hook, Node, local_route
 from nanobuild.runtime.placement import Placement
-from nanobuild.runtime.seam import Interceptor
+from nanobuild.runtime.seam import Interceptor, Observer
 from nanobuild.runtime.settings import Settings
 from nanobuild.runtime.spec import AppSpec, ServiceSpec
 
@@ -71,28 +71,29 @@ def wire(
             transport = transports.get(address) or _transport(address, settings)
             transports[address] = transport
             endpoints += _remote_endpoints(spec.service(name), transport, placement.timeout(name))
-    observing = _observing(spec, placement, settings, local, endpoints, transports)
+    observer = _observer(spec, placement, settings, local, endpoints, transports)
     node = Node(
         spec,
         endpoints,
         hooks,
         settings=settings,
-        interceptors=[*observing, *load_interceptors(settings.interceptors), *interceptors],
+        interceptors=[*load_interceptors(settings.interceptors), *interceptors],
+        observer=observer,
         closables=list(transports.values()),
     )
     node.install()
     return node
 
 
-def _observing(
+def _observer(
     spec: AppSpec,
     placement: Placement | None,
     settings: Settings,
     local: Sequence[str],
     endpoints: Sequence[Endpoint],
     transports: dict[Address, Transport],
-) -> list[Interceptor]:
-    """Telemetry's interceptors for this node (none when it is off), its record made anew."""
+) -> Observer | None:
+    """Telemetry's observer for this node (None when it is off), its record made anew."""
     remotes: dict[str, object] = {}
     if placement is not None:
         for endpoint in endpoints:
