@@ -21,6 +21,7 @@ LAYERS = [
     ["spec", "errors"],
     ["settings", "addresses", "context", "contracts", "codecs", "models", "static", "bootstrap"],
     ["tracing"],
+    ["otlp"],
     ["limits", "httpguard"],
     ["router", "seam", "faults", "shapes", "data", "exchange"],
     ["telemetry"],
