@@ -25,7 +25,6 @@ import contextlib
 import json
 import logging
 import os
-import random
 import time
 from bisect import bisect_left
 from collections import deque
@@ -296,7 +295,7 @@ _sampler = tracing.Sampler()  # which new spans are exported (OTEL_TRACES_SAMPLE
 _SAMPLED = frozenset("13579bdf")  # a flags byte's second hex digit with the sampled bit
 _time_ns = time.time_ns
 _current, _bind, _unbind = context.current, context.bind, context.unbind
-_getrandbits = random.getrandbits  # ids need to be unique, not secret
+_new_trace_id, _new_span_id = tracing.new_trace_id, tracing.new_span_id
 _pending = RECORDER.pending
 _pending_append = _pending.append
 
@@ -369,10 +368,10 @@ def _open(parent: str | None) -> tuple[str, str, str | None, str]:
     (a W3C ``traceparent``) when it is a valid one, else the first span of a new trace."""
     found = tracing.parse_traceparent(parent) if parent else None
     if found is None:  # the trace starts here
-        trace_id, span_id = tracing.new_ids()
-        return trace_id, span_id, None, _sampler.root(trace_id)
+        trace_id = _new_trace_id()
+        return trace_id, _new_span_id(), None, _sampler.root(trace_id)
     trace_id, parent_id, flags = found
-    return trace_id, tracing.new_span_id(), parent_id, _sampler.child(trace_id, flags)
+    return trace_id, _new_span_id(), parent_id, _sampler.child(trace_id, flags)
 
 
 def _kind(direction: str, placement: str) -> str:
@@ -402,58 +401,52 @@ def observer(seam: Seam, chain: Run | None) -> Run:
     ) -> object:
         where, stats = sites.get((direction, via)) or site(direction, via)
         given = _current()
-        parent = given.get(TRACEPARENT)
-        if parent is None:  # the trace starts here (one random draw per id)
-            trace_id = (_getrandbits(128) or 1).to_bytes(16, "big").hex()
-            span_id = (_getrandbits(64) or 1).to_bytes(8, "big").hex()
-            parent_id, flags = None, _sampler.root(trace_id)
-        else:
-            trace_id, span_id, parent_id, flags = _open(parent)
+        trace_id, span_id, parent_id, flags = _open(given.get(TRACEPARENT))
         values = {**given, TRACEPARENT: f"00-{trace_id}-{span_id}-{flags}"}
         if len(values) > context.MAX_ENTRIES:
             context.check(values)  # this entry more is one too many: the caller is told
         stats.in_flight += 1
         token = _bind(values)
+        outcome, error = "ok", None
         start = _time_ns()
         try:
             if chain is None:
-                result = await route(request)
-            else:
-                result = await chain(route, request, direction, via)
+                return await route(request)
+            return await chain(route, request, direction, via)
         except BaseException as exc:
+            outcome, error = exc.kind if isinstance(exc, NanoError) else "internal", exc
+            raise
+        finally:
             end = _time_ns()
             _unbind(token)
             stats.in_flight -= 1
-            outcome = exc.kind if isinstance(exc, NanoError) else "internal"
-            request_id, state = values.get(REQUEST_ID), values.get(TRACESTATE)
-            ids = (trace_id, span_id, parent_id, flags)
-            _pending_append((where, *ids, start, end, outcome, request_id, state, None, None))
-            _failed(where, values, trace_id, span_id, outcome, exc)
-            raise
-        end = _time_ns()
-        _unbind(token)
-        stats.in_flight -= 1
-        _pending_append(
-            (
-                where,
-                trace_id,
-                span_id,
-                parent_id,
-                flags,
-                start,
-                end,
-                "ok",
-                values.get(REQUEST_ID),
-                values.get(TRACESTATE),
-                None,
-                None,
+            _keep(
+                (
+                    where,
+                    trace_id,
+                    span_id,
+                    parent_id,
+                    flags,
+                    start,
+                    end,
+                    outcome,
+                    values.get(REQUEST_ID),
+                    values.get(TRACESTATE),
+                    None,
+                    None,
+                )
             )
-        )
-        if len(_pending) >= FOLD_EVERY:
-            RECORDER.fold()
-        return result
+            if error is not None:
+                _failed(where, values, trace_id, span_id, outcome, error)
 
     return observed
+
+
+def _keep(record: Record) -> None:
+    """A finished span, for ``RECORDER`` to fold in (every ``FOLD_EVERY``)."""
+    _pending_append(record)
+    if len(_pending) >= FOLD_EVERY:
+        RECORDER.fold()
 
 
 def _failed(
@@ -646,9 +639,7 @@ class AppSpans:
             f"{method} {route if isinstance(route, str) else path}",
             http,
         )
-        _pending_append(record)
-        if len(_pending) >= FOLD_EVERY:
-            RECORDER.fold()
+        _keep(record)
 
     def _route(self, scope: dict[str, Any]) -> str | None:
         """The template of the route that answered: FastAPI's router leaves the route in

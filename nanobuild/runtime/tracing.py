@@ -37,11 +37,6 @@ def new_span_id() -> str:
     return (_getrandbits(64) or 1).to_bytes(8, "big").hex()
 
 
-def new_ids() -> tuple[str, str]:
-    """A new trace id and span id."""
-    return new_trace_id(), new_span_id()
-
-
 # version, trace id, parent span id, flags; a later version may append fields
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
 _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
@@ -131,7 +126,7 @@ Record = tuple[
 
 @dataclass(slots=True)
 class Span:
-    """One finished call at one hop, as the page and the tests read a ``Record``."""
+    """One finished call at one hop, as the page reads a ``Record``."""
 
     trace_id: str
     span_id: str
@@ -141,40 +136,28 @@ class Span:
     service: str
     contract: str
     placement: str
-    via: str
     process: str
     start_ns: int
     end_ns: int
     outcome: str
-    flags: str
-    request_id: str | None
-    tracestate: str | None
-    attributes: dict[str, str | int]
 
     @classmethod
     def of(cls, record: Record) -> Span:
-        site, trace_id, span_id, parent_id, flags, start, end, outcome, request_id = record[:9]
-        state, name, http = record[9:]
-        attributes: dict[str, str | int] = {**(http or {}), **site.attributes}
-        attributes |= {"nanobuild.outcome": outcome, "nanobuild.request_id": request_id or ""}
+        site, trace_id, span_id, parent_id, _, start, end, outcome = record[:8]
+        name = record[10] or site.name
         return cls(
             trace_id,
             span_id,
             parent_id,
-            name or site.name,
+            name,
             site.kind,
             site.service,
             site.contract,
             site.placement,
-            site.via,
             site.process,
             start,
             end,
             outcome,
-            flags,
-            request_id,
-            state,
-            attributes,
         )
 
     def as_dict(self) -> dict[str, object]:
