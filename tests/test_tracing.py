@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 import threading
@@ -51,9 +52,10 @@ CALLED = {
 
 
 class Receiver:
-    """An OTLP/HTTP trace receiver on 127.0.0.1: every span it was sent, as dicts."""
+    """An OTLP/HTTP trace receiver on 127.0.0.1: every span it was sent, as dicts (over
+    TLS with ``tls``, a server context)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.spans: list[dict[str, Any]] = []
         self.statuses: list[int] = []  # what to answer the next exports (then 200)
         self.headers: list[dict[str, str]] = []  # each export's headers
@@ -78,7 +80,11 @@ class Receiver:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handle)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
+        scheme = "http"
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}/v1/traces"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def take(self, request: Any) -> None:
@@ -283,6 +289,9 @@ def serve_from_source(env: Mapping[str, str]) -> subprocess.CompletedProcess[byt
         ("OTEL_EXPORTER_OTLP_HEADERS", "api-key", "is not key=value"),
         ("OTEL_EXPORTER_OTLP_COMPRESSION", "brotli", "use gzip or none"),
         ("OTEL_BSP_MAX_QUEUE_SIZE", "0", "not a whole number above 0"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://[::1", "not an http:// or https://"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http:// collector", "not an http:// or https://"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "inf", "not a number of milliseconds"),
     ],
 )
 def test_export_settings_that_cannot_be_used_stop_the_start_in_one_line(
@@ -350,6 +359,38 @@ def test_spans_are_sent_as_opentelemetry_s_protobuf_messages_say() -> None:
     )  # fmt: skip
     assert attributes(third)["http.response.status_code"] == 404
     assert attributes(third)["nanobuild.request_id"] == "é" * 200  # a long, non-ASCII one
+
+
+def test_an_https_collector_is_reached_with_the_ca_bundle_it_is_given(tmp_path: Path) -> None:
+    from nanobuild.runtime import otlp
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    receiver = Receiver(tls)
+    site = tracing.Site.call("catalog", "GetProduct", "server", "local", "http", "front")
+    trace_id, span_id = tracing.new_trace_id(), tracing.new_span_id()
+    record: tracing.Record = (
+        site, trace_id, span_id, None, "01", 1, 2, "ok", None, None, None, None
+    )  # fmt: skip
+    try:
+        for trusted in (False, True):  # the system's CAs do not know it; the bundle does
+            env = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver.url}
+            if trusted:
+                env["OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE"] = str(cert)
+            exporter = otlp.exporter("front", env)
+            exporter.extend([record])
+            exporter.shutdown()  # sends what is queued
+            assert (exporter.sent, exporter.dropped) == ((1, 0) if trusted else (0, 1))
+    finally:
+        receiver.close()
+    assert [(s["trace_id"], s["span_id"]) for s in receiver.spans] == [(trace_id, span_id)]
 
 
 def test_every_binary_exports_its_traces_with_nothing_of_opentelemetry_packed(

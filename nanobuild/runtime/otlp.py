@@ -55,6 +55,8 @@ PROTOCOL = "http/protobuf"
 _RETRIED = frozenset({429, 502, 503, 504})
 _SAY_EVERY = 60.0  # seconds between two lines about failed exports
 _FOLD_WAIT = 0.01  # seconds the event loop is given to queue what it recorded
+_MOST = 86_400_000  # the largest number an OTEL_* setting here may be (a day, in ms)
+_MAX_ANSWER = 64 * 1024  # bytes of a collector's answer read; a longer one ends the connection
 
 # -- the protobuf encoding (https://protobuf.dev/programming-guides/encoding/)
 
@@ -221,13 +223,9 @@ def config(process: str, environ: Mapping[str, str]) -> Config:
     base = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip() or DEFAULT_ENDPOINT
     url = specific or base.rstrip("/") + "/v1/traces"
     variable = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" if specific else "OTEL_EXPORTER_OTLP_ENDPOINT"
-    parts = urlsplit(url)
-    try:
-        parts.port  # noqa: B018  # a port that is not a number raises here
-    except ValueError:
-        parts = parts._replace(scheme="")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SetupError(f"{variable}={url!r} is not an http:// or https:// URL")
+    if not _url(url):
+        given = specific or base
+        raise SetupError(f"{variable}={given!r} is not an http:// or https:// URL")
     compression = traces("COMPRESSION")
     if compression is not None and compression[1] not in ("gzip", "none"):
         raise SetupError(f"{compression[0]}={compression[1]!r}: use gzip or none")
@@ -245,6 +243,18 @@ def config(process: str, environ: Mapping[str, str]) -> Config:
         batch=int(_number(_named(environ, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE"), 512, whole=True)),
         resource=resource,
     )
+
+
+def _url(url: str) -> bool:
+    """Whether ``url`` is an http(s) URL with a host (and a port that is a number)."""
+    if any(c.isspace() or not c.isprintable() for c in url):
+        return False
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  # a port that is not a number raises here
+    except ValueError:  # a bracket left open, a port out of range
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _named(environ: Mapping[str, str], name: str) -> tuple[str, str] | None:
@@ -270,9 +280,9 @@ def _number(found: tuple[str, str] | None, default: float, *, whole: bool = Fals
         value = int(text) if whole else float(text)
     except ValueError:
         value = -1
-    if not value > 0:
+    if not 0 < value <= _MOST:  # nan, inf and a day's worth of milliseconds are not either
         kind = "a whole number" if whole else "a number of milliseconds"
-        raise SetupError(f"{name}={text!r} is not {kind} above 0")
+        raise SetupError(f"{name}={text!r} is not {kind} above 0 and up to {_MOST:,}")
     return value
 
 
@@ -331,6 +341,8 @@ class Exporter:
         parts = urlsplit(settings.url)
         self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self._connection: http.client.HTTPConnection | None = None
+        self._host, self._port = parts.hostname or "localhost", parts.port
+        self._tls = _tls(settings) if parts.scheme == "https" else None
         self._said = float("-inf")  # when a failure was last said
         self._unsaid = 0  # spans dropped since
         self._thread = threading.Thread(target=self._run, name="nano-otlp", daemon=True)
@@ -408,24 +420,20 @@ class Exporter:
                 connection.sock.settimeout(connection.timeout)
             connection.request("POST", self._path, body, dict(headers))
             answer = connection.getresponse()
-            answer.read()
+            answer.read(_MAX_ANSWER)  # an ExportTraceServiceResponse: a few bytes
         except (OSError, http.client.HTTPException) as exc:
             self._close()
             return None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        if answer.will_close:
+        if answer.will_close or not answer.isclosed():  # closing, or it says more than that
             self._close()
         return answer.status, f"the collector answered {answer.status} {answer.reason}"
 
     def _connect(self) -> http.client.HTTPConnection:
         settings = self.config
-        parts = urlsplit(settings.url)
-        host, port = parts.hostname or "localhost", parts.port
-        if parts.scheme == "https":
-            context = ssl.create_default_context(cafile=settings.cafile)
-            if settings.client_cert:
-                context.load_cert_chain(settings.client_cert, settings.client_key)
+        host, port = self._host, self._port
+        if self._tls is not None:
             made: http.client.HTTPConnection = http.client.HTTPSConnection(
-                host, port, context=context, timeout=settings.timeout
+                host, port, context=self._tls, timeout=settings.timeout
             )
         else:
             made = http.client.HTTPConnection(host, port, timeout=settings.timeout)
@@ -446,6 +454,25 @@ class Exporter:
                 "nanobuild: %d spans not exported to %s: %s", self._unsaid, self.config.url, reason
             )
             self._said, self._unsaid = now, 0
+
+
+def _tls(settings: Config) -> ssl.SSLContext:
+    """The TLS context of an https:// collector, made once; ``SetupError`` naming the
+    variable whose file cannot be used."""
+    try:
+        context = ssl.create_default_context(cafile=settings.cafile)
+    except (OSError, ssl.SSLError) as exc:
+        said = f"the CA bundle {settings.cafile!r} (OTEL_EXPORTER_OTLP_CERTIFICATE)"
+        raise SetupError(f"{said} cannot be used: {exc}") from None
+    if settings.client_cert:
+        try:
+            context.load_cert_chain(settings.client_cert, settings.client_key)
+        except (OSError, ssl.SSLError) as exc:
+            said = f"the client certificate {settings.client_cert!r} and its key"
+            raise SetupError(
+                f"{said} (OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE, _CLIENT_KEY) cannot be used: {exc}"
+            ) from None
+    return context
 
 
 def exporter(
