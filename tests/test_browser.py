@@ -1,35 +1,27 @@
 """The boutique's page in headless Chromium, served by ``nanobuild serve``: add a
 product, place an order, see the confirmation.
 
-Needs Debian's chromium and chromium-driver (``.ci/run`` installs them and sets
-``NANO_REQUIRE_BROWSER=1``, so in CI a missing browser fails instead of skipping).
+Needs Debian's chromium and chromium-driver (see ``tests/chromium.py``).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests import chromium
 from tests.conftest import REPO
 from tests.servers import PLACEMENTS, Binary, Server, serve, start, start_placement
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-
-if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-    if os.environ.get("NANO_REQUIRE_BROWSER") == "1":
-        raise RuntimeError("NANO_REQUIRE_BROWSER=1 but chromium or chromedriver is missing")
+if not chromium.HAVE_BROWSER:
     pytest.skip("chromium and chromium-driver are not installed", allow_module_level=True)
 
-from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support import expected_conditions as ready  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from selenium import webdriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as ready
+from selenium.webdriver.support.ui import WebDriverWait
 
 
 @pytest.fixture(scope="module", params=["serve", "fused", "split", "mixed"])
@@ -52,27 +44,11 @@ def server(
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--window-size=1280,1600",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    chrome = chromium.driver(tmp_path / "profile", "1280,1600")
     try:
-        yield driver
+        yield chrome
     finally:
-        driver.quit()
+        chrome.quit()
 
 
 def test_add_a_product_and_place_an_order(server: Server, browser: webdriver.Chrome) -> None:

@@ -30,6 +30,7 @@ import pytest
 
 from nanobuild.runtime.page import graph_svg, layers, session_cookie
 from nanobuild.runtime.spec import AppSpec, ServiceSpec
+from tests import chromium
 from tests.conftest import REPO
 from tests.servers import BOUTIQUE, Binary, Server, order, start, start_placement
 
@@ -273,16 +274,9 @@ def _line(fd: int, pattern: re.Pattern[str], proc: subprocess.Popen[bytes]) -> s
 
 # -- the browser (after the tests that need none, so that they run where it is missing)
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-HAVE_BROWSER = Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()
-if not HAVE_BROWSER and os.environ.get("NANO_REQUIRE_BROWSER") == "1":
-    raise RuntimeError("NANO_REQUIRE_BROWSER=1 but chromium or chromedriver is missing")
-
-if HAVE_BROWSER:
+if chromium.HAVE_BROWSER:
     from selenium import webdriver
     from selenium.common.exceptions import StaleElementReferenceException
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.remote.webelement import WebElement
     from selenium.webdriver.support.ui import WebDriverWait
@@ -292,26 +286,13 @@ class Browser:
     """Headless Chromium that can reach 127.0.0.1 alone, and reports what it fetched."""
 
     def __init__(self, profile: Path) -> None:
-        options = webdriver.ChromeOptions()
-        options.binary_location = CHROMIUM
-        for flag in (
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
+        self.driver = chromium.driver(
+            profile,
+            "1280,1400",
             # any other host resolves to nothing: the pages cannot reach out
             "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-            f"--user-data-dir={profile}",
-            "--window-size=1280,1400",
-        ):
-            options.add_argument(flag)
-        options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-        self.driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+            **{"goog:loggingPrefs": {"performance": "ALL"}},
+        )
         # a page being replaced (the sign-in form by the page) leaves stale elements
         self.wait = WebDriverWait(
             self.driver, 20, ignored_exceptions=(StaleElementReferenceException,)
@@ -339,7 +320,7 @@ class Browser:
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[Browser]:
-    if not HAVE_BROWSER:
+    if not chromium.HAVE_BROWSER:
         pytest.skip("chromium and chromium-driver are not installed")
     running = Browser(tmp_path / "profile")
     try:
