@@ -118,7 +118,9 @@ def _tail(site: Site, outcome: str, flags: str, parented: bool) -> bytes:
     bits = int(flags, 16) | _HAS_IS_REMOTE
     if parented and site.kind == "server":
         bits |= _IS_REMOTE
-    parts = [_field(0x2A, site.name.encode()), _KIND[site.kind]]
+    # an adopted app's site names no contract: each of its spans has a name of its own
+    parts = [_field(0x2A, site.name.encode())] if site.contract else []
+    parts.append(_KIND[site.kind])
     parts += [_attribute(k, v) for k, v in site.attributes.items()]
     parts += [_attribute("nanobuild.outcome", outcome), _field(0x7A, status)]
     parts.append(_FLAGS.pack(0x85, 0x01, bits))
@@ -157,15 +159,12 @@ def encode_span(record: Record) -> bytes:
     if tail is None:
         tail = _tails[key] = _tail(*key)
     times = _TIMES.pack(0x39, start, 0x41, end)
-    if state is None and name is None:  # a contract's call: most spans
-        rest = _request_id(request_id) if request_id else b""
-    else:
-        rest = _request_id(request_id) if request_id else b""
-        if state:
-            rest += _field(0x1A, state.encode("utf-8", "replace"))
-        if name is not None:  # a request into an adopted app: its own name and attributes
-            rest += _field(0x2A, name.encode("utf-8", "replace"))  # the last name field wins
-            rest += b"".join([_attribute(k, v) for k, v in (http or {}).items()])
+    rest = _request_id(request_id) if request_id else b""
+    if state:
+        rest += _field(0x1A, state.encode("utf-8", "replace"))
+    if name is not None:  # a request into an adopted app: its own name and attributes
+        rest += _field(0x2A, name.encode("utf-8", "replace"))
+        rest += b"".join([_attribute(k, v) for k, v in (http or {}).items()])
     size = len(ids) + 18 + len(tail) + len(rest)
     return b"\x12" + _varint(size) + ids + times + tail + rest
 

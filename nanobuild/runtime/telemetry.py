@@ -545,10 +545,9 @@ class Edge:
                 parent = value
             elif name == b"tracestate":
                 state = value
-        request_id = request_id_of(given) if given else tracing.new_trace_id()
+        request_id = request_id_of(given)
         values = {**_current(), REQUEST_ID: request_id}
-        if parent is not None:
-            _trace_context(values, parent, state)
+        _trace_context(values, parent, state)
         header = (REQUEST_ID_HEADER, request_id.encode())
         answered = RECORDER.http
 
