@@ -110,6 +110,12 @@ def start(
         text=True,
         env={**os.environ, "NANO_STRICT": "1", **(environment or {}), **env},
     )
+    return serving(proc, log)
+
+
+def serving(proc: subprocess.Popen[str], log: Path) -> Server:
+    """``proc`` once it says ``serving ... at`` (and where its internal transport is, if
+    it says that before); the test fails with its log if it never does."""
     internal = None
     for line in output(proc):
         if line.startswith("nanobuild: internal transport at "):

@@ -35,7 +35,7 @@ from nanobuild.runtime.errors import SetupError
 from nanobuild.runtime.spec import BuildInfo, ServiceSpec, __version__
 from tests.conftest import REPO, SAMPLES, Sample
 from tests.packing import bare_python
-from tests.servers import Server, free_port, order, output, start
+from tests.servers import Server, free_port, order, serving, start
 
 SECRET = "tracing-test-secret-8VQmH1xkKq0oVb3TQvyXfg"
 # three processes: the front door runs checkout, the others what it calls
@@ -140,15 +140,7 @@ def launch(argv: list[str], log: Path, env: Mapping[str, str], root: Path = REPO
     assert proc.stdin is not None
     proc.stdin.write(msgspec.json.encode({"spec": describe.describe(ws), "build": build}).decode())
     proc.stdin.close()
-    internal = None
-    for line in output(proc):
-        if line.startswith("nanobuild: internal transport at "):
-            internal = line.rsplit(" at ", 1)[1].strip()
-        if line.startswith("nanobuild: serving"):
-            return Server(proc, line.rsplit(" at ", 1)[1].strip(), log, internal)
-    proc.kill()
-    proc.wait()
-    pytest.fail(f"the server did not start:\n{log.read_text()}")
+    return serving(proc, log)
 
 
 def placed(groups: list[list[str]], logs: Path, env: Mapping[str, str]) -> list[Server]:
