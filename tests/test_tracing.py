@@ -284,6 +284,8 @@ def serve_from_source(env: Mapping[str, str]) -> subprocess.CompletedProcess[byt
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://[::1", "not an http:// or https://"),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "http:// collector", "not an http:// or https://"),
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "inf", "not a number of milliseconds"),
+        ("OTEL_TRACES_EXPORTER", "zipkin", "use otlp, or none"),
+        ("OTEL_TRACES_EXPORTER", "otlp,console", "not 'console'"),
     ],
 )
 def test_export_settings_that_cannot_be_used_stop_the_start_in_one_line(

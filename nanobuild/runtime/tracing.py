@@ -241,12 +241,23 @@ def _ratio(text: str) -> float:
     return ratio
 
 
+EXPORTERS = ("otlp", "none")  # the OTEL_TRACES_EXPORTER values this runtime takes
+
+
 def exporting(environ: Mapping[str, str]) -> bool:
-    """Whether the standard OTEL_* variables ask for traces over OTLP."""
+    """Whether the standard OTEL_* variables ask for traces over OTLP; ``SetupError``
+    for an ``OTEL_TRACES_EXPORTER`` this runtime has not (only ``otlp`` and ``none``)."""
     if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return False
     chosen = environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
     if chosen:
-        return "otlp" in [name.strip() for name in chosen.split(",")]
+        names = [name.strip() for name in chosen.split(",")]
+        unknown = [name for name in names if name not in EXPORTERS]
+        if unknown:
+            raise SetupError(
+                f"OTEL_TRACES_EXPORTER={chosen!r}: this runtime exports traces over OTLP "
+                f"alone, not {', '.join(map(repr, unknown))}: use otlp, or none"
+            )
+        return "otlp" in names
     endpoints = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
     return any(environ.get(name, "").strip() for name in endpoints)
