@@ -9,7 +9,7 @@ site (name, kind and constant attributes) and per outcome (status and attribute)
 The wire form is OTLP's ``ExportTraceServiceRequest`` (opentelemetry-proto's
 ``collector/trace/v1``), POSTed as ``application/x-protobuf``. The standard variables
 configure it, read once at start (``config``; a value that cannot be used is a
-``SetupError`` naming it):
+``SettingsError`` naming it):
 
     OTEL_EXPORTER_OTLP[_TRACES]_ENDPOINT     where (the base URL + /v1/traces, or the whole URL)
     OTEL_EXPORTER_OTLP[_TRACES]_PROTOCOL     http/protobuf (the only one spoken here)
@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from nanobuild.runtime.errors import SetupError
+from nanobuild.runtime.errors import SettingsError
 from nanobuild.runtime.spec import __version__
 from nanobuild.runtime.tracing import Record, Site
 
@@ -202,7 +202,7 @@ class Config:
 
 
 def config(process: str, environ: Mapping[str, str]) -> Config:
-    """The exporter the OTEL_* variables configure; ``SetupError`` naming a bad one."""
+    """The exporter the OTEL_* variables configure; ``SettingsError`` naming a bad one."""
 
     def traces(name: str) -> tuple[str, str] | None:
         """The trace-specific variable, else the general one: (its name, its value)."""
@@ -214,7 +214,7 @@ def config(process: str, environ: Mapping[str, str]) -> Config:
 
     protocol = traces("PROTOCOL")
     if protocol is not None and protocol[1] != PROTOCOL:
-        raise SetupError(
+        raise SettingsError(
             f"{protocol[0]}={protocol[1]!r}: this runtime sends traces over OTLP/HTTP as "
             f"protobuf: use {PROTOCOL} (a collector's port 4318)"
         )
@@ -224,10 +224,10 @@ def config(process: str, environ: Mapping[str, str]) -> Config:
     variable = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" if specific else "OTEL_EXPORTER_OTLP_ENDPOINT"
     if not _url(url):
         given = specific or base
-        raise SetupError(f"{variable}={given!r} is not an http:// or https:// URL")
+        raise SettingsError(f"{variable}={given!r} is not an http:// or https:// URL")
     compression = traces("COMPRESSION")
     if compression is not None and compression[1] not in ("gzip", "none"):
-        raise SetupError(f"{compression[0]}={compression[1]!r}: use gzip or none")
+        raise SettingsError(f"{compression[0]}={compression[1]!r}: use gzip or none")
     resource = _resource(environ, process)
     return Config(
         url=url,
@@ -267,7 +267,7 @@ def _file(found: tuple[str, str] | None) -> str | None:
         return None
     name, path = found
     if not os.path.isfile(path) or not os.access(path, os.R_OK):
-        raise SetupError(f"{name}={path!r} is not a file this process can read")
+        raise SettingsError(f"{name}={path!r} is not a file this process can read")
     return path
 
 
@@ -281,7 +281,7 @@ def _number(found: tuple[str, str] | None, default: float, *, whole: bool = Fals
         value = -1
     if not 0 < value <= _MOST:  # nan, inf and a day's worth of milliseconds are not either
         kind = "a whole number" if whole else "a number of milliseconds"
-        raise SetupError(f"{name}={text!r} is not {kind} above 0 and up to {_MOST:,}")
+        raise SettingsError(f"{name}={text!r} is not {kind} above 0 and up to {_MOST:,}")
     return value
 
 
@@ -294,7 +294,7 @@ def _pairs(found: tuple[str, str] | None) -> dict[str, str]:
     for item in filter(None, (part.strip() for part in text.split(","))):
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise SetupError(f"{name}: {item!r} is not key=value")
+            raise SettingsError(f"{name}: {item!r} is not key=value")
         pairs[unquote(key.strip())] = unquote(value.strip())
     return pairs
 
@@ -303,7 +303,7 @@ def _headers(found: tuple[str, str] | None) -> dict[str, str]:
     headers = _pairs(found)
     for key, value in headers.items():
         if not key.isascii() or any(c in key + value for c in "\r\n\0"):
-            raise SetupError(f"{found and found[0]}: the header {key!r} cannot be sent")
+            raise SettingsError(f"{found and found[0]}: the header {key!r} cannot be sent")
     return headers
 
 
@@ -456,19 +456,19 @@ class Exporter:
 
 
 def _tls(settings: Config) -> ssl.SSLContext:
-    """The TLS context of an https:// collector, made once; ``SetupError`` naming the
+    """The TLS context of an https:// collector, made once; ``SettingsError`` naming the
     variable whose file cannot be used."""
     try:
         context = ssl.create_default_context(cafile=settings.cafile)
     except (OSError, ssl.SSLError) as exc:
         said = f"the CA bundle {settings.cafile!r} (OTEL_EXPORTER_OTLP_CERTIFICATE)"
-        raise SetupError(f"{said} cannot be used: {exc}") from None
+        raise SettingsError(f"{said} cannot be used: {exc}") from None
     if settings.client_cert:
         try:
             context.load_cert_chain(settings.client_cert, settings.client_key)
         except (OSError, ssl.SSLError) as exc:
             said = f"the client certificate {settings.client_cert!r} and its key"
-            raise SetupError(
+            raise SettingsError(
                 f"{said} (OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE, _CLIENT_KEY) cannot be used: {exc}"
             ) from None
     return context

@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from nanobuild.runtime.errors import SetupError
+from nanobuild.runtime.errors import SettingsError
 
 TRACEPARENT = "traceparent"  # the per-call context's keys, as the W3C headers are named
 TRACESTATE = "tracestate"
@@ -214,10 +214,10 @@ class Sampler:
 
 def sampler(environ: Mapping[str, str]) -> Sampler:
     """The sampler ``OTEL_TRACES_SAMPLER`` and ``OTEL_TRACES_SAMPLER_ARG`` name;
-    ``SetupError`` for one this runtime does not know or a ratio that is not one."""
+    ``SettingsError`` for one this runtime does not know or a ratio that is not one."""
     name = environ.get("OTEL_TRACES_SAMPLER", "").strip().lower() or SAMPLERS[0]
     if name not in SAMPLERS:
-        raise SetupError(
+        raise SettingsError(
             f"OTEL_TRACES_SAMPLER={name!r} is not a sampler this runtime knows: "
             f"use one of {', '.join(SAMPLERS)}"
         )
@@ -237,7 +237,7 @@ def _ratio(text: str) -> float:
     except ValueError:
         ratio = -1.0
     if not 0.0 <= ratio <= 1.0:
-        raise SetupError(f"OTEL_TRACES_SAMPLER_ARG={text!r} is not a ratio from 0 to 1")
+        raise SettingsError(f"OTEL_TRACES_SAMPLER_ARG={text!r} is not a ratio from 0 to 1")
     return ratio
 
 
@@ -245,7 +245,7 @@ EXPORTERS = ("otlp", "none")  # the OTEL_TRACES_EXPORTER values this runtime tak
 
 
 def exporting(environ: Mapping[str, str]) -> bool:
-    """Whether the standard OTEL_* variables ask for traces over OTLP; ``SetupError``
+    """Whether the standard OTEL_* variables ask for traces over OTLP; ``SettingsError``
     for an ``OTEL_TRACES_EXPORTER`` this runtime has not (only ``otlp`` and ``none``)."""
     if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return False
@@ -254,7 +254,7 @@ def exporting(environ: Mapping[str, str]) -> bool:
         names = [name.strip() for name in chosen.split(",")]
         unknown = [name for name in names if name not in EXPORTERS]
         if unknown:
-            raise SetupError(
+            raise SettingsError(
                 f"OTEL_TRACES_EXPORTER={chosen!r}: this runtime exports traces over OTLP "
                 f"alone, not {', '.join(map(repr, unknown))}: use otlp, or none"
             )
