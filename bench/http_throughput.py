@@ -127,6 +127,8 @@ class Sink:
         sink = self
 
         class Handle(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keeps the connection, as a collector does
+
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers["content-length"]))
                 sink.requests += 1

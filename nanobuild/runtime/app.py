@@ -51,6 +51,7 @@ from nanobuild.runtime.static import Frontend
 log = logging.getLogger("nanobuild.http")
 _CONTEXT_HEADER = context.HEADER  # read for every header of every call: a plain global
 _SECRET_HEADER = SECRET_HEADER  # as is this one
+_REQUEST_ID_HEADER = telemetry.REQUEST_ID_HEADER  # and this one
 
 
 class Companion(Protocol):
@@ -112,6 +113,11 @@ class App:
             from nanobuild.runtime.asgi import Front
 
             self._site = Front(mounts, self._site)
+        # observed (telemetry on when the app is built), each request gets its request id
+        # and trace context at the door: a contract call's in ``api``'s own pass over its
+        # headers, with its span made inline; any other request's by ``telemetry.Edge``
+        self._edge = telemetry.Edge(self._beyond_api) if telemetry.enabled() else None
+        self._rest_at_api = self.rest_call if self._edge is None else telemetry.Edge(self.rest_call)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -120,7 +126,14 @@ class App:
             and (self._contracts_only or scope["path"] in self.routes)
         ):
             await self.api(scope, receive, send)
-        elif scope["type"] == "lifespan":
+        elif self._edge is not None:
+            await self._edge(scope, receive, send)
+        else:
+            await self._beyond_api(scope, receive, send)
+
+    async def _beyond_api(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Every request but a contract call's at ``/api/``."""
+        if scope["type"] == "lifespan":
             await self.lifespan(receive, send)
         elif self.health is not None and scope["path"] in health.PATHS and scope["type"] == "http":
             await self.health(scope, receive, send)
@@ -136,6 +149,7 @@ class App:
     async def api(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer one ``/api/`` request: find, check, decode, run, encode."""
         content_type = content_length = secret = values = None
+        request_id = parent = state = None  # read for the door (telemetry's) when observed
         for name, value in scope["headers"]:
             if name == b"content-type":
                 content_type = value
@@ -145,11 +159,18 @@ class App:
                 secret = value
             elif name == _CONTEXT_HEADER:
                 values = value
+            elif name == _REQUEST_ID_HEADER:
+                request_id = value
+            elif name == b"traceparent":
+                parent = value
+            elif name == b"tracestate":
+                state = value
         fmt = None if content_type is None else format_of(content_type)
         path: str = scope["path"]
         served = self.routes.get(path)
-        if served is None and self.rest and await self.rest_call(scope, receive, send):
+        if served is None and self.rest and await self._rest_at_api(scope, receive, send):
             return  # a contract's REST route under /api/
+        door = None if self._edge is None else telemetry.door(request_id, parent, state)
         try:
             if served is None or not (served.public or self._authorized(secret)):
                 raise _unknown(path)  # a contract kept from this caller looks absent
@@ -158,19 +179,23 @@ class App:
             if fmt is None:
                 raise UnsupportedMediaType(_media_type_message(content_type))
             body = await self._body(receive, content_length)
-            payload, exchange = await self._answer(served, body, fmt, values, secret, scope)
-        except _Failed as failed:
-            await _fail(send, failed.error, fmt or JSON, trusted=self._authorized(secret))
-            return
-        except NanoError as exc:  # refused before it ran
-            if served is not None:
-                exc.located(served.service, served.name)
-            log_failure(log, exc)
-            await _fail(send, exc, fmt or JSON, trusted=self._authorized(secret))
+            payload, exchange = await self._answer(served, body, fmt, values, secret, scope, door)
+        except (_Failed, NanoError) as exc:
+            if isinstance(exc, _Failed):
+                error = exc.error
+            else:  # refused before it ran
+                error = exc.located(served.service, served.name) if served is not None else exc
+                log_failure(log, error)
+            if door is not None:
+                send = telemetry.answering(send, door)
+            await _fail(send, error, fmt or JSON, trusted=self._authorized(secret))
             return
         except _ClientGone:
             return
-        await _respond(send, 200, fmt.media_type, payload, exchange.encoded_headers())
+        headers = exchange.encoded_headers()
+        if door is not None:
+            headers.append(telemetry.answered(door, 200))
+        await _respond(send, 200, fmt.media_type, payload, headers)
 
     async def _answer(
         self,
@@ -180,19 +205,23 @@ class App:
         values: bytes | None,
         secret: bytes | None,
         scope: Scope,
+        door: context.Context | None,
     ) -> tuple[bytes, Exchange]:
         """The encoded answer and its exchange; ``_Failed`` with what the caller is told if
-        the call failed."""
+        the call failed. ``door``: the context the door gave the request, when observed."""
         token = None
+        given = door
         if values is not None and self._authorized(secret):
             # only a trusted caller (another nanobuild process) sets the call's context
             # over what the door gave it (request id, trace context): the caller's own wins
-            token = context.bind({**context.current(), **context.from_header(values)})
+            given = {**(door or context.current()), **context.from_header(values)}
+            if door is None:
+                token = context.bind(given)
         try:
             codec = served.codecs[fmt]
             request = codec.decode(body)
             exchange = Exchange(scope["headers"], "POST", scope["path"])
-            return codec.encode(await _run(served, request, exchange)), exchange
+            return codec.encode(await _run(served, request, exchange, given)), exchange
         except Exception as exc:
             raise _Failed(served.failure(exc)) from exc
         finally:
@@ -410,11 +439,25 @@ def _media_type_message(content_type: bytes | None) -> str:
     return f"send application/json or application/msgpack, not {sent}"
 
 
-async def _run(served: Served, request: object, exchange: Exchange) -> object:
-    """Run the call with ``exchange`` as what ``this_call(request)`` gives its handler."""
+async def _run(
+    served: Served, request: object, exchange: Exchange, given: context.Context | None = None
+) -> object:
+    """Run the call with ``exchange`` as what ``this_call(request)`` gives its handler.
+
+    ``given``, when the door gave the call its context (observed): the call is observed
+    here, inline, with ``given`` as the context it arrived with."""
     token = bind(request, exchange)
     try:
-        return await served.run(request)  # every route returns an awaitable (see Served)
+        if given is None or served.watch is None:
+            return await served.run(request)  # every route returns an awaitable (see Served)
+        call = served.watch.arrived("http", given)
+        try:
+            result = await served.inner(request)
+        except BaseException as exc:
+            call.close(exc)
+            raise
+        call.close(None)
+        return result
     finally:
         unbind(token)
 

@@ -169,10 +169,55 @@ def encode_span(record: Record) -> bytes:
     return b"\x12" + _varint(size) + ids + times + tail + rest
 
 
+# (site, outcome, flags, whether a parent, the request id's length) -> a span's bytes
+# before its ids, and after its times up to its request id: for a span with no
+# tracestate and no name of its own (a contract call's), most of its bytes
+_frames: dict[tuple[Site, str, str, bool, int], tuple[bytes, bytes]] = {}
+
+
+def encode_spans(records: Iterable[Record]) -> bytes:
+    """``records`` as fields of their ``ScopeSpans``, one after another: ``encode_span``'s
+    bytes, in one pass with what a contract call's span shares cached (its key, length,
+    site's fields and request id's key), so that a span costs a few calls in C."""
+    parts: list[bytes] = []
+    append = parts.append
+    frames, pack, fromhex = _frames, _TIMES.pack, bytes.fromhex
+    for record in records:
+        site, trace_id, span_id, parent_id, flags, start, end, outcome, request_id = record[:9]
+        if record[9] is not None or record[10] is not None or not request_id:
+            append(encode_span(record))  # a tracestate, an adopted app's span, no request id
+            continue
+        value = request_id.encode("utf-8", "replace")
+        key = (site, outcome, flags, parent_id is not None, len(value))
+        frame = frames.get(key)
+        if frame is None:
+            frame = frames[key] = _frame(key)
+        append(frame[0])
+        if parent_id is None:
+            append(fromhex(f"0a10{trace_id}1208{span_id}"))
+        else:
+            append(fromhex(f"0a10{trace_id}1208{span_id}2208{parent_id}"))
+        append(pack(0x39, start, 0x41, end))
+        append(frame[1])
+        append(value)
+    return b"".join(parts)
+
+
+def _frame(key: tuple[Site, str, str, bool, int]) -> tuple[bytes, bytes]:
+    """The cached bytes of a contract call's span (see ``_frames``): its key and length,
+    then its site's and outcome's fields and its request id's key and length."""
+    site, outcome, flags, parented, length = key
+    tail = _tail(site, outcome, flags, parented)
+    attribute = _request_id("x" * length)  # its bytes before the id, then the id
+    ids = 38 if parented else 28  # the ids' fields: trace (18), span (10), parent (10)
+    size = ids + len(_TIMES.pack(0, 0, 0, 0)) + len(tail) + len(attribute)
+    return b"\x12" + _varint(size), tail + attribute[: len(attribute) - length]
+
+
 def encode_request(resource: bytes, records: Iterable[Record]) -> bytes:
     """An ``ExportTraceServiceRequest`` of ``records``, all from the one ``resource`` (a
     ``Resource`` message's body, as ``resource_of`` makes it) and the scope ``nanobuild``."""
-    spans = b"".join([encode_span(r) for r in records])
+    spans = encode_spans(records)
     scope = _field(0x0A, _field(0x0A, b"nanobuild") + _field(0x12, __version__.encode()))
     resource_spans = _field(0x0A, resource) + _field(0x12, scope + spans)
     return _field(0x0A, resource_spans)

@@ -21,9 +21,12 @@ interceptor puts in ``call.context`` is the per-call context of the callee.
 
 The seam may also have one observer (``telemetry``'s, while telemetry is on), which
 wraps the whole chain: an ``Observer`` is given the seam and the run of its
-interceptors (None when there are none) and returns the run that takes their
-place. It sees what interceptors see, at a fraction of their cost per call: no
-``CallInfo``, no chain of closures, which matters once per call on every hop.
+interceptors (None when there are none) and returns its ``Watch`` on the seam,
+whose ``run`` takes their place. It sees what interceptors see, at a fraction of
+their cost per call: no ``CallInfo``, no chain of closures, which matters once per
+call on every hop. A face that is a coroutine already (the HTTP face) observes an
+inbound call inline instead, with no coroutine more: ``watch.arrived()`` before it
+runs ``chain`` (or the route), ``close()`` after.
 
 With no interceptor and no observer the seam is not there at all: an in-memory
 route stays the handler's own coroutine, and the faces skip it with one test of a
@@ -34,7 +37,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Literal
+from typing import Literal, Protocol
 
 from nanobuild.runtime import context
 from nanobuild.runtime.errors import NanoError
@@ -98,13 +101,35 @@ class CallInfo:
 Interceptor = Callable[[CallInfo, Proceed], Awaitable[object]]
 # a seam's run: the route, the request, the direction and how an inbound call arrived
 Run = Callable[[Route, object, Direction, "str | None"], Awaitable[object]]
-Observer = Callable[["Seam", "Run | None"], Run]
+
+
+class Arrival(Protocol):
+    """An inbound call a face observes inline, from before it runs until ``close``."""
+
+    def close(self, error: BaseException | None) -> None:
+        """The call ended, having raised ``error`` (None: it returned)."""
+
+
+class Watch(Protocol):
+    """An observer's hold on one seam."""
+
+    def run(
+        self, route: Route, request: object, direction: Direction, via: str | None = None
+    ) -> Awaitable[object]:
+        """The seam's run: ``route(request)`` observed, through the interceptors' chain."""
+
+    def arrived(self, via: str, given: context.Context) -> Arrival:
+        """An inbound call arrived ``via`` a face with the context ``given``, observed from
+        now until its ``close``: the face runs the chain (or the route) in between."""
+
+
+Observer = Callable[["Seam", "Run | None"], Watch]
 
 
 class Seam:
     """Where calls of one endpoint pass: its identity, and the interceptors to run."""
 
-    __slots__ = ("contract", "interceptors", "placement", "run", "service", "via")
+    __slots__ = ("chain", "contract", "interceptors", "placement", "run", "service", "via", "watch")
 
     def __init__(
         self,
@@ -123,8 +148,10 @@ class Seam:
         # ``run(route, request, direction, via=None)``: ``route(request)`` through the
         # observer and every interceptor, in order. ``via`` is how an inbound call
         # arrived (``http``, ``tcp``); an outbound one travels the endpoint's own way.
-        chain = self._chain if self.interceptors else None
-        self.run: Run = self._chain if observer is None else observer(self, chain)
+        # ``chain`` is the same through the interceptors alone (None: there are none).
+        self.chain: Run | None = self._chain if self.interceptors else None
+        self.watch: Watch | None = None if observer is None else observer(self, self.chain)
+        self.run: Run = self._chain if self.watch is None else self.watch.run
 
     async def _chain(
         self, route: Route, request: object, direction: Direction, via: str | None = None

@@ -238,8 +238,7 @@ def _config(
     log_format: str = "text",
 ) -> uvicorn.Config:
     return uvicorn.Config(
-        # observed, each request gets its request id and trace context at the door
-        telemetry.Edge(app) if telemetry.enabled() else app,
+        app,
         host=host,
         port=port,
         loop=stack.loop,  # the TCP transport's servers and clients run on this loop too

@@ -34,15 +34,16 @@ class Served:
 
     ``run`` takes the decoded request: the handler itself for a service of this
     process, the transport's route for one that runs elsewhere, or — with
-    interceptors installed — the seam around either, which sees an inbound call
-    arrived by ``face``. ``waits`` says whether it may
+    interceptors or an observer installed — the seam around either, which sees an
+    inbound call arrived by ``face``; ``inner`` is the same but the observer, for a
+    face that observes the call itself (``watch``). ``waits`` says whether it may
     suspend: a ``def`` handler (it runs on the worker pool) or an ``async def`` with
     an await (or ``async for``/``async with``) in its body. One without is a plain
     function in disguise, and ``respond`` runs it to its end with no task; a server
     runs the others as tasks.
     """
 
-    __slots__ = ("codecs", "msgpack", "name", "public", "run", "service", "waits")
+    __slots__ = ("codecs", "inner", "msgpack", "name", "public", "run", "service", "waits", "watch")
 
     def __init__(self, endpoint: Endpoint, *, thorough: bool, face: str = "memory") -> None:
         self.service = endpoint.service
@@ -56,6 +57,10 @@ class Served:
         handler = endpoint.handler
         target = local_route(handler) if handler is not None else endpoint.target
         seam = endpoint.seam
+        # an observed seam's watch, and the run inside it: what a face that observes its
+        # calls inline (``watch.arrived``) runs; without a watch, ``run`` itself
+        self.watch = None if seam is None else seam.watch
+        self.inner: Callable[[object], Any] = target
         if seam is not None:
 
             def run(request: object) -> object:
@@ -63,6 +68,15 @@ class Served:
 
             self.run: Callable[[object], Any] = run  # Any: an awaitable of the response
             self.waits = True
+            chain = seam.chain
+            if seam.watch is None:
+                self.inner = run
+            elif chain is not None:
+
+                def inner(request: object) -> object:
+                    return chain(target, request, "inbound", face)
+
+                self.inner = inner
         elif handler is not None:
             self.run = target  # the handler itself, or a ``def`` one on the worker pool
             self.waits = target is not handler or may_suspend(handler)

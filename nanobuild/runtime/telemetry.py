@@ -27,8 +27,10 @@ import logging
 import os
 import time
 from bisect import bisect_left
-from collections import deque
-from collections.abc import Mapping, Sequence
+from collections import Counter, deque
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
+from functools import partial
+from operator import itemgetter, sub
 from typing import TYPE_CHECKING, Any
 
 from nanobuild.runtime import context, faults, tracing
@@ -72,16 +74,7 @@ _NS = 1_000_000_000
 class _Stats:
     """One (service, contract, direction): exact counters, and a recent window (ns)."""
 
-    __slots__ = (
-        "_counts",
-        "_second",
-        "buckets",
-        "in_flight",
-        "outcomes",
-        "recent",
-        "seconds",
-        "sum",
-    )
+    __slots__ = ("buckets", "in_flight", "outcomes", "recent", "seconds", "sum")
 
     def __init__(self) -> None:
         self.in_flight = 0
@@ -90,8 +83,6 @@ class _Stats:
         self.sum = 0  # ns
         self.recent: deque[tuple[int, int]] = deque(maxlen=LATENCY_SAMPLES)  # (end, took)
         self.seconds: dict[int, list[int]] = {}  # whole second -> [calls, errors]
-        self._second = -1  # the second ``_counts`` counts: most calls fall in the last one
-        self._counts = [0, 0]
 
     @property
     def calls(self) -> int:
@@ -101,24 +92,56 @@ class _Stats:
     def errors(self) -> dict[str, int]:
         return {kind: n for kind, n in self.outcomes.items() if kind != "ok"}
 
-    def record(self, outcome: str, start: int, end: int) -> None:
-        """A call from ``start`` to ``end`` (ns since the epoch) that ended ``outcome``."""
-        took = end - start
-        outcomes = self.outcomes
-        outcomes[outcome] = outcomes.get(outcome, 0) + 1
-        counts = self._counts
-        if end // _NS != self._second:
-            self._second = second = end // _NS
-            seconds = self.seconds
-            counts = self._counts = seconds.setdefault(second, [0, 0])
-            if len(seconds) > RATE_WINDOW + 2:  # a bounded map: drop the oldest
-                del seconds[min(seconds)]
-        counts[0] += 1
-        if outcome != "ok":
-            counts[1] += 1
-        self.buckets[bisect_left(_BOUNDS_NS, took)] += 1
-        self.sum += took
-        self.recent.append((end, took))
+    def add(self, records: Sequence[Record]) -> None:
+        """Count finished calls, each a ``Record``: a pass over each of their columns, in C
+        as far as it goes (``Recorder.fold`` gives them by the hundred)."""
+        starts, ends, outcomes = _TIMES_AND_OUTCOME(tuple(zip(*records, strict=True)))
+        tooks = list(map(sub, ends, starts))
+        self.sum += sum(tooks)
+        kept = self.outcomes
+        counted = Counter(outcomes)
+        for outcome, n in counted.items():
+            kept[outcome] = kept.get(outcome, 0) + n
+        buckets = self.buckets
+        for index, n in Counter(map(_bucket, tooks)).items():
+            buckets[index] += n
+        seconds = self.seconds
+        for second, n in Counter(map(_NS.__rfloordiv__, ends)).items():
+            found = seconds.get(second)
+            if found is None:
+                seconds[second] = [n, 0]
+            else:
+                found[0] += n
+        if counted.get("ok", 0) != len(tooks):  # some failed
+            for end, outcome in zip(ends, outcomes, strict=True):
+                if outcome != "ok":
+                    seconds[end // _NS][1] += 1
+        while len(seconds) > RATE_WINDOW + 2:  # a bounded map: drop the oldest
+            del seconds[min(seconds)]
+        self.recent.extend(zip(ends, tooks, strict=True))
+
+
+_TIMES_AND_OUTCOME = itemgetter(5, 6, 7)  # a record's start, end and outcome (columns)
+_bucket = partial(bisect_left, _BOUNDS_NS)  # a duration's bucket
+
+
+_FLAGS = itemgetter(4)  # a record's flags
+
+
+def _by_site(batch: list[Record]) -> Iterable[tuple[Site, Sequence[Record]]]:
+    """``batch``'s records by their site: under load most batches are of one or a few."""
+    sites = set(map(_SITE, batch))
+    if len(sites) == 1:
+        return [(batch[0][0], batch)]
+    if len(sites) <= 4:
+        return [(site, [r for r in batch if r[0] is site]) for site in sites]
+    grouped: dict[Site, list[Record]] = {}
+    for record in batch:
+        grouped.setdefault(record[0], []).append(record)
+    return grouped.items()
+
+
+_SITE = itemgetter(0)  # a record's site
 
 
 def _trace(trace_id: str, kept: list[Span]) -> dict[str, object]:
@@ -185,13 +208,16 @@ class Recorder:
         batch = pending.copy()
         pending.clear()
         counted = self.counted
-        for record in batch:
-            stats = counted.get(record[0])
+        for site, records in _by_site(batch):
+            stats = counted.get(site)
             if stats is not None:  # None: a request into an adopted app, not a call
-                stats.record(record[7], record[5], record[6])
+                stats.add(records)
         self.spans.extend(batch)
         if _exporter is not None:
-            _exporter.extend([r for r in batch if r[4][1] in _SAMPLED])
+            if all(flags[1] in _SAMPLED for flags in set(map(_FLAGS, batch))):
+                _exporter.extend(batch)
+            else:
+                _exporter.extend([r for r in batch if r[4][1] in _SAMPLED])
 
     def fold_soon(self) -> None:
         """Fold on the event loop calls are observed on (from any thread)."""
@@ -380,66 +406,114 @@ def _kind(direction: str, placement: str) -> str:
     return "client" if placement == "remote" else "internal"
 
 
-def observer(seam: Seam, chain: Run | None) -> Run:
-    """The seam's run with each call recorded: counted, timed and made a span, once in
-    each process it passes (see the module's docstring). ``chain`` is the run of the
-    seam's interceptors, which see this call's trace context as theirs."""
-    service, contract, placement = seam.service, seam.contract, seam.placement
-    sites: dict[tuple[str, str | None], tuple[Site, _Stats]] = {}
+class Watched:
+    """Telemetry's watch on one seam (``observer`` makes it): the seam's run with each call
+    recorded, counted, timed and made a span, once in each process it passes (see the
+    module's docstring); ``arrived`` the same for a face that observes an inbound call
+    inline. ``chain`` is the run of the seam's interceptors, which see this call's trace
+    context as theirs."""
 
-    def site(direction: Direction, via: str | None) -> tuple[Site, _Stats]:
-        kind = _kind(direction, placement)
+    __slots__ = ("chain", "contract", "placement", "service", "sites", "via")
+
+    def __init__(self, seam: Seam, chain: Run | None) -> None:
+        self.service, self.contract, self.placement = seam.service, seam.contract, seam.placement
+        self.via = seam.via
+        self.chain = chain
+        # (direction, how an inbound call arrived) -> its site and stats, made at first use
+        self.sites: dict[tuple[str, str | None], tuple[Site, _Stats]] = {}
+
+    async def run(
+        self, route: Route, request: object, direction: Direction, via: str | None = None
+    ) -> object:
+        where, stats = self.sites.get((direction, via)) or self._site(direction, via)
+        call = Recording(where, stats, _current())
+        error = None
+        try:
+            if self.chain is None:
+                return await route(request)
+            return await self.chain(route, request, direction, via)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            call.close(error)
+
+    def arrived(self, via: str, given: context.Context) -> Recording:
+        where, stats = self.sites.get(("inbound", via)) or self._site("inbound", via)
+        return Recording(where, stats, given)
+
+    def _site(self, direction: Direction, via: str | None) -> tuple[Site, _Stats]:
+        kind = _kind(direction, self.placement)
         process = RECORDER.process["name"] or ""
-        where = Site.call(service, contract, kind, placement, via or seam.via, process)
+        service, contract = self.service, self.contract
+        where = Site.call(service, contract, kind, self.placement, via or self.via, process)
         stats = RECORDER.counted[where] = RECORDER.stats_of(service, contract, direction)
         RECORDER.loop = asyncio.get_running_loop()  # the loop a fold is asked of
-        found = sites[direction, via] = (where, stats)
+        found = self.sites[direction, via] = (where, stats)
         return found
 
-    async def observed(
-        route: Route, request: object, direction: Direction, via: str | None = None
-    ) -> object:
-        where, stats = sites.get((direction, via)) or site(direction, via)
-        given = _current()
+
+observer: Observer = Watched  # the seam's observer while telemetry is on
+
+
+class Recording:
+    """One call being recorded: its span's ids, bound as the call's trace context from now
+    until ``close``, which keeps its record (see ``Recorder``). ``given`` is the context
+    the call came with: its ``traceparent`` (if any) is the span's parent; a context one
+    entry short of the limit is refused (``BadRequest``), as the callee could not take it."""
+
+    __slots__ = (
+        "flags",
+        "parent_id",
+        "span_id",
+        "start",
+        "stats",
+        "token",
+        "trace_id",
+        "values",
+        "where",
+    )
+
+    def __init__(self, where: Site, stats: _Stats, given: context.Context) -> None:
         trace_id, span_id, parent_id, flags = _open(given.get(TRACEPARENT))
         values = {**given, TRACEPARENT: f"00-{trace_id}-{span_id}-{flags}"}
         if len(values) > context.MAX_ENTRIES:
             context.check(values)  # this entry more is one too many: the caller is told
+        self.where, self.stats, self.values = where, stats, values
+        self.trace_id, self.span_id = trace_id, span_id
+        self.parent_id, self.flags = parent_id, flags
         stats.in_flight += 1
-        token = _bind(values)
-        outcome, error = "ok", None
-        start = _time_ns()
-        try:
-            if chain is None:
-                return await route(request)
-            return await chain(route, request, direction, via)
-        except BaseException as exc:
-            outcome, error = exc.kind if isinstance(exc, NanoError) else "internal", exc
-            raise
-        finally:
-            end = _time_ns()
-            _unbind(token)
-            stats.in_flight -= 1
-            _keep(
-                (
-                    where,
-                    trace_id,
-                    span_id,
-                    parent_id,
-                    flags,
-                    start,
-                    end,
-                    outcome,
-                    values.get(REQUEST_ID),
-                    values.get(TRACESTATE),
-                    None,
-                    None,
-                )
-            )
-            if error is not None:
-                _failed(where, values, trace_id, span_id, outcome, error)
+        self.token = _bind(values)
+        self.start = _time_ns()
 
-    return observed
+    def close(self, error: BaseException | None) -> None:
+        end = _time_ns()
+        _unbind(self.token)
+        self.stats.in_flight -= 1
+        if error is None:
+            outcome = "ok"
+        else:
+            outcome = error.kind if isinstance(error, NanoError) else "internal"
+        values = self.values
+        where, trace_id, span_id = self.where, self.trace_id, self.span_id
+        _keep(
+            (
+                where,
+                trace_id,
+                span_id,
+                self.parent_id,
+                self.flags,
+                self.start,
+                end,
+                outcome,
+                values.get(REQUEST_ID),
+                values.get(TRACESTATE),
+                None,
+                None,
+            )
+        )
+        if error is not None:
+            _failed(where, values, trace_id, span_id, outcome, error)
 
 
 def _keep(record: Record) -> None:
@@ -525,18 +599,47 @@ def request_id_of(given: bytes | None) -> str:
     return tracing.new_trace_id()  # 32 random hex digits, as uuid4().hex at a tenth its cost
 
 
+def door(given: bytes | None, parent: bytes | None, state: bytes | None) -> dict[str, str]:
+    """The context an HTTP request brings to the door, from its ``x-request-id`` (``given``),
+    ``traceparent`` and ``tracestate`` headers: its request id (``request_id_of``) and its
+    W3C trace context when that is valid."""
+    values = {REQUEST_ID: request_id_of(given)}
+    _trace_context(values, parent, state)
+    return values
+
+
+def answered(values: context.Context, status: int) -> tuple[bytes, bytes]:
+    """Count an answer of ``status`` to a request the door gave ``values``; the header that
+    returns its request id."""
+    http = RECORDER.http
+    http[status] = http.get(status, 0) + 1
+    return REQUEST_ID_HEADER, values[REQUEST_ID].encode()
+
+
+def answering(send: Any, values: context.Context) -> Any:
+    """``send`` with ``answered`` applied to the answer it starts."""
+
+    def sending(message: dict[str, Any]) -> Any:  # send's own awaitable: no frame more
+        if message["type"] == "http.response.start":
+            header = answered(values, message["status"])
+            message = {**message, "headers": [*message.get("headers", ()), header]}
+        return send(message)
+
+    return sending
+
+
 class Edge:
     """ASGI middleware: each HTTP request gets a request id (its ``x-request-id`` or a new
     one, returned in the answer's ``x-request-id``) and its W3C trace context, both put in
-    the per-call context of the calls it makes."""
+    the per-call context of the calls it makes. The HTTP face does the same for its
+    contract calls in its own pass over their headers (``door``, ``answered``)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> Any:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+            return await self.app(scope, receive, send)
         given = parent = state = None
         for name, value in scope["headers"]:
             if name == REQUEST_ID_HEADER:
@@ -545,22 +648,10 @@ class Edge:
                 parent = value
             elif name == b"tracestate":
                 state = value
-        request_id = request_id_of(given)
-        values = {**_current(), REQUEST_ID: request_id}
-        _trace_context(values, parent, state)
-        header = (REQUEST_ID_HEADER, request_id.encode())
-        answered = RECORDER.http
-
-        def sending(message: dict[str, Any]) -> Any:  # send's own awaitable: no frame more
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                answered[status] = answered.get(status, 0) + 1
-                message = {**message, "headers": [*message.get("headers", ()), header]}
-            return send(message)
-
+        values = {**_current(), **door(given, parent, state)}
         token = _bind(values)
         try:
-            await self.app(scope, receive, sending)
+            return await self.app(scope, receive, answering(send, values))
         finally:
             _unbind(token)
 
