@@ -140,3 +140,38 @@ def test_metrics_off_answer_404_saying_how_to_turn_them_on(tmp_path: Path) -> No
         assert server.stop() == 0
     assert answer.status_code == 404 and "NANO_METRICS=1" in answer.text
     assert "x-request-id" not in plain.headers  # off: nothing at the door either
+
+
+def test_every_answer_at_the_door_has_its_request_id_and_is_counted(tmp_path: Path) -> None:
+    """Contract calls get their ids in the face's own pass over the headers, every other
+    path through the door's middleware: both return the id and count the answer."""
+    server = launch([], tmp_path / "serve.log", {"NANO_SECRET": SECRET, "NANO_METRICS": "1"})
+    product = "/api/catalog/GetProduct"
+    json_type = {"content-type": "application/json"}
+    try:
+        http = server.http
+        answers = [
+            (http.post(product, json={"id": "66VCHSJNUP"}, headers={"x-request-id": "d-1"}), 200),
+            (http.post("/api/catalog/NoSuch", json={}, headers={"x-request-id": "d-2"}), 404),
+            (http.get(product, headers={"x-request-id": "d-3"}), 405),
+            (http.post(product, content=b"{}", headers={"content-type": "text/plain"}), 415),
+            (http.post(product, content=b'{"id": ', headers=json_type), 400),
+            (http.post(product, json={"id": "no-such-product"}), 404),  # ran: not_found
+            (http.get("/healthz", headers={"x-request-id": "d-7"}), 200),
+            (http.get("/openapi.json"), 200),
+            (http.get("/metrics"), 401),  # no secret
+        ]
+        final = scrape(server.url)
+    finally:
+        assert server.stop() == 0, server.log()
+    statuses: dict[int, int] = {}
+    for answer, status in answers:
+        assert answer.status_code == status, (answer.request.url, answer.text)
+        given = answer.request.headers.get("x-request-id")
+        made = answer.headers.get_list("x-request-id")
+        assert made == [given] if given else len(made) == 1 and len(made[0]) == 32
+        statuses[status] = statuses.get(status, 0) + 1
+    assert len({a.headers["x-request-id"] for a, _ in answers}) == len(answers)
+    for status, count in statuses.items():  # the scrape's own answer is counted after it
+        assert answered(final, status) == count
+    assert calls(final, "GetProduct", "ok") == 1 and calls(final, "GetProduct", "not_found") == 1

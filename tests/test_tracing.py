@@ -298,6 +298,40 @@ def test_export_settings_that_cannot_be_used_stop_the_start_in_one_line(
     assert variable in last and said in last, stderr
 
 
+def test_a_contract_call_s_span_from_the_cache_is_the_span_encoded_whole() -> None:
+    """``encode_spans`` caches what a contract call's spans share: its bytes are
+    ``encode_span``'s, for every mix of parent, outcome, flags and request id."""
+    from nanobuild.runtime import otlp
+
+    sites = [
+        tracing.Site.call("catalog", "GetProduct", "server", "local", "http", "front"),
+        tracing.Site.call("cart", "GetCart", "client", "remote", "tcp", "front"),
+    ]
+    records: list[tracing.Record] = []
+    for i, request_id in enumerate(["r", tracing.new_trace_id(), "é" * 90, "x" * 127, None]):
+        for site, parent, outcome, flags in [
+            (sites[0], None, "ok", "01"),
+            (sites[1], tracing.new_span_id(), "unavailable", "00"),
+            (sites[0], tracing.new_span_id(), "internal", "01"),
+        ]:
+            ids = (tracing.new_trace_id(), tracing.new_span_id(), parent, flags)
+            records.append((site, *ids, 10**18 + i, 10**18 + 2 * i, outcome, request_id, None,
+                            None, None))  # fmt: skip
+    records.append((*records[0][:9], "k=v", None, None))  # a tracestate: encoded whole
+    whole = b"".join(otlp.encode_span(r) for r in records)
+    assert otlp.encode_spans(records) == whole
+    assert otlp.encode_spans(records) == whole  # and again, from the cache
+    resource = otlp.resource_of({"service.name": "front"})
+    decoded = trace_service_pb2.ExportTraceServiceRequest.FromString(
+        otlp.encode_request(resource, records)
+    )
+    spans = decoded.resource_spans[0].scope_spans[0].spans
+    assert [s.span_id.hex() for s in spans] == [r[2] for r in records]
+    got = [next((a.value.string_value for a in s.attributes if a.key.endswith("request_id")), None)
+           for s in spans]  # fmt: skip
+    assert got == [r[8] for r in records]
+
+
 def test_spans_are_sent_as_opentelemetry_s_protobuf_messages_say() -> None:
     """The runtime's own encoding, decoded field by field by opentelemetry-proto."""
     from nanobuild.runtime import otlp
@@ -586,3 +620,48 @@ def test_unsampled_traces_are_not_exported_and_a_bad_sampler_stops_the_start(
     said = bad.stderr.decode()
     assert bad.returncode != 0 and "Traceback" not in said
     assert "OTEL_TRACES_SAMPLER='sometimes'" in said.strip().splitlines()[-1], said
+
+
+SPY = """
+import logging
+
+log = logging.getLogger("spy")
+
+
+async def spy(call, proceed):
+    log.warning("spy %s %s %s %s", call.direction, call.via, call.context.get("traceparent"),
+                call.context.get("request-id"))
+    return await proceed()
+"""
+
+
+def test_an_interceptor_runs_inside_the_span_the_face_makes(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """The HTTP face observes a contract call inline, around the interceptors' chain: an
+    interceptor sees the inbound span's trace context (a child of the caller's), and the
+    span exported is the one whose id it saw."""
+    (tmp_path / "spy.py").write_text(SPY)
+    paths = [str(folder) for folder in workspace.load(REPO).import_paths()]
+    env = {
+        "NANO_METRICS": "1",
+        "NANO_INTERCEPTORS": "spy:spy",
+        "PYTHONPATH": os.pathsep.join([*paths, str(tmp_path)]),
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver.url,
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+    }
+    server = launch([], tmp_path / "serve.log", env)
+    trace_id, caller = tracing.new_trace_id(), tracing.new_span_id()
+    headers = {"traceparent": tracing.traceparent(trace_id, caller), "x-request-id": "spied-1"}
+    try:
+        answer = server.call("catalog", "GetProduct", {"id": "66VCHSJNUP"}, headers=headers)
+    finally:
+        assert server.stop() == 0, server.log()
+    assert answer.status_code == 200
+    [line] = [line for line in server.log().splitlines() if "spy inbound" in line]
+    direction, via, parent, request_id = line.split("spy ", 1)[1].split()
+    assert (direction, via, request_id) == ("inbound", "http", "spied-1")
+    found = tracing.parse_traceparent(parent)
+    assert found is not None and found[0] == trace_id and found[1] != caller
+    [span] = [s for s in receiver.spans if s["name"] == "catalog.GetProduct"]
+    assert (span["trace_id"], span["span_id"], span["parent_id"]) == (trace_id, found[1], caller)

@@ -39,7 +39,6 @@ import ssl
 import struct
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
@@ -378,7 +377,9 @@ class Exporter:
         self._fold = fold  # asks for the calls recorded, not yet queued, to be queued
         self.dropped = 0  # spans not sent: the queue was full, or the collector failed
         self.sent = 0
-        self._queue: deque[Record] = deque()
+        # oldest first; the loop extends its end while this thread cuts batches off its
+        # head, each one step under the GIL
+        self._queue: list[Record] = []
         self._wake = threading.Event()
         self._stopping = False
         self._resource = resource_of(settings.resource)
@@ -425,7 +426,8 @@ class Exporter:
         """Send the queue in batches: its full ones, or with ``everything`` all of it."""
         queue, size = self._queue, self.config.batch
         while len(queue) >= size or (everything and queue):
-            batch = [queue.popleft() for _ in range(min(size, len(queue)))]
+            batch = queue[:size]
+            del queue[: len(batch)]
             try:
                 body = encode_request(self._resource, batch)
             except Exception as exc:  # a span the encoder cannot take is dropped, not the thread
