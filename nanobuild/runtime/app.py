@@ -51,7 +51,6 @@ from nanobuild.runtime.static import Frontend
 log = logging.getLogger("nanobuild.http")
 _CONTEXT_HEADER = context.HEADER  # read for every header of every call: a plain global
 _SECRET_HEADER = SECRET_HEADER  # as is this one
-_REQUEST_ID_HEADER = telemetry.REQUEST_ID_HEADER  # and this one
 
 
 class Companion(Protocol):
@@ -114,8 +113,8 @@ class App:
 
             self._site = Front(mounts, self._site)
         # observed (telemetry on when the app is built), each request gets its request id
-        # and trace context at the door: a contract call's in ``api``'s own pass over its
-        # headers, with its span made inline; any other request's by ``telemetry.Edge``
+        # and trace context at the door: a contract call's in ``api`` (``telemetry.door``),
+        # with its span made inline; any other request's by ``telemetry.Edge``
         self._edge = telemetry.Edge(self._beyond_api) if telemetry.enabled() else None
         self._rest_at_api = self.rest_call if self._edge is None else telemetry.Edge(self.rest_call)
 
@@ -149,7 +148,6 @@ class App:
     async def api(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer one ``/api/`` request: find, check, decode, run, encode."""
         content_type = content_length = secret = values = None
-        request_id = parent = state = None  # read for the door (telemetry's) when observed
         for name, value in scope["headers"]:
             if name == b"content-type":
                 content_type = value
@@ -159,18 +157,12 @@ class App:
                 secret = value
             elif name == _CONTEXT_HEADER:
                 values = value
-            elif name == _REQUEST_ID_HEADER:
-                request_id = value
-            elif name == b"traceparent":
-                parent = value
-            elif name == b"tracestate":
-                state = value
         fmt = None if content_type is None else format_of(content_type)
         path: str = scope["path"]
         served = self.routes.get(path)
         if served is None and self.rest and await self._rest_at_api(scope, receive, send):
             return  # a contract's REST route under /api/
-        door = None if self._edge is None else telemetry.door(request_id, parent, state)
+        door = None if self._edge is None else telemetry.door(scope["headers"])
         try:
             if served is None or not (served.public or self._authorized(secret)):
                 raise _unknown(path)  # a contract kept from this caller looks absent

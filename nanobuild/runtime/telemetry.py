@@ -599,10 +599,18 @@ def request_id_of(given: bytes | None) -> str:
     return tracing.new_trace_id()  # 32 random hex digits, as uuid4().hex at a tenth its cost
 
 
-def door(given: bytes | None, parent: bytes | None, state: bytes | None) -> dict[str, str]:
-    """The context an HTTP request brings to the door, from its ``x-request-id`` (``given``),
-    ``traceparent`` and ``tracestate`` headers: its request id (``request_id_of``) and its
-    W3C trace context when that is valid."""
+def door(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The context an HTTP request brings to the door, from its headers: its request id
+    (from ``x-request-id``, see ``request_id_of``) and its W3C trace context
+    (``traceparent``, ``tracestate``) when that is valid."""
+    given = parent = state = None
+    for name, value in headers:
+        if name == REQUEST_ID_HEADER:
+            given = value
+        elif name == b"traceparent":
+            parent = value
+        elif name == b"tracestate":
+            state = value
     values = {REQUEST_ID: request_id_of(given)}
     _trace_context(values, parent, state)
     return values
@@ -632,7 +640,7 @@ class Edge:
     """ASGI middleware: each HTTP request gets a request id (its ``x-request-id`` or a new
     one, returned in the answer's ``x-request-id``) and its W3C trace context, both put in
     the per-call context of the calls it makes. The HTTP face does the same for its
-    contract calls in its own pass over their headers (``door``, ``answered``)."""
+    contract calls itself (``door``, ``answered``), with no middleware between."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -640,15 +648,7 @@ class Edge:
     async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> Any:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        given = parent = state = None
-        for name, value in scope["headers"]:
-            if name == REQUEST_ID_HEADER:
-                given = value
-            elif name == b"traceparent":
-                parent = value
-            elif name == b"tracestate":
-                state = value
-        values = {**_current(), **door(given, parent, state)}
+        values = {**_current(), **door(scope["headers"])}
         token = _bind(values)
         try:
             return await self.app(scope, receive, answering(send, values))
