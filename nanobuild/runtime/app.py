@@ -207,13 +207,15 @@ class App:
             # only a trusted caller (another nanobuild process) sets the call's context
             # over what the door gave it (request id, trace context): the caller's own wins
             given = {**(door or context.current()), **context.from_header(values)}
-            if door is None:
-                token = context.bind(given)
+        # observed, the call arrives with ``given`` (see ``_run``); else it is bound here
+        arrived = given if door is not None and served.watch is not None else None
+        if given is not None and arrived is None:
+            token = context.bind(given)
         try:
             codec = served.codecs[fmt]
             request = codec.decode(body)
             exchange = Exchange(scope["headers"], "POST", scope["path"])
-            return codec.encode(await _run(served, request, exchange, given)), exchange
+            return codec.encode(await _run(served, request, exchange, arrived)), exchange
         except Exception as exc:
             raise _Failed(served.failure(exc)) from exc
         finally:
@@ -436,8 +438,8 @@ async def _run(
 ) -> object:
     """Run the call with ``exchange`` as what ``this_call(request)`` gives its handler.
 
-    ``given``, when the door gave the call its context (observed): the call is observed
-    here, inline, with ``given`` as the context it arrived with."""
+    ``given``, when the door gave the call its context and the endpoint is watched: the
+    call is observed here, inline, with ``given`` as the context it arrived with."""
     token = bind(request, exchange)
     try:
         if given is None or served.watch is None:
