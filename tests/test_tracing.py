@@ -123,12 +123,14 @@ def receiver() -> Iterator[Receiver]:
     found.close()
 
 
-def launch(argv: list[str], log: Path, env: Mapping[str, str], root: Path = REPO) -> Server:
+def launch(
+    argv: list[str], log: Path, env: Mapping[str, str], root: Path = REPO, also: Path | None = None
+) -> Server:
     """The boutique (or the workspace at ``root``) from source, as ``nanobuild serve``'s
-    child runs it, with ``argv``."""
+    child runs it, with ``argv`` (and ``also`` importable too)."""
     ws = workspace.load(root)
     build = BuildInfo(workspace=ws.name, nanobuild=__version__, inputs="source")
-    paths = [str(folder) for folder in ws.import_paths()]
+    paths = [str(folder) for folder in ws.import_paths()] + ([str(also)] if also else [])
     proc = subprocess.Popen(
         [sys.executable, "-m", "nanobuild.runtime", "serve", "--port", "0", *argv],
         stdin=subprocess.PIPE,
@@ -642,15 +644,13 @@ def test_an_interceptor_runs_inside_the_span_the_face_makes(
     interceptor sees the inbound span's trace context (a child of the caller's), and the
     span exported is the one whose id it saw."""
     (tmp_path / "spy.py").write_text(SPY)
-    paths = [str(folder) for folder in workspace.load(REPO).import_paths()]
     env = {
         "NANO_METRICS": "1",
         "NANO_INTERCEPTORS": "spy:spy",
-        "PYTHONPATH": os.pathsep.join([*paths, str(tmp_path)]),
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver.url,
         "OTEL_BSP_SCHEDULE_DELAY": "100",
     }
-    server = launch([], tmp_path / "serve.log", env)
+    server = launch([], tmp_path / "serve.log", env, also=tmp_path)
     trace_id, caller = tracing.new_trace_id(), tracing.new_span_id()
     headers = {"traceparent": tracing.traceparent(trace_id, caller), "x-request-id": "spied-1"}
     try:

@@ -173,7 +173,6 @@ class Node:
         self.spec = spec
         self.settings = settings
         self.interceptors = tuple(interceptors)
-        self.observer = observer
         local = [e for e in endpoints if e.placement == "local"]
         self.endpoints = {(e.service, e.name): e for e in local}  # run here
         self.remote = {(e.service, e.name): e for e in endpoints if e.placement == "remote"}

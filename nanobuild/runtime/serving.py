@@ -57,8 +57,8 @@ class Served:
         handler = endpoint.handler
         target = local_route(handler) if handler is not None else endpoint.target
         seam = endpoint.seam
-        # an observed seam's watch, and the run inside it: what a face that observes its
-        # calls inline (``watch.arrived``) runs; without a watch, ``run`` itself
+        # an observed seam's watch, and the run inside it (the interceptors', or the
+        # target): what a face that observes its calls inline (``watch.arrived``) runs
         self.watch = None if seam is None else seam.watch
         self.inner: Callable[[object], Any] = target
         if seam is not None:
@@ -69,9 +69,7 @@ class Served:
             self.run: Callable[[object], Any] = run  # Any: an awaitable of the response
             self.waits = True
             chain = seam.chain
-            if seam.watch is None:
-                self.inner = run
-            elif chain is not None:
+            if chain is not None:
 
                 def inner(request: object) -> object:
                     return chain(target, request, "inbound", face)

@@ -130,11 +130,8 @@ _FLAGS = itemgetter(4)  # a record's flags
 
 def _by_site(batch: list[Record]) -> Iterable[tuple[Site, Sequence[Record]]]:
     """``batch``'s records by their site: under load most batches are of one or a few."""
-    sites = set(map(_SITE, batch))
-    if len(sites) == 1:
+    if len(set(map(_SITE, batch))) == 1:
         return [(batch[0][0], batch)]
-    if len(sites) <= 4:
-        return [(site, [r for r in batch if r[0] is site]) for site in sites]
     grouped: dict[Site, list[Record]] = {}
     for record in batch:
         grouped.setdefault(record[0], []).append(record)
